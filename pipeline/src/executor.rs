@@ -1,0 +1,694 @@
+//! Running a plan: topological order, independent stages in parallel, every
+//! stage's outputs cached by content, a run record in `runs/<id>/run.json`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, StageError};
+use crate::plan::{Plan, PlannedStage};
+use crate::stage::{Flow, Inputs, NoProgress, Progress, SUMMARY_PORT, StageContext};
+use crate::store::{self, Cache, Manifest, PortEntry, ReasonCount, RowAccount};
+use crate::table::{Artifact, PortKind, REASON_COLUMN};
+
+/// Version of the `run.json` format.
+pub const RUN_RECORD_VERSION: u32 = 1;
+
+/// Receives what happens during a run (the CLI draws progress bars from it).
+pub trait Observer: Send + Sync {
+    /// A progress handle for a stage that is about to run.
+    fn stage_started(&self, _stage_id: &str, _type_name: &str) -> Arc<dyn Progress> {
+        Arc::new(NoProgress)
+    }
+    /// A stage finished (ran, came from the cache, failed or was skipped).
+    fn stage_finished(&self, _record: &StageRecord) {}
+}
+
+/// An [`Observer`] that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How to run.
+pub struct RunOptions {
+    /// Where run directories go (`runs/`).
+    pub runs_dir: PathBuf,
+    /// The cache root (`.gigo/cache`).
+    pub cache_dir: PathBuf,
+    /// The run id; default: `<UTC time>-<pipeline name>`.
+    pub run_id: Option<String>,
+    /// How many stages may run at once.
+    pub jobs: usize,
+    /// Re-run every stage, ignoring the cache.
+    pub force: bool,
+}
+
+/// Outcome of one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageStatus {
+    /// Executed in this run.
+    Ran,
+    /// Served from the cache.
+    Cached,
+    /// Failed.
+    Failed,
+    /// Not run because an upstream stage failed.
+    Skipped,
+}
+
+/// One output in the run record.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputRecord {
+    /// Kind of artifact.
+    pub kind: PortKind,
+    /// Path of the file in the run directory.
+    pub path: String,
+    /// Rows, for tables.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<usize>,
+}
+
+/// What `run.json` says of one stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecord {
+    /// Stage id.
+    pub id: String,
+    /// Stage type.
+    #[serde(rename = "type")]
+    pub type_name: String,
+    /// Outcome.
+    pub status: StageStatus,
+    /// Whether the outputs came from the cache.
+    pub cache_hit: bool,
+    /// The cache key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
+    /// Wall time of this run of the stage, in milliseconds (0 when cached).
+    pub wall_ms: u64,
+    /// Row accounting.
+    pub rows: RowAccount,
+    /// Outputs by port.
+    pub outputs: BTreeMap<String, OutputRecord>,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Messages the stage logged.
+    pub messages: Vec<String>,
+}
+
+/// The whole `run.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Format version of this file.
+    pub format_version: u32,
+    /// gigo's version.
+    pub gigo_version: String,
+    /// Run id.
+    pub run_id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// The pipeline file.
+    pub file: String,
+    /// Run seed.
+    pub seed: u64,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Start time (UTC, RFC 3339).
+    pub started_at: String,
+    /// End time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The resolved configuration.
+    pub config: Value,
+    /// Stages, by id.
+    pub stages: BTreeMap<String, StageRecord>,
+}
+
+/// The result of a run.
+pub struct RunResult {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// The record written to `run.json`.
+    pub record: RunRecord,
+}
+
+impl RunResult {
+    /// Whether every stage ran or was cached.
+    pub fn succeeded(&self) -> bool {
+        self.record.status == "succeeded"
+    }
+
+    /// The failed stages with their errors.
+    pub fn failures(&self) -> Vec<(&str, &str)> {
+        self.record
+            .stages
+            .values()
+            .filter(|s| s.status == StageStatus::Failed)
+            .map(|s| (s.id.as_str(), s.error.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    /// The summary a stage produced, read back from the run directory.
+    pub fn summary(&self, stage: &str) -> Option<Value> {
+        let out = self.record.stages.get(stage)?.outputs.get(SUMMARY_PORT)?;
+        let bytes = fs::read(self.run_dir.join(&out.path)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// An output held by the executor: on disk, loaded on first use.
+struct Slot {
+    dir: PathBuf,
+    entry: PortEntry,
+    value: OnceLock<Artifact>,
+}
+
+impl Slot {
+    fn get(&self) -> Result<Artifact, StageError> {
+        if let Some(v) = self.value.get() {
+            return Ok(v.clone());
+        }
+        let v = store::read_artifact(&self.dir, &self.entry)?;
+        Ok(self.value.get_or_init(|| v).clone())
+    }
+}
+
+type Slots = HashMap<(String, String), Arc<Slot>>;
+
+/// Runs `plan`. Stage failures do not make this return `Err`: they are in the
+/// record (and dependants are skipped); `Err` is for problems with the run
+/// directory or cache themselves.
+pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<RunResult, Error> {
+    let cache = Cache::open(&opts.cache_dir).map_err(|e| Error::io(&opts.cache_dir, e))?;
+    let run_id = match &opts.run_id {
+        Some(id) => id.clone(),
+        None => default_run_id(&opts.runs_dir, &plan.name),
+    };
+    let run_dir = opts.runs_dir.join(&run_id);
+    fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let record = Mutex::new(RunRecord {
+        format_version: RUN_RECORD_VERSION,
+        gigo_version: crate::VERSION.to_string(),
+        run_id: run_id.clone(),
+        pipeline: plan.name.clone(),
+        file: plan.file.to_string(),
+        seed: plan.seed,
+        status: "running".into(),
+        started_at: rfc3339(SystemTime::now()),
+        finished_at: None,
+        config: plan.resolved_config(),
+        stages: BTreeMap::new(),
+    });
+    let write_record = |r: &RunRecord| -> Result<(), Error> {
+        let path = run_dir.join("run.json");
+        let bytes = serde_json::to_vec_pretty(r).map_err(|e| Error::Internal(e.to_string()))?;
+        store::write_atomic(&path, &bytes).map_err(|e| Error::io(&path, e))
+    };
+    write_record(&lock(&record))?;
+
+    let slots: Mutex<Slots> = Mutex::new(HashMap::new());
+    let mut status: HashMap<&str, Option<StageStatus>> =
+        plan.stages.iter().map(|s| (s.id.as_str(), None)).collect();
+    let mut started: std::collections::HashSet<&str> = Default::default();
+    let mut running = 0usize;
+    let jobs = opts.jobs.max(1);
+    let (tx, rx) = mpsc::channel::<StageRecord>();
+
+    std::thread::scope(|scope| -> Result<(), Error> {
+        loop {
+            // Skip what cannot run; start what is ready, up to `jobs`.
+            let mut progressed = true;
+            while progressed {
+                progressed = false;
+                for st in &plan.stages {
+                    if status[st.id.as_str()].is_some() || started.contains(st.id.as_str()) {
+                        continue;
+                    }
+                    let ups: Vec<&str> = st
+                        .inputs
+                        .iter()
+                        .flat_map(|(_, srcs)| srcs.iter().map(|s| s.stage.as_str()))
+                        .collect();
+                    let failed_up = ups.iter().find(|u| {
+                        matches!(
+                            status.get(*u).copied().flatten(),
+                            Some(StageStatus::Failed | StageStatus::Skipped)
+                        )
+                    });
+                    if let Some(up) = failed_up {
+                        let rec = skipped_record(st, up);
+                        observer.stage_finished(&rec);
+                        status.insert(st.id.as_str(), Some(StageStatus::Skipped));
+                        let mut r = lock(&record);
+                        r.stages.insert(st.id.clone(), rec);
+                        progressed = true;
+                        continue;
+                    }
+                    let ready = ups.iter().all(|u| {
+                        matches!(
+                            status.get(*u).copied().flatten(),
+                            Some(StageStatus::Ran | StageStatus::Cached)
+                        )
+                    });
+                    if ready && running < jobs {
+                        started.insert(st.id.as_str());
+                        running += 1;
+                        let tx = tx.clone();
+                        let (slots, cache, run_dir) = (&slots, &cache, &run_dir);
+                        let progress = observer.stage_started(&st.id, &st.type_name);
+                        scope.spawn(move || {
+                            let rec = run_stage(plan, st, opts, cache, slots, run_dir, progress);
+                            let _ = tx.send(rec);
+                        });
+                        progressed = true;
+                    }
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let rec = rx
+                .recv()
+                .map_err(|_| Error::Internal("a stage worker vanished".into()))?;
+            running -= 1;
+            observer.stage_finished(&rec);
+            let id = plan
+                .stages
+                .iter()
+                .find(|s| s.id == rec.id)
+                .map(|s| s.id.as_str())
+                .ok_or_else(|| Error::Internal(format!("unknown stage {}", rec.id)))?;
+            status.insert(id, Some(rec.status));
+            let mut r = lock(&record);
+            r.stages.insert(rec.id.clone(), rec);
+            write_record(&r)?;
+        }
+        Ok(())
+    })?;
+
+    let mut r = record.into_inner().unwrap_or_else(|p| p.into_inner());
+    let ok = r
+        .stages
+        .values()
+        .all(|s| matches!(s.status, StageStatus::Ran | StageStatus::Cached));
+    r.status = if ok { "succeeded" } else { "failed" }.into();
+    r.finished_at = Some(rfc3339(SystemTime::now()));
+    write_record(&r)?;
+    Ok(RunResult { run_dir, record: r })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn skipped_record(st: &PlannedStage, up: &str) -> StageRecord {
+    StageRecord {
+        id: st.id.clone(),
+        type_name: st.type_name.clone(),
+        status: StageStatus::Skipped,
+        cache_hit: false,
+        cache_key: None,
+        wall_ms: 0,
+        rows: RowAccount::default(),
+        outputs: BTreeMap::new(),
+        error: Some(format!("not run: upstream stage `{up}` did not succeed")),
+        messages: vec![],
+    }
+}
+
+fn run_stage(
+    plan: &Plan,
+    st: &PlannedStage,
+    opts: &RunOptions,
+    cache: &Cache,
+    slots: &Mutex<Slots>,
+    run_dir: &Path,
+    progress: Arc<dyn Progress>,
+) -> StageRecord {
+    let start = Instant::now();
+    let mut rec = StageRecord {
+        id: st.id.clone(),
+        type_name: st.type_name.clone(),
+        status: StageStatus::Failed,
+        cache_hit: false,
+        cache_key: None,
+        wall_ms: 0,
+        rows: RowAccount::default(),
+        outputs: BTreeMap::new(),
+        error: None,
+        messages: vec![],
+    };
+    match execute(plan, st, opts, cache, slots, run_dir, progress, &mut rec) {
+        Ok(()) => {}
+        Err(e) => {
+            rec.status = StageStatus::Failed;
+            rec.error = Some(e.to_string());
+        }
+    }
+    rec.wall_ms = start.elapsed().as_millis() as u64;
+    rec
+}
+
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    plan: &Plan,
+    st: &PlannedStage,
+    opts: &RunOptions,
+    cache: &Cache,
+    slots: &Mutex<Slots>,
+    run_dir: &Path,
+    progress: Arc<dyn Progress>,
+    rec: &mut StageRecord,
+) -> Result<(), StageError> {
+    // Inputs, by port, as slots.
+    let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
+    {
+        let s = lock(slots);
+        for (port, srcs) in &st.inputs {
+            for src in srcs {
+                let slot = s
+                    .get(&(src.stage.clone(), src.port.clone()))
+                    .cloned()
+                    .ok_or_else(|| {
+                        StageError::internal(format!(
+                            "output {}.{} is missing",
+                            src.stage, src.port
+                        ))
+                    })?;
+                input_slots.push((port.name.clone(), port.flow, slot));
+            }
+        }
+    }
+
+    let ctx = StageContext::new(
+        &st.id,
+        plan.seed,
+        run_dir.join(".scratch").join(&st.id),
+        plan.base_dir.clone(),
+        run_dir.to_path_buf(),
+        progress,
+    );
+    let extra = st.stage.fingerprint(&plan.base_dir)?;
+    let key = cache_key(st, ctx.seed, &input_slots, extra.as_deref());
+    rec.cache_key = Some(key.clone());
+    let side_effects = st.stage.has_side_effects();
+
+    let (dir, manifest) = match (!opts.force && !side_effects)
+        .then(|| cache.lookup(&key))
+        .flatten()
+    {
+        Some(m) => {
+            rec.status = StageStatus::Cached;
+            rec.cache_hit = true;
+            (cache.entry_dir(&key), m)
+        }
+        None => {
+            let mut inputs = Inputs::default();
+            for (port, _, slot) in &input_slots {
+                inputs.push(port, slot.get()?);
+            }
+            fs::create_dir_all(&ctx.scratch_dir)
+                .map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| st.stage.run(&inputs, &ctx)));
+            let _ = fs::remove_dir_all(&ctx.scratch_dir);
+            let out = match result {
+                Ok(r) => r?,
+                Err(p) => {
+                    let msg = p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default();
+                    return Err(StageError::internal(format!("the stage panicked: {msg}")));
+                }
+            };
+            let rows = account(st, &input_slots, &out)?;
+            let tmp = if side_effects {
+                let d = run_dir.join(&st.id);
+                fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
+                d
+            } else {
+                cache
+                    .begin(&key)
+                    .map_err(|e| StageError::io(&opts.cache_dir, e))?
+            };
+            let mut ports = BTreeMap::new();
+            let mut values = HashMap::new();
+            for (name, artifact) in &out.ports {
+                ports.insert(name.clone(), store::write_artifact(&tmp, name, artifact)?);
+                values.insert(name.clone(), artifact.clone());
+            }
+            let summary = Artifact::Summary(Arc::new(out.summary.clone()));
+            ports.insert(
+                SUMMARY_PORT.into(),
+                store::write_artifact(&tmp, SUMMARY_PORT, &summary)?,
+            );
+            values.insert(SUMMARY_PORT.to_string(), summary);
+            let manifest = Manifest {
+                gigo_version: crate::VERSION.to_string(),
+                key: key.clone(),
+                ports,
+                rows,
+                messages: ctx.messages(),
+            };
+            let dir = if side_effects {
+                tmp
+            } else {
+                cache
+                    .commit(&tmp, &manifest)
+                    .map_err(|e| StageError::io(cache.entry_dir(&key), e))?
+            };
+            rec.status = StageStatus::Ran;
+            // Downstream stages in this run reuse the in-memory values.
+            let mut s = lock(slots);
+            for (name, entry) in &manifest.ports {
+                let slot = Slot {
+                    dir: dir.clone(),
+                    entry: entry.clone(),
+                    value: OnceLock::new(),
+                };
+                if let Some(v) = values.remove(name) {
+                    let _ = slot.value.set(v);
+                }
+                s.insert((st.id.clone(), name.clone()), Arc::new(slot));
+            }
+            drop(s);
+            (dir, manifest)
+        }
+    };
+
+    // Publish outputs (cache hits) and link them into the run directory.
+    let stage_dir = run_dir.join(&st.id);
+    fs::create_dir_all(&stage_dir).map_err(|e| StageError::io(&stage_dir, e))?;
+    let mut s = lock(slots);
+    for (name, entry) in &manifest.ports {
+        s.entry((st.id.clone(), name.clone())).or_insert_with(|| {
+            Arc::new(Slot {
+                dir: dir.clone(),
+                entry: entry.clone(),
+                value: OnceLock::new(),
+            })
+        });
+        let dest = stage_dir.join(&entry.file);
+        if dir != stage_dir {
+            store::link_or_copy(&dir.join(&entry.file), &dest)
+                .map_err(|e| StageError::io(&dest, e))?;
+        }
+        rec.outputs.insert(
+            name.clone(),
+            OutputRecord {
+                kind: entry.kind,
+                path: format!("{}/{}", st.id, entry.file),
+                rows: entry.rows,
+            },
+        );
+    }
+    rec.rows = manifest.rows.clone();
+    rec.messages = manifest.messages.clone();
+    Ok(())
+}
+
+/// The cache key: gigo version, stage type, resolved parameters, the stage's
+/// seed, the fingerprints of its inputs by port, and the stage's own extra
+/// fingerprint (e.g. the files it reads).
+fn cache_key(
+    st: &PlannedStage,
+    seed: u64,
+    inputs: &[(String, Flow, Arc<Slot>)],
+    extra: Option<&str>,
+) -> String {
+    let inputs: Vec<Value> = inputs
+        .iter()
+        .map(|(port, _, slot)| serde_json::json!([port, slot.entry.fingerprint]))
+        .collect();
+    let material = serde_json::json!({
+        "gigo": crate::VERSION,
+        "type": st.type_name,
+        "params": st.params,
+        "seed": seed,
+        "inputs": inputs,
+        "extra": extra,
+    });
+    store::sha256_hex(material.to_string().as_bytes())
+}
+
+/// Checks that outputs match the declared ports and that rows balance:
+/// in + created = out + removed.
+fn account(
+    st: &PlannedStage,
+    inputs: &[(String, Flow, Arc<Slot>)],
+    out: &crate::stage::StageOutput,
+) -> Result<RowAccount, StageError> {
+    let mut rows = RowAccount {
+        created: out
+            .created
+            .iter()
+            .map(|(reason, rows)| ReasonCount {
+                reason: reason.clone(),
+                rows: *rows,
+            })
+            .collect(),
+        ..Default::default()
+    };
+    for (_, flow, slot) in inputs {
+        if *flow == Flow::Main {
+            rows.rows_in += slot.entry.rows.unwrap_or(0);
+        }
+    }
+    let mut has_main = false;
+    let mut removed_total = 0usize;
+    for spec in &st.outputs {
+        if spec.name == SUMMARY_PORT {
+            continue;
+        }
+        let Some(artifact) = out.ports.get(&spec.name) else {
+            return Err(StageError::internal(format!(
+                "stage `{}` did not produce its declared output `{}`",
+                st.id, spec.name
+            )));
+        };
+        if artifact.kind() != spec.kind {
+            return Err(StageError::internal(format!(
+                "output `{}` of stage `{}` is a {}, declared as a {}",
+                spec.name,
+                st.id,
+                artifact.kind(),
+                spec.kind
+            )));
+        }
+        match spec.flow {
+            Flow::Main => {
+                has_main = true;
+                rows.rows_out += artifact.num_rows().unwrap_or(0);
+            }
+            Flow::Removed => {
+                if let Artifact::Table(t) = artifact {
+                    removed_total += t.num_rows();
+                    if t.num_rows() > 0 {
+                        for (reason, n) in t.value_counts(REASON_COLUMN)? {
+                            match rows.removed.iter_mut().find(|r| r.reason == reason) {
+                                Some(r) => r.rows += n,
+                                None => rows.removed.push(ReasonCount { reason, rows: n }),
+                            }
+                        }
+                    }
+                }
+            }
+            Flow::Aside => {}
+        }
+    }
+    if let Some(extra) = out
+        .ports
+        .keys()
+        .find(|k| !st.outputs.iter().any(|p| &p.name == *k))
+    {
+        return Err(StageError::internal(format!(
+            "stage `{}` produced an undeclared output `{extra}`",
+            st.id
+        )));
+    }
+    if has_main {
+        let created: usize = rows.created.iter().map(|c| c.rows).sum();
+        if rows.rows_in + created != rows.rows_out + removed_total {
+            return Err(StageError::internal(format!(
+                "row accounting does not balance in stage `{}`: {} in + {} created != {} out + {} removed",
+                st.id, rows.rows_in, created, rows.rows_out, removed_total
+            )));
+        }
+        rows.checked = true;
+    }
+    Ok(rows)
+}
+
+fn default_run_id(runs_dir: &Path, name: &str) -> String {
+    let stamp = rfc3339(SystemTime::now())
+        .replace([':', '-'], "")
+        .replace('T', "-")
+        .trim_end_matches('Z')
+        .to_string();
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let base = format!("{stamp}-{safe}");
+    let mut id = base.clone();
+    let mut n = 2;
+    while runs_dir.join(&id).exists() {
+        id = format!("{base}-{n}");
+        n += 1;
+    }
+    id
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time (UTC).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_000_000)),
+            "2026-11-18T11:06:40Z"
+        );
+    }
+}

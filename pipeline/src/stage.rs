@@ -1,0 +1,309 @@
+//! The stage contract: ports, parameters, context, outputs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+use crate::error::StageError;
+use crate::table::{Artifact, Model, PortKind, Table};
+
+/// How rows on a port count in the row accounting of the stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Rows that flow through the stage: input rows, output rows.
+    Main,
+    /// Rows the stage removed; the table has a `removed_reason` column.
+    Removed,
+    /// Not counted (a side table, a model, a summary).
+    Aside,
+}
+
+/// A named input or output of a stage.
+#[derive(Debug, Clone)]
+pub struct PortSpec {
+    /// Port name (`table`, `train`, `quarantined`, ...).
+    pub name: String,
+    /// What it carries.
+    pub kind: PortKind,
+    /// How its rows count.
+    pub flow: Flow,
+    /// Inputs only: whether the port may be left unconnected.
+    pub optional: bool,
+    /// Inputs only: whether the port takes several upstream ports.
+    pub many: bool,
+    /// One line for `gigo stages`.
+    pub doc: String,
+}
+
+impl PortSpec {
+    /// A required table port whose rows flow through.
+    pub fn table(name: &str, doc: &str) -> Self {
+        PortSpec {
+            name: name.into(),
+            kind: PortKind::Table,
+            flow: Flow::Main,
+            optional: false,
+            many: false,
+            doc: doc.into(),
+        }
+    }
+
+    /// An output table of removed rows (with a `removed_reason` column).
+    pub fn removed(name: &str, doc: &str) -> Self {
+        PortSpec {
+            flow: Flow::Removed,
+            ..PortSpec::table(name, doc)
+        }
+    }
+
+    /// A port of `kind` that does not count in row accounting.
+    pub fn aside(name: &str, kind: PortKind, doc: &str) -> Self {
+        PortSpec {
+            kind,
+            flow: Flow::Aside,
+            ..PortSpec::table(name, doc)
+        }
+    }
+
+    /// Marks an input port optional.
+    pub fn optional(mut self) -> Self {
+        self.optional = true;
+        self
+    }
+
+    /// Marks an input port as taking several upstream ports.
+    pub fn many(mut self) -> Self {
+        self.many = true;
+        self
+    }
+}
+
+/// Name of the port every stage has: its JSON summary.
+pub const SUMMARY_PORT: &str = "summary";
+
+/// A stage built from checked parameters, ready to run.
+///
+/// Building (from parameters) is separate from running, so that `gigo
+/// validate` can build every stage and check the graph without touching data.
+pub trait Stage: Send + Sync {
+    /// The input ports, in the order a YAML list of inputs fills them.
+    fn inputs(&self) -> Vec<PortSpec>;
+
+    /// The output ports. The first is the default port (`stage` alone in an
+    /// input means `stage.<first>`). Every stage also has a `summary` port.
+    fn outputs(&self) -> Vec<PortSpec>;
+
+    /// Extra content that the cache key must cover besides parameters and
+    /// inputs: e.g. the bytes of the files a source stage reads. Called before
+    /// every run; `base_dir` is the pipeline file's directory.
+    fn fingerprint(&self, _base_dir: &Path) -> Result<Option<String>, StageError> {
+        Ok(None)
+    }
+
+    /// Whether the stage acts on the world (writes a file), so that it must
+    /// run every time instead of being served from the cache.
+    fn has_side_effects(&self) -> bool {
+        false
+    }
+
+    /// Does the work. Never prints: report through `ctx` and the summary.
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError>;
+}
+
+/// The inputs of one stage run, by port.
+#[derive(Debug, Default, Clone)]
+pub struct Inputs {
+    ports: BTreeMap<String, Vec<Artifact>>,
+}
+
+impl Inputs {
+    /// Adds an artifact to port `name`.
+    pub fn push(&mut self, name: &str, artifact: Artifact) {
+        self.ports
+            .entry(name.to_string())
+            .or_default()
+            .push(artifact);
+    }
+
+    /// Every artifact connected to `name`.
+    pub fn all(&self, name: &str) -> &[Artifact] {
+        self.ports.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The table on `name`, if connected.
+    pub fn table_opt(&self, name: &str) -> Option<Arc<Table>> {
+        self.all(name).iter().find_map(|a| match a {
+            Artifact::Table(t) => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    /// The table on the required port `name`.
+    pub fn table(&self, name: &str) -> Result<Arc<Table>, StageError> {
+        self.table_opt(name)
+            .ok_or_else(|| StageError::internal(format!("input port `{name}` has no table")))
+    }
+
+    /// The models on `name`.
+    pub fn models(&self, name: &str) -> Vec<Arc<Model>> {
+        self.all(name)
+            .iter()
+            .filter_map(|a| match a {
+                Artifact::Model(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Iterates over ports and their artifacts.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<Artifact>)> {
+        self.ports.iter()
+    }
+}
+
+/// What a stage returns.
+#[derive(Debug, Default)]
+pub struct StageOutput {
+    /// Artifacts by output port.
+    pub ports: BTreeMap<String, Artifact>,
+    /// JSON for the report (`{}` when there is nothing to say).
+    pub summary: serde_json::Value,
+    /// Rows this stage brought into the pipeline (read from a file,
+    /// generated, synthesised), with why.
+    pub created: Vec<(String, usize)>,
+}
+
+impl StageOutput {
+    /// An output with no ports yet.
+    pub fn new() -> Self {
+        StageOutput {
+            summary: serde_json::json!({}),
+            ..Default::default()
+        }
+    }
+
+    /// Sets port `name`.
+    pub fn with(mut self, name: &str, artifact: impl Into<Artifact>) -> Self {
+        self.ports.insert(name.to_string(), artifact.into());
+        self
+    }
+
+    /// Sets the summary.
+    pub fn with_summary(mut self, summary: serde_json::Value) -> Self {
+        self.summary = summary;
+        self
+    }
+
+    /// Records rows brought in.
+    pub fn created(mut self, reason: impl Into<String>, rows: usize) -> Self {
+        self.created.push((reason.into(), rows));
+        self
+    }
+}
+
+/// Progress of one stage: a total and a position. Implementations draw bars
+/// on a terminal, or nothing.
+pub trait Progress: Send + Sync {
+    /// Sets the total amount of work (e.g. rows, epochs).
+    fn set_total(&self, total: u64);
+    /// Advances by `n`.
+    fn advance(&self, n: u64);
+    /// A short status message.
+    fn message(&self, msg: &str);
+}
+
+/// A [`Progress`] that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_total(&self, _total: u64) {}
+    fn advance(&self, _n: u64) {}
+    fn message(&self, _msg: &str) {}
+}
+
+/// What a running stage gets besides its inputs.
+pub struct StageContext {
+    /// The stage id.
+    pub stage_id: String,
+    /// This stage's seed, derived from the run seed and the stage id.
+    pub seed: u64,
+    /// A directory the stage may use freely during this run.
+    pub scratch_dir: PathBuf,
+    /// The pipeline file's directory: relative paths in parameters resolve here.
+    pub base_dir: PathBuf,
+    /// The run directory (`runs/<id>`).
+    pub run_dir: PathBuf,
+    /// Progress reporting.
+    pub progress: Arc<dyn Progress>,
+    log: Mutex<Vec<String>>,
+}
+
+impl StageContext {
+    /// A context for `stage_id` under run seed `run_seed`.
+    pub fn new(
+        stage_id: &str,
+        run_seed: u64,
+        scratch_dir: PathBuf,
+        base_dir: PathBuf,
+        run_dir: PathBuf,
+        progress: Arc<dyn Progress>,
+    ) -> Self {
+        StageContext {
+            stage_id: stage_id.to_string(),
+            seed: derive_seed(run_seed, stage_id),
+            scratch_dir,
+            base_dir,
+            run_dir,
+            progress,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The stage's random number generator. Same run seed and stage id, same
+    /// stream.
+    pub fn rng(&self) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.seed)
+    }
+
+    /// An independent generator for chunk `i` of parallel work, so results do
+    /// not depend on which thread ran which chunk.
+    pub fn rng_for(&self, i: u64) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(derive_seed(self.seed, &format!("chunk-{i}")))
+    }
+
+    /// Resolves a path from the parameters against the pipeline's directory.
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    /// Records a message for the run record (stages never print).
+    pub fn log(&self, msg: impl Into<String>) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push(msg.into());
+        }
+    }
+
+    /// The messages logged so far.
+    pub fn messages(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+/// A seed derived from a parent seed and a name (SHA-256, first 8 bytes).
+pub fn derive_seed(seed: u64, name: &str) -> u64 {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(name.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    u64::from_le_bytes(b)
+}

@@ -1,0 +1,376 @@
+//! Artifacts on disk: Parquet tables, model files, JSON summaries, and the
+//! content-addressed cache whose entries appear atomically.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::StageError;
+use crate::table::{Artifact, Model, PortKind, Table};
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex SHA-256 of a file's content, streamed.
+pub fn file_sha256(path: &Path) -> Result<String, StageError> {
+    let mut f = fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| StageError::io(path, e))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `table` as Parquet (Snappy). The same table gives the same bytes.
+pub fn write_parquet(table: &Table, path: &Path) -> Result<(), StageError> {
+    let file = fs::File::create(path).map_err(|e| StageError::io(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_created_by(format!("gigo {}", crate::VERSION))
+        .build();
+    let mut w = ArrowWriter::try_new(file, table.schema().clone(), Some(props))
+        .map_err(|e| StageError::internal(format!("parquet writer for {}: {e}", path.display())))?;
+    for b in table.batches() {
+        w.write(b)
+            .map_err(|e| StageError::internal(format!("writing {}: {e}", path.display())))?;
+    }
+    w.close()
+        .map_err(|e| StageError::internal(format!("closing {}: {e}", path.display())))?;
+    Ok(())
+}
+
+/// Reads a Parquet file written by [`write_parquet`] (or any Parquet file).
+pub fn read_parquet(path: &Path) -> Result<Table, StageError> {
+    let file = fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        StageError::data(format!(
+            "{}: not a readable Parquet file: {e}",
+            path.display()
+        ))
+    })?;
+    let schema = builder.schema().clone();
+    let reader = builder
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+    Table::new(schema, batches)
+}
+
+/// What the cache knows of one output port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortEntry {
+    /// What the port carries.
+    pub kind: PortKind,
+    /// File name inside the entry directory.
+    pub file: String,
+    /// Rows, for tables.
+    pub rows: Option<usize>,
+    /// SHA-256 of the file's content: what downstream cache keys are made of.
+    pub fingerprint: String,
+}
+
+/// Row accounting of one stage run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RowAccount {
+    /// Rows on the stage's main input ports.
+    #[serde(rename = "in")]
+    pub rows_in: usize,
+    /// Rows on its main output ports.
+    #[serde(rename = "out")]
+    pub rows_out: usize,
+    /// Rows brought in (read, generated, synthesised), by reason.
+    pub created: Vec<ReasonCount>,
+    /// Rows removed, by reason (from the `removed_reason` column).
+    pub removed: Vec<ReasonCount>,
+    /// Whether in + created = out + removed was checked (stages without a
+    /// main output, such as `export`, have nothing to balance).
+    pub checked: bool,
+}
+
+/// A count with its reason.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReasonCount {
+    /// Why.
+    pub reason: String,
+    /// How many rows.
+    pub rows: usize,
+}
+
+/// The manifest of a cache entry, written last: its presence means the entry
+/// is complete.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// gigo version that wrote it.
+    pub gigo_version: String,
+    /// The cache key.
+    pub key: String,
+    /// Output ports (summary included).
+    pub ports: std::collections::BTreeMap<String, PortEntry>,
+    /// Row accounting of the run that produced it.
+    pub rows: RowAccount,
+    /// Messages the stage logged.
+    pub messages: Vec<String>,
+}
+
+/// Writes an artifact as `dir/<port>.<ext>` and returns its entry.
+pub fn write_artifact(
+    dir: &Path,
+    port: &str,
+    artifact: &Artifact,
+) -> Result<PortEntry, StageError> {
+    let (file, rows) = match artifact {
+        Artifact::Table(t) => {
+            let file = format!("{port}.parquet");
+            write_parquet(t, &dir.join(&file))?;
+            (file, Some(t.num_rows()))
+        }
+        Artifact::Model(m) => {
+            let file = format!("{port}.model");
+            write_model(m, &dir.join(&file))?;
+            (file, None)
+        }
+        Artifact::Summary(s) => {
+            let file = format!("{port}.json");
+            let text = serde_json::to_vec_pretty(s.as_ref())
+                .map_err(|e| StageError::internal(format!("summary JSON: {e}")))?;
+            write_file(&dir.join(&file), &text)?;
+            (file, None)
+        }
+    };
+    let fingerprint = file_sha256(&dir.join(&file))?;
+    Ok(PortEntry {
+        kind: artifact.kind(),
+        file,
+        rows,
+        fingerprint,
+    })
+}
+
+/// Reads an artifact written by [`write_artifact`].
+pub fn read_artifact(dir: &Path, entry: &PortEntry) -> Result<Artifact, StageError> {
+    let path = dir.join(&entry.file);
+    Ok(match entry.kind {
+        PortKind::Table => Artifact::Table(Arc::new(read_parquet(&path)?)),
+        PortKind::Model => Artifact::Model(Arc::new(read_model(&path)?)),
+        PortKind::Summary => {
+            let bytes = fs::read(&path).map_err(|e| StageError::io(&path, e))?;
+            let v = serde_json::from_slice(&bytes)
+                .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+            Artifact::Summary(Arc::new(v))
+        }
+    })
+}
+
+const MODEL_MAGIC: &[u8; 8] = b"GIGOMDL1";
+
+/// A model file: magic, header length (u64 LE), JSON header (kind, config), weights.
+pub fn write_model(m: &Model, path: &Path) -> Result<(), StageError> {
+    let header =
+        serde_json::to_vec(m).map_err(|e| StageError::internal(format!("model header: {e}")))?;
+    let mut bytes = Vec::with_capacity(16 + header.len() + m.weights.len());
+    bytes.extend_from_slice(MODEL_MAGIC);
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(&m.weights);
+    write_file(path, &bytes)
+}
+
+/// Reads a model file.
+pub fn read_model(path: &Path) -> Result<Model, StageError> {
+    let bytes = fs::read(path).map_err(|e| StageError::io(path, e))?;
+    let bad = || StageError::data(format!("{}: not a gigo model file", path.display()));
+    if bytes.len() < 16 || &bytes[..8] != MODEL_MAGIC {
+        return Err(bad());
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&bytes[8..16]);
+    let n = usize::try_from(u64::from_le_bytes(n)).map_err(|_| bad())?;
+    let header = bytes.get(16..16 + n).ok_or_else(bad)?;
+    let mut m: Model = serde_json::from_slice(header).map_err(|_| bad())?;
+    m.weights = bytes[16 + n..].to_vec();
+    Ok(m)
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
+    let mut f = fs::File::create(path).map_err(|e| StageError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| StageError::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), next_nonce()));
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+fn next_nonce() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The content-addressed cache: `<root>/<key>/` holds a stage's outputs and a
+/// manifest. An entry is written in a temporary directory and renamed into
+/// place once complete, so a run killed at any moment leaves nothing that a
+/// later run would trust.
+pub struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    /// A cache under `root` (created if needed).
+    pub fn open(root: &Path) -> std::io::Result<Cache> {
+        fs::create_dir_all(root)?;
+        let cache = Cache {
+            root: root.to_path_buf(),
+        };
+        cache.remove_stale_temporaries();
+        Ok(cache)
+    }
+
+    /// Directory of entry `key`.
+    pub fn entry_dir(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// The manifest of a complete entry, if there is one.
+    pub fn lookup(&self, key: &str) -> Option<Manifest> {
+        let bytes = fs::read(self.entry_dir(key).join("manifest.json")).ok()?;
+        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
+        // Every file must still be there (a user may have pruned the cache).
+        m.ports
+            .values()
+            .all(|p| self.entry_dir(key).join(&p.file).is_file())
+            .then_some(m)
+    }
+
+    /// A fresh temporary directory for building entry `key`.
+    pub fn begin(&self, key: &str) -> std::io::Result<PathBuf> {
+        let dir = self.root.join(format!(
+            ".tmp-{key}-{}-{}",
+            std::process::id(),
+            next_nonce()
+        ));
+        fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    /// Writes the manifest into `tmp` and renames it to the entry's place.
+    pub fn commit(&self, tmp: &Path, manifest: &Manifest) -> std::io::Result<PathBuf> {
+        let bytes = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
+        fs::write(tmp.join("manifest.json"), bytes)?;
+        let dest = self.entry_dir(&manifest.key);
+        match fs::rename(tmp, &dest) {
+            Ok(()) => Ok(dest),
+            Err(_) if dest.join("manifest.json").is_file() => {
+                // Another run committed the same entry first: same key, same content.
+                let _ = fs::remove_dir_all(tmp);
+                Ok(dest)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Removes temporary directories left by runs that were killed.
+    fn remove_stale_temporaries(&self) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(rest) = name.strip_prefix(".tmp-") else {
+                continue;
+            };
+            // .tmp-<key>-<pid>-<nonce>
+            let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive || pid == Some(std::process::id()) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+/// Makes `dest` hold the content of `src`: a hard link when possible, else a copy.
+pub fn link_or_copy(src: &Path, dest: &Path) -> std::io::Result<()> {
+    if dest.exists() {
+        fs::remove_file(dest)?;
+    }
+    fs::hard_link(src, dest).or_else(|_| fs::copy(src, dest).map(|_| ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    #[test]
+    fn parquet_round_trip_is_byte_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Float64Array::from(vec![
+                Some(1.0),
+                None,
+                Some(f64::NAN),
+            ]))],
+        )
+        .unwrap();
+        let t = Table::from_batch(b);
+        write_parquet(&t, &dir.path().join("a.parquet")).unwrap();
+        write_parquet(&t, &dir.path().join("b.parquet")).unwrap();
+        assert_eq!(
+            file_sha256(&dir.path().join("a.parquet")).unwrap(),
+            file_sha256(&dir.path().join("b.parquet")).unwrap()
+        );
+        let back = read_parquet(&dir.path().join("a.parquet")).unwrap();
+        assert_eq!(back.num_rows(), 3);
+    }
+
+    #[test]
+    fn model_files_round_trip_and_reject_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Model {
+            kind: "k".into(),
+            config: serde_json::json!({"a": 1}),
+            weights: vec![1, 2, 3],
+        };
+        let p = dir.path().join("m.model");
+        write_model(&m, &p).unwrap();
+        assert_eq!(read_model(&p).unwrap(), m);
+        fs::write(&p, b"garbage").unwrap();
+        assert!(read_model(&p).is_err());
+    }
+
+    #[test]
+    fn uncommitted_entries_are_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let tmp = cache.begin("k1").unwrap();
+        fs::write(tmp.join("x.json"), b"{}").unwrap();
+        assert!(cache.lookup("k1").is_none());
+        let m = Manifest {
+            gigo_version: "t".into(),
+            key: "k1".into(),
+            ports: Default::default(),
+            rows: RowAccount::default(),
+            messages: vec![],
+        };
+        cache.commit(&tmp, &m).unwrap();
+        assert!(cache.lookup("k1").is_some());
+    }
+}
