@@ -1,1 +1,32 @@
+//! gigo — "garbage in, garbage out": data-quality and training pipelines
+//! declared in YAML, a DAG of stages passing Apache Arrow tables.
+//!
+//! This facade re-exports the public API of the core ([`gigo_pipeline`]) and
+//! knows every built-in stage ([`builtin_registry`]). A program of your own can
+//! register its own stages and reuse the whole command line with
+//! [`cli::main_with`]; see `examples/custom_stage.rs`.
+//!
+//! # Example
+//! ```
+//! let registry = gigo::builtin_registry();
+//! assert!(registry.get("split").is_some());
+//! assert!(registry.get("generate").is_some());
+//! ```
+#![warn(missing_docs)]
 
+pub mod cli;
+pub mod graph;
+pub mod schema;
+
+pub use gigo_pipeline::*;
+pub use gigo_pipeline::{config, diag, executor, plan, registry, stage, store, table, yaml};
+
+/// Every built-in stage type, registered explicitly.
+pub fn builtin_registry() -> Registry {
+    let mut r = Registry::new();
+    gigo_datasets::generate::register(&mut r);
+    #[cfg(feature = "polars")]
+    gigo_datasets::ingest::register(&mut r);
+    gigo_stages::register_all(&mut r);
+    r
+}

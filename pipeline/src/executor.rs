@@ -101,6 +101,9 @@ pub struct StageRecord {
     pub error: Option<String>,
     /// Messages the stage logged.
     pub messages: Vec<String>,
+    /// Files the stage published outside the run directory's stage folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<String>,
 }
 
 /// The whole `run.json`.
@@ -320,6 +323,7 @@ fn skipped_record(st: &PlannedStage, up: &str) -> StageRecord {
         outputs: BTreeMap::new(),
         error: Some(format!("not run: upstream stage `{up}` did not succeed")),
         messages: vec![],
+        published: vec![],
     }
 }
 
@@ -344,14 +348,15 @@ fn run_stage(
         outputs: BTreeMap::new(),
         error: None,
         messages: vec![],
+        published: vec![],
     };
-    match execute(plan, st, opts, cache, slots, run_dir, progress, &mut rec) {
-        Ok(()) => {}
-        Err(e) => {
-            rec.status = StageStatus::Failed;
-            rec.error = Some(e.to_string());
-        }
+    if let Err(e) = execute(plan, st, opts, cache, slots, run_dir, progress, &mut rec) {
+        rec.status = StageStatus::Failed;
+        rec.error = Some(e.to_string());
     }
+    let scratch = run_dir.join(".scratch");
+    let _ = fs::remove_dir_all(scratch.join(&st.id));
+    let _ = fs::remove_dir(&scratch); // only once empty
     rec.wall_ms = start.elapsed().as_millis() as u64;
     rec
 }
@@ -398,12 +403,7 @@ fn execute(
     let extra = st.stage.fingerprint(&plan.base_dir)?;
     let key = cache_key(st, ctx.seed, &input_slots, extra.as_deref());
     rec.cache_key = Some(key.clone());
-    let side_effects = st.stage.has_side_effects();
-
-    let (dir, manifest) = match (!opts.force && !side_effects)
-        .then(|| cache.lookup(&key))
-        .flatten()
-    {
+    let (dir, manifest) = match (!opts.force).then(|| cache.lookup(&key)).flatten() {
         Some(m) => {
             rec.status = StageStatus::Cached;
             rec.cache_hit = true;
@@ -417,7 +417,6 @@ fn execute(
             fs::create_dir_all(&ctx.scratch_dir)
                 .map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
             let result = std::panic::catch_unwind(AssertUnwindSafe(|| st.stage.run(&inputs, &ctx)));
-            let _ = fs::remove_dir_all(&ctx.scratch_dir);
             let out = match result {
                 Ok(r) => r?,
                 Err(p) => {
@@ -430,15 +429,18 @@ fn execute(
                 }
             };
             let rows = account(st, &input_slots, &out)?;
-            let tmp = if side_effects {
-                let d = run_dir.join(&st.id);
-                fs::create_dir_all(&d).map_err(|e| StageError::io(&d, e))?;
-                d
-            } else {
-                cache
-                    .begin(&key)
-                    .map_err(|e| StageError::io(&opts.cache_dir, e))?
-            };
+            let tmp = cache
+                .begin(&key)
+                .map_err(|e| StageError::io(&opts.cache_dir, e))?;
+            let mut published = Vec::new();
+            for (i, (target, produced)) in out.published.iter().enumerate() {
+                let file = format!("published-{i}");
+                fs::rename(produced, tmp.join(&file))
+                    .or_else(|_| fs::copy(produced, tmp.join(&file)).map(|_| ()))
+                    .map_err(|e| StageError::io(produced, e))?;
+                published.push((target.clone(), file));
+            }
+            let _ = fs::remove_dir_all(&ctx.scratch_dir);
             let mut ports = BTreeMap::new();
             let mut values = HashMap::new();
             for (name, artifact) in &out.ports {
@@ -457,14 +459,11 @@ fn execute(
                 ports,
                 rows,
                 messages: ctx.messages(),
+                published,
             };
-            let dir = if side_effects {
-                tmp
-            } else {
-                cache
-                    .commit(&tmp, &manifest)
-                    .map_err(|e| StageError::io(cache.entry_dir(&key), e))?
-            };
+            let dir = cache
+                .commit(&tmp, &manifest)
+                .map_err(|e| StageError::io(cache.entry_dir(&key), e))?;
             rec.status = StageStatus::Ran;
             // Downstream stages in this run reuse the in-memory values.
             let mut s = lock(slots);
@@ -509,6 +508,17 @@ fn execute(
                 rows: entry.rows,
             },
         );
+    }
+    drop(s);
+    // Published files are written on every run, cache hits included.
+    for (target, file) in &manifest.published {
+        let dest = ctx.resolve_target(target);
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
+        }
+        let bytes = fs::read(dir.join(file)).map_err(|e| StageError::io(dir.join(file), e))?;
+        store::write_atomic(&dest, &bytes).map_err(|e| StageError::io(&dest, e))?;
+        rec.published.push(dest.display().to_string());
     }
     rec.rows = manifest.rows.clone();
     rec.messages = manifest.messages.clone();

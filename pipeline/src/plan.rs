@@ -148,6 +148,9 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
         let in_ports = stage.inputs();
         let mut assigned: Vec<(PortSpec, Vec<(Source, Location)>)> =
             in_ports.iter().map(|p| (p.clone(), Vec::new())).collect();
+        // Ports that were given an input, valid or not: a bad reference is
+        // reported once, not also as a missing input.
+        let mut attempted = vec![false; assigned.len()];
         let resolve = |r: &PortRef, problems: &mut Vec<Diagnostic>| -> Option<(Source, PortKind)> {
             if !known_ids.contains(&r.stage.as_str()) {
                 let d = Diagnostic::error(
@@ -249,6 +252,7 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
                         );
                         break;
                     };
+                    attempted[t] = true;
                     if let Some((src, kind)) = resolve(r, &mut problems) {
                         if kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems) {
                             assigned[t].1.push((src, r.loc.clone()));
@@ -262,6 +266,9 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
             InputSpec::Named(entries) => {
                 for (name, loc, refs) in entries {
                     let Some(t) = assigned.iter().position(|(p, _)| &p.name == name) else {
+                        // The misnamed port is reported; do not report its
+                        // intended port as missing too.
+                        attempted.iter_mut().for_each(|a| *a = true);
                         let names: Vec<&str> = in_ports.iter().map(|p| p.name.as_str()).collect();
                         problems.push(
                             Diagnostic::error(
@@ -298,6 +305,7 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
                         );
                         continue;
                     }
+                    attempted[t] = true;
                     for r in refs {
                         if let Some((src, kind)) = resolve(r, &mut problems) {
                             if kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems) {
@@ -308,8 +316,8 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
                 }
             }
         }
-        for (port, srcs) in &assigned {
-            if srcs.is_empty() && !port.optional {
+        for ((port, srcs), tried) in assigned.iter().zip(&attempted) {
+            if srcs.is_empty() && !port.optional && !tried {
                 let loc = s
                     .node
                     .key_location("inputs")

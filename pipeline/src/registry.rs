@@ -51,29 +51,36 @@ impl StageType {
     pub fn build(&self, params: &Value) -> Result<Box<dyn Stage>, Vec<ParamProblem>> {
         let known = self.param_names();
         let closed = self.schema.get("additionalProperties") == Some(&Value::Bool(false));
-        if closed {
-            if let Some(obj) = params.as_object() {
-                let unknown: Vec<ParamProblem> = obj
-                    .keys()
-                    .filter(|k| !known.contains(&k.as_str()))
-                    .map(|k| {
-                        let mut p = ParamProblem::new(
-                            k,
-                            format!("unknown parameter `{k}` for stage type `{}`", self.name),
-                        );
-                        p.help = Some(match did_you_mean(k, known.iter().copied()) {
-                            Some(s) => format!("did you mean `{s}`?"),
-                            None => format!("known parameters: {}", known.join(", ")),
-                        });
-                        p
-                    })
-                    .collect();
-                if !unknown.is_empty() {
-                    return Err(unknown);
-                }
+        let mut problems = Vec::new();
+        let mut rest = params.clone();
+        if let (true, Some(obj)) = (closed, rest.as_object_mut()) {
+            let unknown: Vec<String> = obj
+                .keys()
+                .filter(|k| !known.contains(&k.as_str()))
+                .cloned()
+                .collect();
+            for k in unknown {
+                obj.remove(&k);
+                let mut p = ParamProblem::new(
+                    &k,
+                    format!("unknown parameter `{k}` for stage type `{}`", self.name),
+                );
+                p.help = Some(match did_you_mean(&k, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known parameters: {}", known.join(", ")),
+                });
+                problems.push(p);
             }
         }
-        (self.build)(params)
+        // Check the remaining parameters too, so that all problems show at once.
+        match (self.build)(&rest) {
+            Ok(stage) if problems.is_empty() => Ok(stage),
+            Ok(_) => Err(problems),
+            Err(mut more) => {
+                problems.append(&mut more);
+                Err(problems)
+            }
+        }
     }
 }
 

@@ -104,12 +104,6 @@ pub trait Stage: Send + Sync {
         Ok(None)
     }
 
-    /// Whether the stage acts on the world (writes a file), so that it must
-    /// run every time instead of being served from the cache.
-    fn has_side_effects(&self) -> bool {
-        false
-    }
-
     /// Does the work. Never prints: report through `ctx` and the summary.
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError>;
 }
@@ -175,6 +169,13 @@ pub struct StageOutput {
     /// Rows this stage brought into the pipeline (read from a file,
     /// generated, synthesised), with why.
     pub created: Vec<(String, usize)>,
+    /// Files to publish outside the cache: (target as written in the
+    /// parameters, file the stage produced in its scratch directory). The
+    /// executor keeps a copy in the cache and writes the target atomically on
+    /// every run, cache hits included. A target starting with `{run}` lands in
+    /// the run directory; other relative targets resolve against the pipeline
+    /// file's directory.
+    pub published: Vec<(String, PathBuf)>,
 }
 
 impl StageOutput {
@@ -195,6 +196,12 @@ impl StageOutput {
     /// Sets the summary.
     pub fn with_summary(mut self, summary: serde_json::Value) -> Self {
         self.summary = summary;
+        self
+    }
+
+    /// Publishes `produced` (a file in the scratch directory) at `target`.
+    pub fn publish(mut self, target: impl Into<String>, produced: PathBuf) -> Self {
+        self.published.push((target.into(), produced));
         self
     }
 
@@ -273,6 +280,15 @@ impl StageContext {
     /// not depend on which thread ran which chunk.
     pub fn rng_for(&self, i: u64) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(derive_seed(self.seed, &format!("chunk-{i}")))
+    }
+
+    /// Resolves a publish target: `{run}/...` in the run directory, other
+    /// relative paths against the pipeline's directory.
+    pub fn resolve_target(&self, target: &str) -> PathBuf {
+        match target.strip_prefix("{run}") {
+            Some(rest) => self.run_dir.join(rest.trim_start_matches(['/', '\\'])),
+            None => self.resolve(Path::new(target)),
+        }
     }
 
     /// Resolves a path from the parameters against the pipeline's directory.

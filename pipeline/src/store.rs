@@ -123,6 +123,9 @@ pub struct Manifest {
     pub rows: RowAccount,
     /// Messages the stage logged.
     pub messages: Vec<String>,
+    /// Files published outside the cache: (target as written, file in the entry).
+    #[serde(default)]
+    pub published: Vec<(String, String)>,
 }
 
 /// Writes an artifact as `dir/<port>.<ext>` and returns its entry.
@@ -369,6 +372,7 @@ mod tests {
             ports: Default::default(),
             rows: RowAccount::default(),
             messages: vec![],
+            published: vec![],
         };
         cache.commit(&tmp, &m).unwrap();
         assert!(cache.lookup("k1").is_some());

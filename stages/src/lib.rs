@@ -1,1 +1,21 @@
-//! placeholder
+//! gigo's built-in stages that work on Arrow tables: `split`, `export`,
+//! `exec`. Each stage type is one module holding its parameters, its
+//! implementation, its registration and its unit tests.
+#![warn(missing_docs)]
+
+pub mod exec;
+pub mod export;
+pub mod labels;
+pub mod split;
+
+#[cfg(test)]
+mod testing;
+
+use gigo_pipeline::Registry;
+
+/// Registers every stage of this crate.
+pub fn register_all(registry: &mut Registry) {
+    split::register(registry);
+    export::register(registry);
+    exec::register(registry);
+}

@@ -1,0 +1,391 @@
+//! The `gigo` command line. Exit codes are decided here, in one place:
+//!
+//! | code | meaning |
+//! | --- | --- |
+//! | 0 | success |
+//! | 1 | a stage failed (its dependants were skipped) |
+//! | 2 | invalid pipeline or command line (nothing ran) |
+//! | 3 | the run finished but a quality gate failed |
+//! | 4 | gigo could not use its run or cache directory |
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use gigo_pipeline::{
+    Diagnostic, Error, Observer, Progress, Registry, RunOptions, StageRecord, StageStatus, executor,
+};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::graph::{GraphFormat, render};
+use crate::schema::{describe_stages, pipeline_schema};
+
+/// Exit code: a stage failed.
+pub const EXIT_STAGE_FAILED: u8 = 1;
+/// Exit code: the pipeline or the command line is invalid.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code: a quality gate failed.
+pub const EXIT_GATE_FAILED: u8 = 3;
+/// Exit code: the run or cache directory could not be used.
+pub const EXIT_IO: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "gigo",
+    version,
+    about = "Garbage in, garbage out: data-quality and training pipelines declared in YAML"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct PipelineArgs {
+    /// The pipeline file.
+    file: PathBuf,
+    /// Override a parameter: `stage.param=value`, `seed=7`, `name=x` (repeatable).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    set: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: stages in dependency order, unchanged stages from the cache.
+    Run {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// How many stages may run at once.
+        #[arg(long, short = 'j', default_value_t = default_jobs())]
+        jobs: usize,
+        /// Re-run every stage, ignoring the cache.
+        #[arg(long)]
+        force: bool,
+        /// Directory for run directories.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        /// The cache directory.
+        #[arg(long, default_value = ".gigo/cache")]
+        cache_dir: PathBuf,
+        /// Id of this run (default: UTC time and pipeline name).
+        #[arg(long)]
+        run_id: Option<String>,
+        /// No progress bars and no per-stage lines, even on a terminal.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Check a pipeline without running it; print every problem.
+    Validate {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+    },
+    /// Print the pipeline's DAG.
+    Graph {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: GraphFormat,
+    },
+    /// List every stage type with its ports and parameters.
+    Stages {
+        /// Show only this stage type.
+        name: Option<String>,
+    },
+    /// Print the JSON Schema of pipeline files (for editor completion).
+    Schema,
+}
+
+fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn paint(code: &str, text: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+/// Runs the command line with the stage types of `registry`: what `gigo`'s
+/// `main` does with the built-in stages, and what a program with its own
+/// stages does with its own registry.
+pub fn main_with(registry: Registry) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_INVALID } else { 0 });
+        }
+    };
+    ExitCode::from(dispatch(cli.command, &registry))
+}
+
+fn print_diagnostics(diags: &[Diagnostic], source: Option<&str>) {
+    for d in diags {
+        let src = match &d.location {
+            Some(l) if &*l.file == "--set" => None,
+            _ => source,
+        };
+        eprintln!("{}\n", d.render(src));
+    }
+    eprintln!(
+        "{}: {} problem{} found",
+        paint("1;31", "invalid pipeline"),
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
+}
+
+fn load(args: &PipelineArgs, registry: &Registry) -> Result<gigo_pipeline::Plan, u8> {
+    match gigo_pipeline::load_plan(&args.file, &args.set, registry) {
+        Ok((plan, _)) => Ok(plan),
+        Err((diags, source)) => {
+            print_diagnostics(&diags, source.as_deref());
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
+fn dispatch(command: Command, registry: &Registry) -> u8 {
+    match command {
+        Command::Validate { pipeline } => match load(&pipeline, registry) {
+            Ok(plan) => {
+                println!(
+                    "{}: valid ({} stages)",
+                    pipeline.file.display(),
+                    plan.stages.len()
+                );
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Graph { pipeline, format } => match load(&pipeline, registry) {
+            Ok(plan) => {
+                print!("{}", render(&plan, format));
+                0
+            }
+            Err(code) => code,
+        },
+        Command::Stages { name } => {
+            if let Some(n) = &name {
+                if registry.get(n).is_none() {
+                    let hint = registry
+                        .suggest(n)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                    eprintln!("no stage type `{n}`{hint}");
+                    return EXIT_INVALID;
+                }
+            }
+            print!("{}", describe_stages(registry, name.as_deref()));
+            0
+        }
+        Command::Schema => match serde_json::to_string_pretty(&pipeline_schema(registry)) {
+            Ok(s) => {
+                println!("{s}");
+                0
+            }
+            Err(e) => {
+                eprintln!("internal error (this is a bug): {e}");
+                EXIT_IO
+            }
+        },
+        Command::Run {
+            pipeline,
+            jobs,
+            force,
+            runs_dir,
+            cache_dir,
+            run_id,
+            quiet,
+        } => {
+            let plan = match load(&pipeline, registry) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            if let Some(id) = &run_id {
+                if id.is_empty() || id.contains(['/', '\\']) || id == "." || id == ".." {
+                    eprintln!("--run-id `{id}` must be a plain directory name");
+                    return EXIT_INVALID;
+                }
+            }
+            let opts = RunOptions {
+                runs_dir,
+                cache_dir,
+                run_id,
+                jobs,
+                force,
+            };
+            let terminal = !quiet && std::io::stderr().is_terminal();
+            let observer = TerminalObserver::new(terminal);
+            let result = match executor::run(&plan, &opts, &observer) {
+                Ok(r) => r,
+                Err(Error::Io { path, source }) => {
+                    eprintln!("{}: {}: {source}", paint("1;31", "error"), path.display());
+                    return EXIT_IO;
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", paint("1;31", "error"));
+                    return EXIT_IO;
+                }
+            };
+            observer.multi.clear().ok();
+            let count = |s: StageStatus| {
+                result
+                    .record
+                    .stages
+                    .values()
+                    .filter(|r| r.status == s)
+                    .count()
+            };
+            let (ran, cached) = (count(StageStatus::Ran), count(StageStatus::Cached));
+            for (id, err) in result.failures() {
+                eprintln!("{} in stage `{id}`: {err}", paint("1;31", "error"));
+            }
+            for r in result
+                .record
+                .stages
+                .values()
+                .filter(|r| r.status == StageStatus::Skipped)
+            {
+                eprintln!("skipped `{}`: {}", r.id, r.error.as_deref().unwrap_or(""));
+            }
+            let status = if result.succeeded() {
+                paint("1;32", "succeeded")
+            } else {
+                paint("1;31", "failed")
+            };
+            println!(
+                "run {} {status}: {ran} ran, {cached} cached, {} failed, {} skipped -> {}",
+                result.record.run_id,
+                count(StageStatus::Failed),
+                count(StageStatus::Skipped),
+                result.run_dir.display()
+            );
+            if !result.succeeded() {
+                return EXIT_STAGE_FAILED;
+            }
+            if gates_failed(&result) {
+                return EXIT_GATE_FAILED;
+            }
+            0
+        }
+    }
+}
+
+/// Whether any stage's summary reports a failed quality gate
+/// (`"gates": [{"passed": false, ...}]`).
+fn gates_failed(result: &gigo_pipeline::RunResult) -> bool {
+    result.record.stages.keys().any(|id| {
+        result
+            .summary(id)
+            .and_then(|s| s.get("gates").and_then(|g| g.as_array()).cloned())
+            .is_some_and(|gates| {
+                gates
+                    .iter()
+                    .any(|g| g.get("passed") == Some(&serde_json::Value::Bool(false)))
+            })
+    })
+}
+
+/// Draws a spinner or bar per running stage on a terminal; nothing otherwise.
+struct TerminalObserver {
+    multi: MultiProgress,
+    enabled: bool,
+    bars: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
+}
+
+impl TerminalObserver {
+    fn new(enabled: bool) -> Self {
+        let multi = MultiProgress::with_draw_target(if enabled {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        TerminalObserver {
+            multi,
+            enabled,
+            bars: Default::default(),
+        }
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+        self.0.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+    }
+    fn advance(&self, n: u64) {
+        self.0.inc(n);
+    }
+    fn message(&self, msg: &str) {
+        self.0.set_message(msg.to_string());
+    }
+}
+
+impl Observer for TerminalObserver {
+    fn stage_started(&self, stage_id: &str, type_name: &str) -> Arc<dyn Progress> {
+        let bar = self.multi.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(format!("{stage_id} ({type_name})"));
+        if self.enabled {
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        if let Ok(mut bars) = self.bars.lock() {
+            bars.insert(stage_id.to_string(), bar.clone());
+        }
+        Arc::new(Bar(bar))
+    }
+
+    fn stage_finished(&self, r: &StageRecord) {
+        if let Some(bar) = self.bars.lock().ok().and_then(|mut b| b.remove(&r.id)) {
+            bar.finish_and_clear();
+        }
+        if !self.enabled {
+            return;
+        }
+        let mark = match r.status {
+            StageStatus::Ran => paint("32", "ran   "),
+            StageStatus::Cached => paint("36", "cached"),
+            StageStatus::Failed => paint("31", "FAILED"),
+            StageStatus::Skipped => paint("33", "skip  "),
+        };
+        let rows = if r.rows.checked || r.rows.rows_out > 0 {
+            format!("  rows {} -> {}", r.rows.rows_in, r.rows.rows_out)
+        } else {
+            String::new()
+        };
+        let removed: usize = r.rows.removed.iter().map(|x| x.rows).sum();
+        let removed = if removed > 0 {
+            format!(" ({removed} removed)")
+        } else {
+            String::new()
+        };
+        let _ = self.multi.println(format!(
+            "{mark} {} ({}) {:.2}s{rows}{removed}",
+            r.id,
+            r.type_name,
+            r.wall_ms as f64 / 1000.0
+        ));
+    }
+}

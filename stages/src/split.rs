@@ -1,0 +1,241 @@
+//! `split`: stratified, seeded train / valid / test split.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{ArrayRef, UInt32Array};
+use arrow::compute::take;
+use gigo_pipeline::{
+    Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
+};
+use rand::seq::SliceRandom;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::labels::label_keys;
+
+/// Parameters of `split`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitParams {
+    /// Fraction of rows for the `test` port.
+    #[serde(default = "default_test")]
+    pub test_fraction: f64,
+    /// Fraction of rows for the `valid` port (0 leaves it empty).
+    #[serde(default = "default_valid")]
+    pub valid_fraction: f64,
+    /// Keep class proportions equal across the three parts (needs a label column).
+    #[serde(default = "default_true")]
+    pub stratify: bool,
+}
+
+fn default_test() -> f64 {
+    0.2
+}
+fn default_valid() -> f64 {
+    0.1
+}
+fn default_true() -> bool {
+    true
+}
+
+impl SplitParams {
+    fn check(&self) -> Result<(), Vec<ParamProblem>> {
+        let mut p = Vec::new();
+        for (name, v) in [
+            ("test_fraction", self.test_fraction),
+            ("valid_fraction", self.valid_fraction),
+        ] {
+            if !(0.0..1.0).contains(&v) {
+                p.push(ParamProblem::new(
+                    name,
+                    format!("must be in [0, 1), got {v}"),
+                ));
+            }
+        }
+        if self.test_fraction + self.valid_fraction >= 1.0 {
+            p.push(ParamProblem::new(
+                "test_fraction",
+                format!(
+                    "test_fraction + valid_fraction must be below 1 (got {}), or nothing is left to train on",
+                    self.test_fraction + self.valid_fraction
+                ),
+            ));
+        }
+        if p.is_empty() { Ok(()) } else { Err(p) }
+    }
+}
+
+/// The `split` stage.
+pub struct Split {
+    params: SplitParams,
+}
+
+/// Registers `split`.
+pub fn register(registry: &mut Registry) {
+    registry.register::<SplitParams, _>(
+        "split",
+        "Splits a table into train, valid and test parts, stratified by the label \
+         (each class is split in the same proportions) and seeded. Rows keep their \
+         original order within each part.",
+        |params| {
+            params.check()?;
+            Ok(Box::new(Split { params }))
+        },
+    );
+}
+
+/// How many of `n` rows go to test and valid, rounding to the nearest row.
+fn part_sizes(n: usize, test: f64, valid: f64) -> (usize, usize) {
+    let t = ((n as f64) * test).round() as usize;
+    let v = ((n as f64) * valid).round() as usize;
+    let t = t.min(n);
+    (t, v.min(n - t))
+}
+
+impl Stage for Split {
+    fn inputs(&self) -> Vec<PortSpec> {
+        vec![PortSpec::table("table", "the rows to split")]
+    }
+
+    fn outputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::table("train", "training rows"),
+            PortSpec::table("valid", "validation rows"),
+            PortSpec::table("test", "test rows"),
+        ]
+    }
+
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        let table = inputs.table("table")?;
+        let batch = table.to_batch()?;
+        let n = batch.num_rows();
+        // Groups of row indices: one per class when stratifying, else one.
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        if self.params.stratify {
+            let label = table
+                .label_column()
+                .map_err(|e| StageError::data(format!("{e}; or set `stratify: false`")))?;
+            let col = batch
+                .column_by_name(&label)
+                .ok_or_else(|| StageError::internal("label column vanished"))?;
+            for (i, key) in label_keys(col)?.into_iter().enumerate() {
+                groups.entry(key).or_default().push(i as u32);
+            }
+        } else {
+            groups.insert(String::new(), (0..n as u32).collect());
+        }
+        let mut rng = ctx.rng();
+        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        for idx in groups.values_mut() {
+            idx.shuffle(&mut rng);
+            let (t, v) = part_sizes(
+                idx.len(),
+                self.params.test_fraction,
+                self.params.valid_fraction,
+            );
+            test.extend_from_slice(&idx[..t]);
+            valid.extend_from_slice(&idx[t..t + v]);
+            train.extend_from_slice(&idx[t + v..]);
+        }
+        let mut counts = serde_json::Map::new();
+        let mut out = StageOutput::new();
+        for (name, mut idx) in [("train", train), ("valid", valid), ("test", test)] {
+            idx.sort_unstable();
+            counts.insert(name.into(), idx.len().into());
+            let indices = UInt32Array::from(idx);
+            let cols: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| take(c.as_ref(), &indices, None))
+                .collect::<Result<_, _>>()?;
+            let part = arrow::array::RecordBatch::try_new(batch.schema(), cols)?;
+            out = out.with(name, Table::from_batch(part));
+        }
+        let by_class: serde_json::Map<String, serde_json::Value> = groups
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len().into()))
+            .collect();
+        Ok(out.with_summary(serde_json::json!({
+            "rows": counts,
+            "stratified": self.params.stratify,
+            "class_counts": by_class,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ctx, labelled_table};
+    use arrow::array::Int64Array;
+    use proptest::prelude::*;
+
+    fn run_split(n: usize, classes: i64, seed: u64, test: f64, valid: f64) -> StageOutput {
+        let t = labelled_table(n, classes);
+        let mut inputs = Inputs::default();
+        inputs.push("table", t.into());
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Split {
+            params: SplitParams {
+                test_fraction: test,
+                valid_fraction: valid,
+                stratify: true,
+            },
+        };
+        stage.run(&inputs, &ctx("split", seed, dir.path())).unwrap()
+    }
+
+    fn ids(out: &StageOutput, port: &str) -> Vec<i64> {
+        match &out.ports[port] {
+            gigo_pipeline::Artifact::Table(t) => {
+                let b = t.to_batch().unwrap();
+                let c = b
+                    .column_by_name("id")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                c.values().to_vec()
+            }
+            _ => panic!("not a table"),
+        }
+    }
+
+    #[test]
+    fn same_seed_same_split_other_seed_other_split() {
+        let a = run_split(200, 3, 1, 0.2, 0.1);
+        let b = run_split(200, 3, 1, 0.2, 0.1);
+        let c = run_split(200, 3, 2, 0.2, 0.1);
+        assert_eq!(ids(&a, "test"), ids(&b, "test"));
+        assert_ne!(ids(&a, "test"), ids(&c, "test"));
+    }
+
+    #[test]
+    fn params_are_checked_all_at_once() {
+        let p = SplitParams {
+            test_fraction: 1.5,
+            valid_fraction: -0.1,
+            stratify: true,
+        };
+        let errs = p.check().unwrap_err();
+        assert_eq!(errs.len(), 3);
+        assert_eq!(errs[0].path, vec!["test_fraction"]);
+    }
+
+    proptest! {
+        // Every row lands in exactly one part, and each class is split in proportion.
+        #[test]
+        fn parts_partition_rows_and_keep_proportions(n in 10usize..300, classes in 1i64..5, seed in 0u64..1000) {
+            let out = run_split(n, classes, seed, 0.2, 0.1);
+            let mut all: Vec<i64> = ["train", "valid", "test"].iter().flat_map(|p| ids(&out, p)).collect();
+            all.sort_unstable();
+            prop_assert_eq!(all, (0..n as i64).collect::<Vec<_>>());
+            for c in 0..classes {
+                let in_class = |id: &i64| id % classes == c;
+                let nc = (0..n as i64).filter(in_class).count();
+                let tc = ids(&out, "test").iter().filter(|i| in_class(i)).count();
+                prop_assert_eq!(tc, ((nc as f64) * 0.2).round() as usize);
+            }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Small tables and contexts for unit tests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Float64Array, Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use gigo_pipeline::{NoProgress, Role, StageContext, Table, field_with_role};
+
+/// A context for stage `id` with run seed `seed`, all directories under `dir`.
+pub fn ctx(id: &str, seed: u64, dir: &Path) -> StageContext {
+    StageContext::new(
+        id,
+        seed,
+        dir.join("scratch"),
+        dir.to_path_buf(),
+        dir.join("run"),
+        Arc::new(NoProgress),
+    )
+}
+
+/// `n` rows: `id` (0..n), feature `x` (= id / 10), `label` (= id % classes).
+pub fn labelled_table(n: usize, classes: i64) -> Table {
+    let schema = Arc::new(Schema::new(vec![
+        field_with_role(Field::new("id", DataType::Int64, false), Role::Id),
+        field_with_role(Field::new("x", DataType::Float64, true), Role::Feature),
+        field_with_role(Field::new("label", DataType::Int64, false), Role::Label),
+    ]));
+    let ids: Vec<i64> = (0..n as i64).collect();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids.clone())),
+            Arc::new(Float64Array::from(
+                ids.iter().map(|i| *i as f64 / 10.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                ids.iter().map(|i| i % classes).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .expect("test table");
+    Table::from_batch(batch)
+}
