@@ -178,15 +178,15 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
             Err(code) => code,
         },
         Command::Stages { name } => {
-            if let Some(n) = &name {
-                if registry.get(n).is_none() {
-                    let hint = registry
-                        .suggest(n)
-                        .map(|s| format!(" (did you mean `{s}`?)"))
-                        .unwrap_or_default();
-                    eprintln!("no stage type `{n}`{hint}");
-                    return EXIT_INVALID;
-                }
+            if let Some(n) = &name
+                && registry.get(n).is_none()
+            {
+                let hint = registry
+                    .suggest(n)
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                eprintln!("no stage type `{n}`{hint}");
+                return EXIT_INVALID;
             }
             print!("{}", describe_stages(registry, name.as_deref()));
             0
@@ -214,11 +214,11 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                 Ok(p) => p,
                 Err(code) => return code,
             };
-            if let Some(id) = &run_id {
-                if id.is_empty() || id.contains(['/', '\\']) || id == "." || id == ".." {
-                    eprintln!("--run-id `{id}` must be a plain directory name");
-                    return EXIT_INVALID;
-                }
+            if let Some(id) = &run_id
+                && (id.is_empty() || id.contains(['/', '\\']) || id == "." || id == "..")
+            {
+                eprintln!("--run-id `{id}` must be a plain directory name");
+                return EXIT_INVALID;
             }
             let opts = RunOptions {
                 runs_dir,

@@ -73,10 +73,10 @@ impl StageSpec {
     pub fn params(&self) -> Value {
         let mut obj = serde_json::Map::new();
         for (k, v) in self.node.as_map().unwrap_or(&[]) {
-            if let Some(key) = k.key_text() {
-                if !STAGE_KEYS.contains(&key.as_str()) {
-                    obj.insert(key, v.to_json());
-                }
+            if let Some(key) = k.key_text()
+                && !STAGE_KEYS.contains(&key.as_str())
+            {
+                obj.insert(key, v.to_json());
             }
         }
         Value::Object(obj)
@@ -85,10 +85,10 @@ impl StageSpec {
     /// Location of parameter `path` (key location for a top-level parameter
     /// that exists, else the deepest node along the path).
     pub fn param_location(&self, path: &[String]) -> Location {
-        if path.len() == 1 {
-            if let Some(loc) = self.node.key_location(&path[0]) {
-                return loc.clone();
-            }
+        if path.len() == 1
+            && let Some(loc) = self.node.key_location(&path[0])
+        {
+            return loc.clone();
         }
         self.node.locate(path).loc.clone()
     }

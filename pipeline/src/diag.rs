@@ -77,19 +77,19 @@ impl Diagnostic {
             out.push_str(&format!(" in stage `{stage}`"));
         }
         out.push_str(&format!(": {}", self.message));
-        if let (Some(loc), Some(src)) = (&self.location, source) {
-            if let Some(line) = src.lines().nth(loc.line.saturating_sub(1)) {
-                let gutter = loc.line.to_string();
-                let pad = " ".repeat(gutter.len());
-                let caret_pad: String = line
-                    .chars()
-                    .take(loc.col.saturating_sub(1))
-                    .map(|c| if c == '\t' { '\t' } else { ' ' })
-                    .collect();
-                out.push_str(&format!(
-                    "\n {pad} |\n {gutter} | {line}\n {pad} | {caret_pad}^"
-                ));
-            }
+        if let (Some(loc), Some(src)) = (&self.location, source)
+            && let Some(line) = src.lines().nth(loc.line.saturating_sub(1))
+        {
+            let gutter = loc.line.to_string();
+            let pad = " ".repeat(gutter.len());
+            let caret_pad: String = line
+                .chars()
+                .take(loc.col.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!(
+                "\n {pad} |\n {gutter} | {line}\n {pad} | {caret_pad}^"
+            ));
         }
         if let Some(help) = &self.help {
             out.push_str(&format!("\n  = help: {help}"));

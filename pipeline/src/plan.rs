@@ -253,10 +253,10 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
                         break;
                     };
                     attempted[t] = true;
-                    if let Some((src, kind)) = resolve(r, &mut problems) {
-                        if kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems) {
-                            assigned[t].1.push((src, r.loc.clone()));
-                        }
+                    if let Some((src, kind)) = resolve(r, &mut problems)
+                        && kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems)
+                    {
+                        assigned[t].1.push((src, r.loc.clone()));
                     }
                     if !assigned[t].0.many {
                         slot += 1;
@@ -307,10 +307,10 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
                     }
                     attempted[t] = true;
                     for r in refs {
-                        if let Some((src, kind)) = resolve(r, &mut problems) {
-                            if kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems) {
-                                assigned[t].1.push((src, r.loc.clone()));
-                            }
+                        if let Some((src, kind)) = resolve(r, &mut problems)
+                            && kind_check(&assigned[t].0, &src, kind, &r.loc, &mut problems)
+                        {
+                            assigned[t].1.push((src, r.loc.clone()));
                         }
                     }
                 }

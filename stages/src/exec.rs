@@ -50,12 +50,13 @@ pub struct ExecParams {
     /// The program and its arguments (no shell). A program given with a `/`
     /// resolves against the pipeline file's directory; otherwise `PATH` is searched.
     pub command: Vec<String>,
-    /// Names of the input ports (tables), in order.
+    /// Names of the stage's input ports (tables), in order. (The stage's
+    /// `inputs:` key connects them, as for every stage.)
     #[serde(default = "default_ports")]
-    pub inputs: Vec<String>,
+    pub input_ports: Vec<String>,
     /// Names of the output ports (tables) the child must write.
     #[serde(default = "default_ports")]
-    pub outputs: Vec<String>,
+    pub output_ports: Vec<String>,
     /// Seconds before the child is killed and the stage fails.
     #[serde(default = "default_timeout")]
     pub timeout_secs: f64,
@@ -93,7 +94,10 @@ impl ExecParams {
                 format!("must be positive, got {}", self.timeout_secs),
             ));
         }
-        for (field, names) in [("inputs", &self.inputs), ("outputs", &self.outputs)] {
+        for (field, names) in [
+            ("input_ports", &self.input_ports),
+            ("output_ports", &self.output_ports),
+        ] {
             for (i, n) in names.iter().enumerate() {
                 if !valid_port(n) || n == "summary" {
                     p.push(ParamProblem::new(
@@ -193,7 +197,7 @@ fn restore_roles(table: Table, inputs: &[Arc<Table>]) -> Result<Table, StageErro
                 t.schema()
                     .field_with_name(f.name())
                     .ok()
-                    .map(|g| gigo_pipeline::role_of(g))
+                    .map(gigo_pipeline::role_of)
             });
             match role {
                 Some(r) => gigo_pipeline::field_with_role(f.as_ref().clone(), r),
@@ -216,7 +220,7 @@ fn restore_roles(table: Table, inputs: &[Arc<Table>]) -> Result<Table, StageErro
 impl Stage for Exec {
     fn inputs(&self) -> Vec<PortSpec> {
         self.params
-            .inputs
+            .input_ports
             .iter()
             .map(|n| PortSpec::table(n, "a table handed to the child"))
             .collect()
@@ -225,7 +229,7 @@ impl Stage for Exec {
     fn outputs(&self) -> Vec<PortSpec> {
         // The child's row semantics are its own: its outputs are not row-checked.
         self.params
-            .outputs
+            .output_ports
             .iter()
             .map(|n| PortSpec::aside(n, PortKind::Table, "a table the child writes"))
             .collect()
@@ -253,7 +257,7 @@ impl Stage for Exec {
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let mut in_paths = BTreeMap::new();
         let mut in_tables = Vec::new();
-        for name in &self.params.inputs {
+        for name in &self.params.input_ports {
             let t = inputs.table(name)?;
             let path = in_dir.join(format!("{name}.arrow"));
             write_ipc(&t, &path)?;
@@ -262,7 +266,7 @@ impl Stage for Exec {
         }
         let out_paths: BTreeMap<String, PathBuf> = self
             .params
-            .outputs
+            .output_ports
             .iter()
             .map(|n| (n.clone(), abs(&out_dir.join(format!("{n}.arrow")))))
             .collect();
@@ -375,8 +379,8 @@ mod tests {
         Exec {
             params: ExecParams {
                 command: command.iter().map(|s| s.to_string()).collect(),
-                inputs: vec!["table".into()],
-                outputs: vec!["table".into()],
+                input_ports: vec!["table".into()],
+                output_ports: vec!["table".into()],
                 timeout_secs: timeout,
                 params: serde_json::Value::Null,
             },
@@ -450,8 +454,8 @@ mod tests {
     fn params_are_checked() {
         let p = ExecParams {
             command: vec![],
-            inputs: vec!["a".into(), "a".into()],
-            outputs: vec!["summary".into()],
+            input_ports: vec!["a".into(), "a".into()],
+            output_ports: vec!["summary".into()],
             timeout_secs: 0.0,
             params: serde_json::Value::Null,
         };

@@ -1,0 +1,106 @@
+//! `ingest` through the binary: a contract quarantines rows with counted
+//! reasons, a malformed file is an error naming file and line, and changed
+//! data invalidates the cache.
+
+mod common;
+
+use common::*;
+
+const CONTRACT: &str = "columns:\n  age: {type: int, nullable: false, min: 0, max: 120}\n  city: {type: string, allowed: [Paris, Oslo]}\n  y: {type: int, role: label, allowed: [0, 1]}\n";
+
+fn pipeline(dir: &std::path::Path) -> String {
+    write(dir, "contract.yaml", CONTRACT);
+    write(
+        dir,
+        "p.yaml",
+        "name: ingest-test\nstages:\n  raw:\n    type: ingest\n    path: data.csv\n    schema: contract.yaml\n  split:\n    type: split\n    inputs: raw\n    test_fraction: 0.25\n    valid_fraction: 0\n",
+    )
+}
+
+#[test]
+fn contract_violations_are_quarantined_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "data.csv",
+        "age,city,y\n30,Paris,0\n212,Oslo,1\n40,Rome,0\n,Paris,1\n25,Oslo,1\n33,Paris,0\n41,Oslo,1\n",
+    );
+    let p = pipeline(dir.path());
+    let o = gigo(dir.path(), &["run", &p, "--run-id", "r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec = run_record(dir.path(), "r");
+    let rows = &rec["stages"]["raw"]["rows"];
+    assert_eq!(rows["checked"], true);
+    assert_eq!(rows["out"], 4);
+    let removed: u64 = rows["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(removed, 3, "{rows}");
+    assert_eq!(rows["created"][0]["rows"], 7);
+    let reasons: Vec<&str> = rows["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("age") && r.contains("120")),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r.starts_with("city")), "{reasons:?}");
+    assert!(dir.path().join("runs/r/raw/quarantined.parquet").is_file());
+
+    // Changing the data re-runs ingest even though the YAML did not change.
+    let again = gigo(dir.path(), &["run", &p, "--run-id", "same"]);
+    assert!(again.status.success());
+    assert_eq!(
+        run_record(dir.path(), "same")["stages"]["raw"]["status"],
+        "cached"
+    );
+    write(
+        dir.path(),
+        "data.csv",
+        "age,city,y\n30,Paris,0\n31,Oslo,1\n32,Paris,0\n33,Oslo,1\n",
+    );
+    let changed = gigo(dir.path(), &["run", &p, "--run-id", "changed"]);
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let rec = run_record(dir.path(), "changed");
+    assert_eq!(rec["stages"]["raw"]["status"], "ran");
+    assert_eq!(rec["stages"]["raw"]["rows"]["out"], 4);
+}
+
+#[test]
+fn a_malformed_csv_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "data.csv",
+        "age,city,y\n30,Paris,0\n31,Oslo,1,extra\n",
+    );
+    let p = pipeline(dir.path());
+    let o = gigo(dir.path(), &["run", &p, "--run-id", "r"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("error in stage `raw`"), "{err}");
+    assert!(err.contains("data.csv:3"), "{err}");
+    assert_eq!(
+        run_record(dir.path(), "r")["stages"]["split"]["status"],
+        "skipped"
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_stage_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path());
+    let o = gigo(dir.path(), &["run", &p, "--run-id", "r"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("data.csv"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
