@@ -15,6 +15,22 @@ pub enum GraphFormat {
     Mermaid,
 }
 
+/// Every edge as (upstream stage, its port, input port, consuming stage).
+fn edges(plan: &Plan) -> impl Iterator<Item = (&str, &str, &str, &str)> {
+    plan.stages.iter().flat_map(|s| {
+        s.inputs.iter().flat_map(move |(port, srcs)| {
+            srcs.iter().map(move |src| {
+                (
+                    src.stage.as_str(),
+                    src.port.as_str(),
+                    port.name.as_str(),
+                    s.id.as_str(),
+                )
+            })
+        })
+    })
+}
+
 /// Renders the plan's DAG. Stage ids and port names are restricted to
 /// letters, digits, `_` and `-`, so they need no quoting beyond the labels'.
 pub fn render(plan: &Plan, format: GraphFormat) -> String {
@@ -51,16 +67,11 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
                     s.id, s.id, s.type_name
                 );
             }
-            for s in &plan.stages {
-                for (port, srcs) in &s.inputs {
-                    for src in srcs {
-                        let _ = writeln!(
-                            out,
-                            "  \"{}\" -> \"{}\" [label=\"{} → {}\"];",
-                            src.stage, s.id, src.port, port.name
-                        );
-                    }
-                }
+            for (from, port, to_port, to) in edges(plan) {
+                let _ = writeln!(
+                    out,
+                    "  \"{from}\" -> \"{to}\" [label=\"{port} → {to_port}\"];"
+                );
             }
             out.push_str("}\n");
         }
@@ -69,16 +80,8 @@ pub fn render(plan: &Plan, format: GraphFormat) -> String {
             for s in &plan.stages {
                 let _ = writeln!(out, "  {}[\"{}<br/>({})\"]", s.id, s.id, s.type_name);
             }
-            for s in &plan.stages {
-                for (port, srcs) in &s.inputs {
-                    for src in srcs {
-                        let _ = writeln!(
-                            out,
-                            "  {} -- \"{} → {}\" --> {}",
-                            src.stage, src.port, port.name, s.id
-                        );
-                    }
-                }
+            for (from, port, to_port, to) in edges(plan) {
+                let _ = writeln!(out, "  {from} -- \"{port} → {to_port}\" --> {to}");
             }
         }
     }
