@@ -276,7 +276,17 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
             if !result.succeeded() {
                 return EXIT_STAGE_FAILED;
             }
-            if gates_failed(&result) {
+            let failed_gates = failed_gates(&result);
+            if !failed_gates.is_empty() {
+                for (stage, message) in &failed_gates {
+                    // Messages quote data (column names): no control characters
+                    // reach the terminal.
+                    let message: String = message
+                        .chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect();
+                    eprintln!("{} ({stage}): {message}", paint("1;31", "gate failed"));
+                }
                 return EXIT_GATE_FAILED;
             }
             0
@@ -284,19 +294,29 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
     }
 }
 
-/// Whether any stage's summary reports a failed quality gate
-/// (`"gates": [{"passed": false, ...}]`).
-fn gates_failed(result: &gigo_pipeline::RunResult) -> bool {
-    result.record.stages.keys().any(|id| {
-        result
-            .summary(id)
-            .and_then(|s| s.get("gates").and_then(|g| g.as_array()).cloned())
-            .is_some_and(|gates| {
-                gates
-                    .iter()
-                    .any(|g| g.get("passed") == Some(&serde_json::Value::Bool(false)))
-            })
-    })
+/// The failed quality gates that stages' summaries report
+/// (`"gates": [{"passed": false, "message": ...}, ...]`, as the `report` stage
+/// writes them), as (stage id, message) pairs.
+fn failed_gates(result: &gigo_pipeline::RunResult) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    for id in result.record.stages.keys() {
+        let Some(summary) = result.summary(id) else {
+            continue;
+        };
+        let Some(gates) = summary.get("gates").and_then(|g| g.as_array()) else {
+            continue;
+        };
+        for g in gates {
+            if g.get("passed") == Some(&serde_json::Value::Bool(false)) {
+                let message = match g.get("message").and_then(|m| m.as_str()) {
+                    Some(m) => m.to_string(),
+                    None => g.get("name").map(|n| n.to_string()).unwrap_or_default(),
+                };
+                failed.push((id.clone(), message));
+            }
+        }
+    }
+    failed
 }
 
 /// Draws a spinner or bar per running stage on a terminal; nothing otherwise.

@@ -232,7 +232,7 @@ fn graph_in_three_formats() {
         .to_string();
     let text = stdout(&gigo(dir.path(), &["graph", &qs]));
     assert!(
-        text.contains("split [split] <- table: data.table"),
+        text.contains("split [split] <- table: profile.table"),
         "{text}"
     );
     let dot = stdout(&gigo(dir.path(), &["graph", &qs, "--format", "dot"]));
@@ -244,7 +244,7 @@ fn graph_in_three_formats() {
     let mermaid = stdout(&gigo(dir.path(), &["graph", &qs, "--format", "mermaid"]));
     assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
     assert!(
-        mermaid.contains("data -- \"table → table\" --> split"),
+        mermaid.contains("data -- \"table → table\" --> profile"),
         "{mermaid}"
     );
 }

@@ -13,9 +13,9 @@
 //! ground-truth column ([`Role::Truth`]):
 //!
 //! 1. label flips (`is_flipped`; `true_label` keeps the clean label),
-//! 2. outliers (`is_outlier`),
+//! 2. outliers (`true_outlier`),
 //! 3. missing feature cells (`n_missing`),
-//! 4. duplicate rows (`is_duplicate`), exact copies of earlier rows.
+//! 4. duplicate rows (`true_duplicate`), exact copies of earlier rows.
 //!
 //! Everything is drawn from the stage's seeded generator, so the same seed
 //! gives the same table.
@@ -43,7 +43,7 @@ const DOC: &str = "Generates a synthetic classification table like scikit-learn'
 make_classification: Gaussian clusters on the vertices of a hypercube in an informative \
 subspace, plus redundant (linear combinations) and pure-noise features. Injects known \
 garbage (flipped labels, outliers, missing cells, duplicate rows) and records each kind in \
-ground-truth columns (true_label, is_flipped, is_outlier, is_duplicate, n_missing), so that \
+ground-truth columns (true_label, is_flipped, true_outlier, true_duplicate, n_missing), so that \
 cleaning stages can be scored against it. The same seed gives the same table.";
 
 /// Most feature cells (rows × features) the stage will generate.
@@ -592,12 +592,12 @@ impl Synthetic {
                 Arc::new(BooleanArray::from(self.is_flipped.clone())),
             ),
             (
-                "is_outlier",
+                "true_outlier",
                 DataType::Boolean,
                 Arc::new(BooleanArray::from(self.is_outlier.clone())),
             ),
             (
-                "is_duplicate",
+                "true_duplicate",
                 DataType::Boolean,
                 Arc::new(BooleanArray::from(self.is_duplicate.clone())),
             ),
@@ -793,8 +793,8 @@ mod tests {
             "label",
             "true_label",
             "is_flipped",
-            "is_outlier",
-            "is_duplicate",
+            "true_outlier",
+            "true_duplicate",
             "n_missing",
         ];
         assert_eq!(names, expected);
@@ -876,7 +876,7 @@ mod tests {
         let rows = feature_rows(&b);
         let label = ints(&b, "label");
         let truth = ints(&b, "true_label");
-        let dup = bools(&b, "is_duplicate");
+        let dup = bools(&b, "true_duplicate");
         assert_eq!(dup.iter().filter(|d| **d).count(), 100);
         for i in 0..b.num_rows() {
             let original = (0..i).find(|&j| !dup[j] && rows[j] == rows[i]);
@@ -916,7 +916,7 @@ mod tests {
     fn outliers_lie_far_out() {
         let (b, _) = run(json!({"rows": 1000, "outliers": 0.03}), 17);
         let rows = feature_rows(&b);
-        let outlier = bools(&b, "is_outlier");
+        let outlier = bools(&b, "true_outlier");
         assert_eq!(outlier.iter().filter(|o| **o).count(), 30);
         let d = rows[0].len();
         let clean: Vec<usize> = (0..rows.len()).filter(|&i| !outlier[i]).collect();

@@ -32,7 +32,7 @@ use gigo_pipeline::diag::did_you_mean;
 use gigo_pipeline::store::file_sha256;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, REASON_COLUMN, Registry, Role, Stage, StageContext, StageError,
-    StageOutput, Table, field_with_role,
+    StageOutput, Table, append_columns, field_with_role,
 };
 
 use crate::contract::{Allowed, Bound, ColumnRule, ColumnType, Contract, ExtraColumns};
@@ -783,21 +783,13 @@ struct Split {
 }
 
 fn with_reason(batch: &RecordBatch, reasons: Vec<String>) -> Result<RecordBatch, StageError> {
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.push(Field::new(REASON_COLUMN, DataType::Utf8, false));
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(StringArray::from(reasons)));
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::new(Schema::new(fields)),
-        columns,
-        &options,
-    )?)
+    append_columns(
+        batch,
+        vec![(
+            Field::new(REASON_COLUMN, DataType::Utf8, false),
+            Arc::new(StringArray::from(reasons)),
+        )],
+    )
 }
 
 /// Casts and checks the columns the contract names; rows with a violation

@@ -462,7 +462,7 @@ fn execute(
                 published,
             };
             let dir = cache
-                .commit(&tmp, &manifest)
+                .commit(&tmp, &manifest, opts.force)
                 .map_err(|e| StageError::io(cache.entry_dir(&key), e))?;
             rec.status = StageStatus::Ran;
             // Downstream stages in this run reuse the in-memory values.

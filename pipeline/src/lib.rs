@@ -14,6 +14,7 @@ pub mod plan;
 pub mod registry;
 pub mod stage;
 pub mod store;
+pub mod summary;
 pub mod table;
 pub mod yaml;
 
@@ -24,7 +25,9 @@ pub use executor::{Observer, RunOptions, RunRecord, RunResult, Silent, StageReco
 pub use plan::{Plan, PlannedStage};
 pub use registry::{Registry, StageType};
 pub use stage::{Flow, Inputs, NoProgress, PortSpec, Progress, Stage, StageContext, StageOutput};
-pub use table::{Artifact, Model, PortKind, REASON_COLUMN, Role, Table, field_with_role, role_of};
+pub use table::{
+    Artifact, Model, PortKind, REASON_COLUMN, Role, Table, append_columns, field_with_role, role_of,
+};
 
 /// gigo's version: part of every cache key.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -271,10 +271,23 @@ impl Cache {
     }
 
     /// Writes the manifest into `tmp` and renames it to the entry's place.
-    pub fn commit(&self, tmp: &Path, manifest: &Manifest) -> std::io::Result<PathBuf> {
+    ///
+    /// With `replace` (a forced run), an existing entry under the same key is
+    /// swapped out, so what the forced run produced is what gets published.
+    pub fn commit(
+        &self,
+        tmp: &Path,
+        manifest: &Manifest,
+        replace: bool,
+    ) -> std::io::Result<PathBuf> {
         let bytes = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
         fs::write(tmp.join("manifest.json"), bytes)?;
         let dest = self.entry_dir(&manifest.key);
+        if replace && dest.exists() {
+            let old = tmp.with_extension("replaced");
+            fs::rename(&dest, &old)?;
+            let _ = fs::remove_dir_all(&old);
+        }
         match fs::rename(tmp, &dest) {
             Ok(()) => Ok(dest),
             Err(_) if dest.join("manifest.json").is_file() => {
@@ -374,7 +387,7 @@ mod tests {
             messages: vec![],
             published: vec![],
         };
-        cache.commit(&tmp, &m).unwrap();
+        cache.commit(&tmp, &m, false).unwrap();
         assert!(cache.lookup("k1").is_some());
     }
 }

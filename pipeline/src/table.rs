@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,31 @@ impl fmt::Display for Role {
 pub fn field_with_role(mut field: Field, role: Role) -> Field {
     field.metadata_mut().insert(ROLE_KEY, role.as_str());
     field
+}
+
+/// `batch` with `columns` appended (fields and arrays), keeping the schema's
+/// metadata and the row count (also for a batch without columns).
+pub fn append_columns(
+    batch: &RecordBatch,
+    columns: Vec<(Field, ArrayRef)>,
+) -> Result<RecordBatch, StageError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut arrays = batch.columns().to_vec();
+    for (field, array) in columns {
+        fields.push(field);
+        arrays.push(array);
+    }
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        batch.schema().metadata().clone(),
+    ));
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
 }
 
 /// The role recorded on a field; columns without one count as [`Role::Other`].

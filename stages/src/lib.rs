@@ -6,6 +6,8 @@
 pub mod exec;
 pub mod export;
 pub mod labels;
+pub mod profile;
+pub mod report;
 pub mod split;
 
 #[cfg(test)]
@@ -18,4 +20,6 @@ pub fn register_all(registry: &mut Registry) {
     split::register(registry);
     export::register(registry);
     exec::register(registry);
+    profile::register(registry);
+    report::register(registry);
 }

@@ -2,6 +2,8 @@
 //! directory and read what it wrote.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,521 @@
+//! Arrow record batches -> a dense, standardised feature [`Matrix`].
+//!
+//! A [`FeatureEncoder`] is fitted once (on training data) and then applied
+//! to any data with the same columns (train, test, a stream of batches), so
+//! that train and test are encoded identically.
+//!
+//! - Numeric columns (integers, floats, decimals, booleans) are standardised
+//!   by the mean and population standard deviation of their finite values
+//!   (a standard deviation of 0 is replaced by 1). Nulls, NaN and infinities
+//!   become 0 after standardising, i.e. the column mean.
+//! - String and dictionary columns are one-hot encoded over their
+//!   `max_categories` most frequent values (ties broken by the smaller
+//!   value); nulls and every other value share one "other" indicator, so
+//!   values unseen at fit time are encoded too.
+//!
+//! Statistics are gathered per batch and merged (Chan's parallel formula for
+//! mean and variance, summed counts), so fitting is one pass and the result
+//! does not depend on how the rows are split into batches (up to float
+//! rounding of the merge).
+
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type};
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::MlError;
+use crate::matrix::Matrix;
+
+/// How a [`FeatureEncoder`] is fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderOptions {
+    /// The number of most frequent values of a categorical column that get
+    /// their own indicator column; the others (and nulls) share one. Default 32.
+    pub max_categories: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        EncoderOptions { max_categories: 32 }
+    }
+}
+
+/// How one input column is encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnEncoding {
+    /// `(x - mean) / std`; missing values -> 0.
+    Numeric {
+        /// Mean of the finite values seen at fit time.
+        mean: f64,
+        /// Their population standard deviation (1 when it was 0).
+        std: f64,
+    },
+    /// One-hot over `categories`, then one "other" indicator.
+    Categorical {
+        /// The values that have their own indicator, most frequent first.
+        categories: Vec<String>,
+    },
+}
+
+/// A fitted encoder from named Arrow columns to a dense standardised matrix.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use arrow::array::{Float64Array, StringArray};
+/// use arrow::record_batch::RecordBatch;
+/// use gigo_ml::features::{EncoderOptions, FeatureEncoder};
+///
+/// let batch = RecordBatch::try_from_iter([
+///     ("x", Arc::new(Float64Array::from(vec![1.0, 3.0])) as _),
+///     ("c", Arc::new(StringArray::from(vec!["a", "b"])) as _),
+/// ])
+/// .unwrap();
+/// let columns = vec!["x".to_string(), "c".to_string()];
+/// let enc = FeatureEncoder::fit(&[batch.clone()], &columns, &EncoderOptions::default()).unwrap();
+/// assert_eq!(enc.output_names(), ["x", "c=a", "c=b", "c=<other>"]);
+/// let m = enc.transform(&[batch]).unwrap();
+/// assert_eq!(m.row(0), &[-1.0, 1.0, 0.0, 0.0]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureEncoder {
+    columns: Vec<String>,
+    encodings: Vec<ColumnEncoding>,
+}
+
+/// The kind of encoding an Arrow type gets, or `None` if unsupported.
+fn kind_of(data_type: &DataType) -> Option<&'static str> {
+    match data_type {
+        DataType::Boolean => Some("numeric"),
+        t if t.is_numeric() => Some("numeric"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _) => {
+            Some("categorical")
+        }
+        _ => None,
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| MlError::MissingColumn {
+            column: name.to_string(),
+        })
+}
+
+/// The column as `Float64` (nulls stay null).
+fn as_f64(array: &ArrayRef) -> Result<ArrayRef, MlError> {
+    Ok(cast(array, &DataType::Float64)?)
+}
+
+/// The column as `LargeUtf8` (nulls stay null).
+fn as_strings(array: &ArrayRef) -> Result<ArrayRef, MlError> {
+    Ok(cast(array, &DataType::LargeUtf8)?)
+}
+
+/// Count, mean and sum of squared deviations of finite values: a mergeable
+/// partial aggregate.
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: f64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    fn of(values: impl Iterator<Item = f64>) -> Moments {
+        let mut m = Moments::default();
+        for v in values.filter(|v| v.is_finite()) {
+            m.n += 1.0;
+            let d = v - m.mean;
+            m.mean += d / m.n;
+            m.m2 += d * (v - m.mean);
+        }
+        m
+    }
+
+    fn merge(self, o: Moments) -> Moments {
+        if o.n == 0.0 {
+            return self;
+        }
+        if self.n == 0.0 {
+            return o;
+        }
+        let n = self.n + o.n;
+        let d = o.mean - self.mean;
+        Moments {
+            n,
+            mean: self.mean + d * o.n / n,
+            m2: self.m2 + o.m2 + d * d * self.n * o.n / n,
+        }
+    }
+}
+
+impl FeatureEncoder {
+    /// Fits an encoder for `columns` on `batches` (see the module docs for
+    /// the encoding). Errors name the column that is missing or has a type
+    /// that cannot be encoded.
+    pub fn fit(
+        batches: &[RecordBatch],
+        columns: &[String],
+        opts: &EncoderOptions,
+    ) -> Result<FeatureEncoder, MlError> {
+        let mut encodings = Vec::with_capacity(columns.len());
+        for name in columns {
+            let mut kind = None;
+            for batch in batches {
+                let k = column_kind(batch, name)?;
+                if kind.is_some_and(|prev| prev != k) {
+                    return Err(MlError::data(format!(
+                        "column `{name}` changes type between batches"
+                    )));
+                }
+                kind = Some(k);
+            }
+            let encoding = match kind {
+                // No batches: nothing to learn; an identity encoding keeps
+                // the output shape meaningful.
+                None => ColumnEncoding::Numeric {
+                    mean: 0.0,
+                    std: 1.0,
+                },
+                Some("numeric") => fit_numeric(batches, name)?,
+                Some(_) => fit_categorical(batches, name, opts.max_categories)?,
+            };
+            encodings.push(encoding);
+        }
+        Ok(FeatureEncoder {
+            columns: columns.to_vec(),
+            encodings,
+        })
+    }
+
+    /// Encodes `batches` (all rows, in order) into one matrix with
+    /// [`FeatureEncoder::width`] columns.
+    pub fn transform(&self, batches: &[RecordBatch]) -> Result<Matrix, MlError> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let width = self.width();
+        let mut out = Matrix::zeros(rows, width);
+        let mut row0 = 0;
+        for batch in batches {
+            let mut col0 = 0;
+            for (name, enc) in self.columns.iter().zip(&self.encodings) {
+                let array = column(batch, name)?;
+                let kind = kind_of(array.data_type());
+                match enc {
+                    ColumnEncoding::Numeric { mean, std } => {
+                        if kind != Some("numeric") {
+                            return Err(MlError::TypeChanged {
+                                column: name.clone(),
+                                expected: "numeric",
+                                found: array.data_type().to_string(),
+                            });
+                        }
+                        let values = as_f64(array)?;
+                        let values = values.as_primitive::<Float64Type>();
+                        for (r, v) in values.iter().enumerate() {
+                            let z = v.map(|v| (v - mean) / std).filter(|z| z.is_finite());
+                            out.data[(row0 + r) * width + col0] = z.unwrap_or(0.0) as f32;
+                        }
+                        col0 += 1;
+                    }
+                    ColumnEncoding::Categorical { categories } => {
+                        if kind != Some("categorical") {
+                            return Err(MlError::TypeChanged {
+                                column: name.clone(),
+                                expected: "categorical",
+                                found: array.data_type().to_string(),
+                            });
+                        }
+                        let index: HashMap<&str, usize> = categories
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| (c.as_str(), i))
+                            .collect();
+                        let other = categories.len();
+                        let values = as_strings(array)?;
+                        for (r, v) in values.as_string::<i64>().iter().enumerate() {
+                            let slot = v.and_then(|v| index.get(v).copied()).unwrap_or(other);
+                            out.data[(row0 + r) * width + col0 + slot] = 1.0;
+                        }
+                        col0 += other + 1;
+                    }
+                }
+            }
+            row0 += batch.num_rows();
+        }
+        Ok(out)
+    }
+
+    /// Names of the output columns: a numeric column keeps its name, a
+    /// categorical column `c` gives `c=<value>` per kept value, then `c=<other>`.
+    pub fn output_names(&self) -> Vec<String> {
+        let mut names = Vec::with_capacity(self.width());
+        for (name, enc) in self.columns.iter().zip(&self.encodings) {
+            match enc {
+                ColumnEncoding::Numeric { .. } => names.push(name.clone()),
+                ColumnEncoding::Categorical { categories } => {
+                    names.extend(categories.iter().map(|c| format!("{name}={c}")));
+                    names.push(format!("{name}=<other>"));
+                }
+            }
+        }
+        names
+    }
+
+    /// The number of output columns.
+    pub fn width(&self) -> usize {
+        self.encodings
+            .iter()
+            .map(|e| match e {
+                ColumnEncoding::Numeric { .. } => 1,
+                ColumnEncoding::Categorical { categories } => categories.len() + 1,
+            })
+            .sum()
+    }
+
+    /// The input columns, in order.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// How each input column is encoded (same order as [`FeatureEncoder::columns`]).
+    pub fn encodings(&self) -> &[ColumnEncoding] {
+        &self.encodings
+    }
+}
+
+fn column_kind(batch: &RecordBatch, name: &str) -> Result<&'static str, MlError> {
+    let array = column(batch, name)?;
+    kind_of(array.data_type()).ok_or_else(|| MlError::UnsupportedType {
+        column: name.to_string(),
+        data_type: array.data_type().to_string(),
+        what: "the feature encoder (numeric, boolean, string or dictionary columns only)",
+    })
+}
+
+fn fit_numeric(batches: &[RecordBatch], name: &str) -> Result<ColumnEncoding, MlError> {
+    let mut total = Moments::default();
+    for batch in batches {
+        let values = as_f64(column(batch, name)?)?;
+        let part = Moments::of(values.as_primitive::<Float64Type>().iter().flatten());
+        total = total.merge(part);
+    }
+    let std = if total.n > 0.0 {
+        (total.m2 / total.n).sqrt()
+    } else {
+        0.0
+    };
+    Ok(ColumnEncoding::Numeric {
+        mean: total.mean,
+        std: if std > 0.0 && std.is_finite() {
+            std
+        } else {
+            1.0
+        },
+    })
+}
+
+fn fit_categorical(
+    batches: &[RecordBatch],
+    name: &str,
+    max_categories: usize,
+) -> Result<ColumnEncoding, MlError> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for batch in batches {
+        let values = as_strings(column(batch, name)?)?;
+        for v in values.as_string::<i64>().iter().flatten() {
+            match counts.get_mut(v) {
+                Some(c) => *c += 1,
+                None => {
+                    counts.insert(v.to_string(), 1);
+                }
+            }
+        }
+    }
+    let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ranked.truncate(max_categories);
+    Ok(ColumnEncoding::Categorical {
+        categories: ranked.into_iter().map(|(v, _)| v).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        BooleanArray, DictionaryArray, Float32Array, Int64Array, StringArray, TimestampSecondArray,
+    };
+    use arrow::datatypes::Int32Type;
+
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn numeric_columns_are_standardised_and_missing_values_become_the_mean() {
+        let b = batch(vec![
+            (
+                "i",
+                Arc::new(Int64Array::from(vec![Some(1), Some(3), None, Some(2)])),
+            ),
+            (
+                "f",
+                Arc::new(Float32Array::from(vec![f32::NAN, 5.0, 5.0, f32::INFINITY])),
+            ),
+            (
+                "b",
+                Arc::new(BooleanArray::from(vec![true, false, true, true])),
+            ),
+        ]);
+        let enc = FeatureEncoder::fit(
+            std::slice::from_ref(&b),
+            &names(&["i", "f", "b"]),
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(enc.output_names(), ["i", "f", "b"]);
+        // i: mean 2, population std sqrt(2/3)
+        let s = (2.0f64 / 3.0).sqrt();
+        let m = enc.transform(&[b]).unwrap();
+        assert_eq!((m.rows, m.cols), (4, 3));
+        let col = |j: usize| (0..4).map(|i| m.get(i, j)).collect::<Vec<_>>();
+        assert_eq!(col(0), vec![(-1.0 / s) as f32, (1.0 / s) as f32, 0.0, 0.0]);
+        // f: constant over finite values -> std 1, all zero; NaN/inf -> 0
+        assert_eq!(col(1), vec![0.0; 4]);
+        // b: mean 0.75, std sqrt(0.1875)
+        let sb = 0.1875f64.sqrt();
+        assert_eq!(col(2)[1], (-0.75 / sb) as f32);
+        assert_eq!(col(2)[0], (0.25 / sb) as f32);
+    }
+
+    #[test]
+    fn categories_are_the_most_frequent_with_ties_by_value_and_the_rest_is_other() {
+        let v = vec![
+            Some("b"),
+            Some("a"),
+            Some("c"),
+            Some("b"),
+            None,
+            Some("a"),
+            Some("d"),
+        ];
+        let b = batch(vec![("c", Arc::new(StringArray::from(v)) as ArrayRef)]);
+        let opts = EncoderOptions { max_categories: 2 };
+        let enc = FeatureEncoder::fit(std::slice::from_ref(&b), &names(&["c"]), &opts).unwrap();
+        assert_eq!(enc.output_names(), ["c=a", "c=b", "c=<other>"]);
+        let m = enc.transform(&[b]).unwrap();
+        let expect: Vec<f32> = vec![
+            0., 1., 0., //
+            1., 0., 0., //
+            0., 0., 1., //
+            0., 1., 0., //
+            0., 0., 1., //
+            1., 0., 0., //
+            0., 0., 1.,
+        ];
+        assert_eq!(m.data, expect);
+    }
+
+    #[test]
+    fn fitted_on_train_applies_to_test_with_unseen_values_and_dictionaries() {
+        let train = batch(vec![
+            ("x", Arc::new(Int64Array::from(vec![0, 10])) as ArrayRef),
+            ("c", Arc::new(StringArray::from(vec!["u", "v"]))),
+        ]);
+        let keys = arrow::array::Int32Array::from(vec![0, 1, 0]);
+        let dict_values = Arc::new(StringArray::from(vec!["v", "w"]));
+        let dict = DictionaryArray::<Int32Type>::try_new(keys, dict_values).unwrap();
+        let test = batch(vec![
+            ("x", Arc::new(Int64Array::from(vec![5, 20, -5])) as ArrayRef),
+            ("c", Arc::new(dict)),
+        ]);
+        let cols = names(&["x", "c"]);
+        let enc = FeatureEncoder::fit(&[train], &cols, &EncoderOptions::default()).unwrap();
+        let m = enc.transform(&[test]).unwrap();
+        assert_eq!(enc.output_names(), ["x", "c=u", "c=v", "c=<other>"]);
+        assert_eq!(m.row(0), &[0.0, 0.0, 1.0, 0.0]);
+        assert_eq!(m.row(1), &[3.0, 0.0, 0.0, 1.0]);
+        assert_eq!(m.row(2), &[-2.0, 0.0, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn batches_are_concatenated_and_statistics_merged() {
+        let b1 = batch(vec![(
+            "x",
+            Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+        )]);
+        let b2 = batch(vec![(
+            "x",
+            Arc::new(Int64Array::from(vec![3, 4, 5])) as ArrayRef,
+        )]);
+        let one = batch(vec![(
+            "x",
+            Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])) as ArrayRef,
+        )]);
+        let cols = names(&["x"]);
+        let split =
+            FeatureEncoder::fit(&[b1.clone(), b2.clone()], &cols, &EncoderOptions::default())
+                .unwrap();
+        let whole = FeatureEncoder::fit(
+            std::slice::from_ref(&one),
+            &cols,
+            &EncoderOptions::default(),
+        )
+        .unwrap();
+        let (m1, m2) = (
+            split.transform(&[b1, b2]).unwrap(),
+            whole.transform(&[one]).unwrap(),
+        );
+        for (a, b) in m1.data.iter().zip(&m2.data) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        assert_eq!(m1.rows, 5);
+    }
+
+    #[test]
+    fn errors_name_the_column() {
+        let b = batch(vec![
+            ("x", Arc::new(Int64Array::from(vec![1])) as ArrayRef),
+            ("t", Arc::new(TimestampSecondArray::from(vec![1]))),
+            ("s", Arc::new(StringArray::from(vec!["a"]))),
+        ]);
+        let opts = EncoderOptions::default();
+        let e =
+            FeatureEncoder::fit(std::slice::from_ref(&b), &names(&["nope"]), &opts).unwrap_err();
+        assert!(e.to_string().contains("`nope`"), "{e}");
+        let e = FeatureEncoder::fit(std::slice::from_ref(&b), &names(&["t"]), &opts).unwrap_err();
+        assert!(e.to_string().contains("`t`"), "{e}");
+        // fitted numeric, given a string column of the same name
+        let enc = FeatureEncoder::fit(&[b], &names(&["x"]), &opts).unwrap();
+        let other = batch(vec![(
+            "x",
+            Arc::new(StringArray::from(vec!["1"])) as ArrayRef,
+        )]);
+        let e = enc.transform(&[other]).unwrap_err();
+        assert!(e.to_string().contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn encoder_round_trips_through_json() {
+        let b = batch(vec![(
+            "c",
+            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
+        )]);
+        let enc = FeatureEncoder::fit(&[b], &names(&["c"]), &EncoderOptions::default()).unwrap();
+        let back: FeatureEncoder =
+            serde_json::from_str(&serde_json::to_string(&enc).unwrap()).unwrap();
+        assert_eq!(back, enc);
+    }
+}

@@ -1,0 +1,14 @@
+//! gigo's numeric engine, shared by the stages: dense feature matrices built
+//! from Arrow tables, an exact multi-core kNN engine, confident learning, and
+//! classic classifiers. Knows no pipeline; builds without polars or burn.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod features;
+pub mod knn;
+pub mod matrix;
+
+pub use error::MlError;
+pub use features::{EncoderOptions, FeatureEncoder};
+pub use knn::{Neighbors, knn, knn_self};
+pub use matrix::Matrix;
