@@ -77,12 +77,16 @@ pub struct TopCounter {
 
 impl TopCounter {
     fn add(&mut self, key: &str, cap: usize) {
+        self.add_count(key, 1, cap);
+    }
+
+    fn add_count(&mut self, key: &str, n: u64, cap: usize) {
         if let Some(c) = self.counts.get_mut(key) {
-            *c += 1;
+            *c += n;
         } else if self.counts.len() < cap {
-            self.counts.insert(key.to_string(), 1);
+            self.counts.insert(key.to_string(), n);
         } else {
-            self.uncounted += 1;
+            self.uncounted += n;
         }
     }
 
@@ -192,18 +196,21 @@ impl ColumnAcc {
             ColumnKind::Numeric => acc.add_numeric(array)?,
             ColumnKind::Boolean => {
                 let b: &BooleanArray = array.as_boolean();
+                let mut hashes = Vec::new();
                 for v in b.iter().flatten() {
                     acc.top.add(if v { "true" } else { "false" }, 2);
-                    acc.distinct.add_hash(mix64(u64::from(v)));
+                    hashes.push(mix64(u64::from(v)));
                 }
+                acc.distinct = DistinctSketch::from_hashes(hashes);
             }
             ColumnKind::Text => {
                 let s = cast(array, &DataType::Utf8)
                     .map_err(|e| StageError::internal(format!("casting to text: {e}")))?;
                 let s: &StringArray = s.as_string::<i32>();
+                let mut hashes = Vec::with_capacity(s.len());
                 for v in s.iter().flatten() {
                     acc.top.add(v, TEXT_TOP_CAP);
-                    acc.distinct.add_hash(hash_bytes(v.as_bytes()));
+                    hashes.push(hash_bytes(v.as_bytes()));
                     let len = v.chars().count() as u64;
                     acc.min_len = acc.min_len.min(len);
                     acc.max_len = acc.max_len.max(len);
@@ -211,6 +218,7 @@ impl ColumnAcc {
                         acc.zeros += 1;
                     }
                 }
+                acc.distinct = DistinctSketch::from_hashes(hashes);
             }
             ColumnKind::Other => {}
         }
@@ -260,16 +268,32 @@ impl ColumnAcc {
             if v == 0.0 {
                 self.zeros += 1;
             }
-            // -0.0 and 0.0 are one value.
-            let bits = if v == 0.0 { 0 } else { v.to_bits() };
-            self.distinct.add_hash(mix64(bits));
             self.sketch.add(v);
-            if self.top_alive {
-                self.top.add(&format_number(v), NUMERIC_TOP_CAP);
-                if !self.top.is_exact() {
-                    self.top_alive = false;
-                    self.top = TopCounter::default();
-                }
+        }
+        // -0.0 and 0.0 are one value.
+        self.distinct = DistinctSketch::from_hashes(
+            finite
+                .iter()
+                .map(|&v| mix64(if v == 0.0 { 0 } else { v.to_bits() }))
+                .collect(),
+        );
+        // Value counts by bit pattern, turned into labels once per chunk.
+        let mut counts: HashMap<u64, u64> = HashMap::new();
+        for &v in &finite {
+            let key = if v == 0.0 { 0 } else { v.to_bits() };
+            if let Some(c) = counts.get_mut(&key) {
+                *c += 1;
+            } else if counts.len() < NUMERIC_TOP_CAP {
+                counts.insert(key, 1);
+            } else {
+                self.top_alive = false;
+                break;
+            }
+        }
+        if self.top_alive {
+            for (key, c) in counts {
+                self.top
+                    .add_count(&format_number(f64::from_bits(key)), c, NUMERIC_TOP_CAP);
             }
         }
         self.n = n as u64;

@@ -198,7 +198,12 @@ impl Profiler {
             columns,
             split,
             row_hashes: row_hashes(chunk, &self.opts.row_columns)?,
-            feature_hashes: row_hashes(chunk, &self.opts.feature_columns)?,
+            // Only conflicts use feature hashes, and only with a label.
+            feature_hashes: if self.opts.label_column.is_some() {
+                row_hashes(chunk, &self.opts.feature_columns)?
+            } else {
+                Vec::new()
+            },
             label_hashes,
         })
     }
