@@ -28,5 +28,7 @@ pub fn builtin_registry() -> Registry {
     #[cfg(feature = "polars")]
     gigo_datasets::ingest::register(&mut r);
     gigo_stages::register_all(&mut r);
+    #[cfg(feature = "neural")]
+    gigo_neural::register(&mut r);
     r
 }

@@ -35,23 +35,41 @@ pub struct EncoderOptions {
     /// The number of most frequent values of a categorical column that get
     /// their own indicator column; the others (and nulls) share one. Default 32.
     pub max_categories: usize,
+    /// Standardise numeric columns (default true). When false they keep
+    /// their values (missing ones become the column mean): for features
+    /// that share one scale, such as pixel intensities, where dividing by a
+    /// tiny standard deviation would blow up noise.
+    #[serde(default = "yes")]
+    pub standardize: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        EncoderOptions { max_categories: 32 }
+        EncoderOptions {
+            max_categories: 32,
+            standardize: true,
+        }
     }
 }
 
 /// How one input column is encoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ColumnEncoding {
-    /// `(x - mean) / std`; missing values -> 0.
+    /// `(x - mean) / std`; a missing value counts as `missing`.
     Numeric {
-        /// Mean of the finite values seen at fit time.
+        /// Subtracted (the mean of the finite values seen at fit time, or
+        /// 0 without standardisation).
         mean: f64,
-        /// Their population standard deviation (1 when it was 0).
+        /// Divided by (their population standard deviation, 1 when it was
+        /// 0 or without standardisation).
         std: f64,
+        /// The value a missing cell (null, NaN, infinity) takes: the mean.
+        #[serde(default)]
+        missing: f64,
     },
     /// One-hot over `categories`, then one "other" indicator.
     Categorical {
@@ -126,15 +144,24 @@ struct Moments {
 }
 
 impl Moments {
-    fn of(values: impl Iterator<Item = f64>) -> Moments {
-        let mut m = Moments::default();
-        for v in values.filter(|v| v.is_finite()) {
-            m.n += 1.0;
-            let d = v - m.mean;
-            m.mean += d / m.n;
-            m.m2 += d * (v - m.mean);
+    /// Two passes over one batch (no division per value).
+    fn of(values: &[Option<f64>]) -> Moments {
+        let (mut n, mut sum) = (0.0, 0.0);
+        for v in values.iter().flatten().filter(|v| v.is_finite()) {
+            n += 1.0;
+            sum += v;
         }
-        m
+        if n == 0.0 {
+            return Moments::default();
+        }
+        let mean = sum / n;
+        let m2 = values
+            .iter()
+            .flatten()
+            .filter(|v| v.is_finite())
+            .map(|v| (v - mean) * (v - mean))
+            .sum();
+        Moments { n, mean, m2 }
     }
 
     fn merge(self, o: Moments) -> Moments {
@@ -181,8 +208,9 @@ impl FeatureEncoder {
                 None => ColumnEncoding::Numeric {
                     mean: 0.0,
                     std: 1.0,
+                    missing: 0.0,
                 },
-                Some("numeric") => fit_numeric(batches, name)?,
+                Some("numeric") => fit_numeric(batches, name, opts.standardize)?,
                 Some(_) => fit_categorical(batches, name, opts.max_categories)?,
             };
             encodings.push(encoding);
@@ -206,7 +234,7 @@ impl FeatureEncoder {
                 let array = column(batch, name)?;
                 let kind = kind_of(array.data_type());
                 match enc {
-                    ColumnEncoding::Numeric { mean, std } => {
+                    ColumnEncoding::Numeric { mean, std, missing } => {
                         if kind != Some("numeric") {
                             return Err(MlError::TypeChanged {
                                 column: name.clone(),
@@ -216,9 +244,10 @@ impl FeatureEncoder {
                         }
                         let values = as_f64(array)?;
                         let values = values.as_primitive::<Float64Type>();
+                        let fill = (missing - mean) / std;
                         for (r, v) in values.iter().enumerate() {
                             let z = v.map(|v| (v - mean) / std).filter(|z| z.is_finite());
-                            out.data[(row0 + r) * width + col0] = z.unwrap_or(0.0) as f32;
+                            out.data[(row0 + r) * width + col0] = z.unwrap_or(fill) as f32;
                         }
                         col0 += 1;
                     }
@@ -297,11 +326,16 @@ fn column_kind(batch: &RecordBatch, name: &str) -> Result<&'static str, MlError>
     })
 }
 
-fn fit_numeric(batches: &[RecordBatch], name: &str) -> Result<ColumnEncoding, MlError> {
+fn fit_numeric(
+    batches: &[RecordBatch],
+    name: &str,
+    standardize: bool,
+) -> Result<ColumnEncoding, MlError> {
     let mut total = Moments::default();
     for batch in batches {
         let values = as_f64(column(batch, name)?)?;
-        let part = Moments::of(values.as_primitive::<Float64Type>().iter().flatten());
+        let values: Vec<Option<f64>> = values.as_primitive::<Float64Type>().iter().collect();
+        let part = Moments::of(&values);
         total = total.merge(part);
     }
     let std = if total.n > 0.0 {
@@ -309,6 +343,14 @@ fn fit_numeric(batches: &[RecordBatch], name: &str) -> Result<ColumnEncoding, Ml
     } else {
         0.0
     };
+    if !standardize {
+        // (x - 0) / 1 keeps the value; a missing one still becomes the mean
+        return Ok(ColumnEncoding::Numeric {
+            mean: 0.0,
+            std: 1.0,
+            missing: total.mean,
+        });
+    }
     Ok(ColumnEncoding::Numeric {
         mean: total.mean,
         std: if std > 0.0 && std.is_finite() {
@@ -316,6 +358,7 @@ fn fit_numeric(batches: &[RecordBatch], name: &str) -> Result<ColumnEncoding, Ml
         } else {
             1.0
         },
+        missing: total.mean,
     })
 }
 
@@ -412,7 +455,10 @@ mod tests {
             Some("d"),
         ];
         let b = batch(vec![("c", Arc::new(StringArray::from(v)) as ArrayRef)]);
-        let opts = EncoderOptions { max_categories: 2 };
+        let opts = EncoderOptions {
+            max_categories: 2,
+            ..EncoderOptions::default()
+        };
         let enc = FeatureEncoder::fit(std::slice::from_ref(&b), &names(&["c"]), &opts).unwrap();
         assert_eq!(enc.output_names(), ["c=a", "c=b", "c=<other>"]);
         let m = enc.transform(&[b]).unwrap();
@@ -505,6 +551,20 @@ mod tests {
         )]);
         let e = enc.transform(&[other]).unwrap_err();
         assert!(e.to_string().contains("`x`"), "{e}");
+    }
+
+    #[test]
+    fn without_standardisation_values_pass_and_missing_become_the_mean() {
+        let b = batch(vec![(
+            "x",
+            Arc::new(Float32Array::from(vec![Some(2.0), None, Some(4.0)])) as ArrayRef,
+        )]);
+        let opts = EncoderOptions {
+            standardize: false,
+            ..EncoderOptions::default()
+        };
+        let enc = FeatureEncoder::fit(std::slice::from_ref(&b), &names(&["x"]), &opts).unwrap();
+        assert_eq!(enc.transform(&[b]).unwrap().data, vec![2.0, 3.0, 4.0]);
     }
 
     #[test]

@@ -3,11 +3,20 @@
 //! classic classifiers. Knows no pipeline; builds without polars or burn.
 #![warn(missing_docs)]
 
+pub mod boosting;
+pub mod classifier;
+pub mod confident;
+pub mod cv;
 pub mod error;
 pub mod features;
 pub mod knn;
+pub mod knn_classifier;
+pub mod logistic;
 pub mod matrix;
+pub mod metrics;
+pub mod numpy_compat;
 
+pub use classifier::{Classifier, ModelSpec};
 pub use error::MlError;
 pub use features::{EncoderOptions, FeatureEncoder};
 pub use knn::{Neighbors, knn, knn_self};

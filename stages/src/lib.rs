@@ -3,10 +3,13 @@
 //! implementation, its registration and its unit tests.
 #![warn(missing_docs)]
 
+pub mod evaluate;
 pub mod exec;
 pub mod export;
+pub mod label_noise;
 pub mod labels;
 pub mod profile;
+pub mod rebalance;
 pub mod report;
 pub mod split;
 
@@ -18,8 +21,10 @@ use gigo_pipeline::Registry;
 /// Registers every stage of this crate.
 pub fn register_all(registry: &mut Registry) {
     split::register(registry);
+    label_noise::register(registry);
     export::register(registry);
     exec::register(registry);
     profile::register(registry);
+    rebalance::register(registry);
     report::register(registry);
 }

@@ -26,7 +26,7 @@ pub use sketch::{DistinctSketch, QuantileSketch};
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array, RecordBatch};
+use arrow::array::{ArrayRef, BooleanArray, Float64Array};
 use arrow::datatypes::{DataType, Field, Schema};
 use gigo_pipeline::summary::{Block, Section, Severity};
 use gigo_pipeline::{

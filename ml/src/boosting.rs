@@ -1,0 +1,870 @@
+//! Histogram gradient boosting of decision trees for the log loss (binary
+//! or softmax), in the manner of LightGBM and scikit-learn's
+//! `HistGradientBoostingClassifier`: features binned into at most 255
+//! quantile bins, trees grown leaf-wise (best gain first) up to
+//! `max_leaf_nodes`, histograms of the smaller child built and the larger
+//! one obtained by subtraction, and early stopping on a held-out tenth.
+//!
+//! Histograms only visit each row's *non-default* bins (the bins other than
+//! the most frequent bin of each feature, stored row by row); the default
+//! bin gets the node total minus the rest. One-hot and other mostly-zero
+//! features thus cost what their non-zeros cost.
+//!
+//! Deterministic: the validation split is seeded and every sum runs in a
+//! fixed order, whatever the thread count.
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{Classifier, check_fit_inputs, save, uniform};
+use crate::error::MlError;
+use crate::matrix::Matrix;
+
+/// Catalogue name.
+pub const NAME: &str = "gradient_boosting";
+
+/// Rows per parallel histogram chunk.
+const HIST_CHUNK: usize = 8192;
+
+/// Hyper-parameters of [`GradientBoosting`] (scikit-learn's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BoostingParams {
+    /// Boosting iterations (trees per class). Default 100.
+    pub max_iter: usize,
+    /// Shrinkage of every leaf value. Default 0.1.
+    pub learning_rate: f64,
+    /// Leaves per tree. Default 31.
+    pub max_leaf_nodes: usize,
+    /// Fewest training rows in a leaf. Default 20.
+    pub min_samples_leaf: usize,
+    /// L2 penalty on leaf values. Default 0.
+    pub l2_regularization: f64,
+    /// Bins per feature, at most 255. Default 255.
+    pub max_bins: usize,
+    /// Stop when the loss on a held-out part stops improving; `None`
+    /// (default) means: when there are more than 10 000 rows.
+    pub early_stopping: Option<bool>,
+    /// The held-out fraction for early stopping. Default 0.1.
+    pub validation_fraction: f64,
+    /// Iterations without improvement before stopping. Default 10.
+    pub n_iter_no_change: usize,
+    /// Seed of the held-out split. Default 0.
+    pub seed: u64,
+}
+
+impl Default for BoostingParams {
+    fn default() -> Self {
+        BoostingParams {
+            max_iter: 100,
+            learning_rate: 0.1,
+            max_leaf_nodes: 31,
+            min_samples_leaf: 20,
+            l2_regularization: 0.0,
+            max_bins: 255,
+            early_stopping: None,
+            validation_fraction: 0.1,
+            n_iter_no_change: 10,
+            seed: 0,
+        }
+    }
+}
+
+/// One tree node; leaves have `left == u32::MAX`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Node {
+    feature: u32,
+    /// Rows with `x <= threshold` go left.
+    threshold: f32,
+    /// The bin version of `threshold` (training only).
+    #[serde(skip)]
+    bin: u8,
+    left: u32,
+    right: u32,
+    value: f64,
+}
+
+impl Node {
+    fn is_leaf(&self) -> bool {
+        self.left == u32::MAX
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tree {
+    nodes: Vec<Node>,
+}
+
+impl Tree {
+    fn predict(&self, x: &[f32]) -> f64 {
+        let mut n = &self.nodes[0];
+        while !n.is_leaf() {
+            n = &self.nodes[if x[n.feature as usize] <= n.threshold {
+                n.left
+            } else {
+                n.right
+            } as usize];
+        }
+        n.value
+    }
+
+    fn predict_binned(&self, bins: &Binned, row: usize) -> f64 {
+        let mut n = &self.nodes[0];
+        while !n.is_leaf() {
+            let b = bins.cols[n.feature as usize][row];
+            n = &self.nodes[if b <= n.bin { n.left } else { n.right } as usize];
+        }
+        n.value
+    }
+}
+
+/// Histogram gradient boosting classifier (see the module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GradientBoosting {
+    params: BoostingParams,
+    fitted: Option<Fitted>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Fitted {
+    n_features: usize,
+    n_classes: usize,
+    /// Initial raw score per tree-output (1 for binary, K otherwise).
+    baseline: Vec<f64>,
+    /// `trees[iteration][output]`.
+    trees: Vec<Vec<Tree>>,
+}
+
+impl GradientBoosting {
+    /// An unfitted model; checks the parameters.
+    pub fn new(params: BoostingParams) -> Result<GradientBoosting, MlError> {
+        if params.max_iter == 0 {
+            return Err(MlError::param("max_iter", "must be at least 1"));
+        }
+        if !(params.learning_rate > 0.0 && params.learning_rate.is_finite()) {
+            return Err(MlError::param("learning_rate", "must be positive"));
+        }
+        if params.max_leaf_nodes < 2 {
+            return Err(MlError::param("max_leaf_nodes", "must be at least 2"));
+        }
+        if params.min_samples_leaf == 0 {
+            return Err(MlError::param("min_samples_leaf", "must be at least 1"));
+        }
+        if params.l2_regularization.is_nan() || params.l2_regularization < 0.0 {
+            return Err(MlError::param("l2_regularization", "must be >= 0"));
+        }
+        if !(2..=255).contains(&params.max_bins) {
+            return Err(MlError::param("max_bins", "must be within 2..=255"));
+        }
+        if !(params.validation_fraction > 0.0 && params.validation_fraction < 1.0) {
+            return Err(MlError::param(
+                "validation_fraction",
+                "must be within (0, 1)",
+            ));
+        }
+        if params.n_iter_no_change == 0 {
+            return Err(MlError::param("n_iter_no_change", "must be at least 1"));
+        }
+        Ok(GradientBoosting {
+            params,
+            fitted: None,
+        })
+    }
+
+    /// Reads a model written by [`Classifier::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<GradientBoosting, MlError> {
+        let saved: crate::classifier::Saved<GradientBoosting> = serde_json::from_slice(bytes)?;
+        GradientBoosting::new(saved.state.params.clone())?;
+        Ok(saved.state)
+    }
+
+    /// Boosting iterations kept by the last fit.
+    pub fn iterations(&self) -> Option<usize> {
+        self.fitted.as_ref().map(|f| f.trees.len())
+    }
+}
+
+/// Bin upper bounds per feature: bin `b` holds `(t[b-1], t[b]]`.
+fn fit_bins(x: &Matrix, max_bins: usize) -> Vec<Vec<f32>> {
+    // quantiles of a strided sample (about 40 rows per bin at most)
+    let stride = x.rows.div_ceil(10_000).max(1);
+    (0..x.cols)
+        .into_par_iter()
+        .map(|f| {
+            let mut v: Vec<f32> = (0..x.rows).step_by(stride).map(|i| x.get(i, f)).collect();
+            v.sort_unstable_by(f32::total_cmp);
+            let mut distinct = v.clone();
+            distinct.dedup();
+            if distinct.len() <= max_bins {
+                distinct
+                    .windows(2)
+                    .map(|w| w[0] + (w[1] - w[0]) / 2.0)
+                    .collect()
+            } else {
+                let mut t: Vec<f32> = (1..max_bins).map(|j| v[j * v.len() / max_bins]).collect();
+                t.dedup();
+                // the largest value must fall in the last bin, not beyond it
+                if t.last() == v.last() {
+                    t.pop();
+                }
+                t
+            }
+        })
+        .collect()
+}
+
+/// The binned training matrix, by column and (non-default entries) by row.
+struct Binned {
+    /// `cols[f][row]`.
+    cols: Vec<Vec<u8>>,
+    /// Per row, the histogram slots (`offset[feature] + bin`) of its
+    /// entries whose bin is not the feature's default bin.
+    row_start: Vec<usize>,
+    entries: Vec<u32>,
+    /// The most frequent bin of each feature.
+    default_bin: Vec<u8>,
+    /// Offset of each feature's bins in a flat histogram.
+    offset: Vec<usize>,
+    n_bins: Vec<usize>,
+}
+
+fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
+    let cols: Vec<Vec<u8>> = (0..x.cols)
+        .into_par_iter()
+        .map(|f| {
+            let t = &thresholds[f];
+            (0..x.rows)
+                .map(|i| t.partition_point(|&u| u < x.get(i, f)) as u8)
+                .collect()
+        })
+        .collect();
+    let n_bins: Vec<usize> = thresholds.iter().map(|t| t.len() + 1).collect();
+    let default_bin: Vec<u8> = cols
+        .par_iter()
+        .zip(&n_bins)
+        .map(|(c, &nb)| {
+            let mut counts = vec![0usize; nb];
+            c.iter().for_each(|&b| counts[b as usize] += 1);
+            (0..nb)
+                .max_by_key(|&b| (counts[b], std::cmp::Reverse(b)))
+                .unwrap_or(0) as u8
+        })
+        .collect();
+    let mut offset = Vec::with_capacity(x.cols);
+    let mut total = 0;
+    for &nb in &n_bins {
+        offset.push(total);
+        total += nb;
+    }
+    let mut row_start = Vec::with_capacity(x.rows + 1);
+    let mut entries = Vec::new();
+    for i in 0..x.rows {
+        row_start.push(entries.len());
+        for (f, col) in cols.iter().enumerate() {
+            let b = col[i];
+            if b != default_bin[f] {
+                entries.push((offset[f] + b as usize) as u32);
+            }
+        }
+    }
+    row_start.push(entries.len());
+    Binned {
+        cols,
+        row_start,
+        entries,
+        default_bin,
+        offset,
+        n_bins,
+    }
+}
+
+/// Gradient, hessian and row count of one bin.
+#[derive(Clone, Copy, Default)]
+struct Bin {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+/// Bins flat over features (one cache line or less per update).
+#[derive(Clone)]
+struct Hist {
+    bins: Vec<Bin>,
+}
+
+impl Hist {
+    fn zeros(len: usize) -> Hist {
+        Hist {
+            bins: vec![Bin::default(); len],
+        }
+    }
+
+    fn add(&mut self, o: &Hist) {
+        for (a, b) in self.bins.iter_mut().zip(&o.bins) {
+            a.g += b.g;
+            a.h += b.h;
+            a.n += b.n;
+        }
+    }
+
+    fn minus(&self, o: &Hist) -> Hist {
+        Hist {
+            bins: self
+                .bins
+                .iter()
+                .zip(&o.bins)
+                .map(|(a, b)| Bin {
+                    g: a.g - b.g,
+                    h: a.h - b.h,
+                    n: a.n - b.n,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Totals of a node.
+#[derive(Clone, Copy, Default)]
+struct Stats {
+    g: f64,
+    h: f64,
+    n: u32,
+}
+
+fn build_hist(b: &Binned, rows: &[u32], g: &[f64], h: &[f64], total: Stats) -> Hist {
+    let len = b
+        .offset
+        .last()
+        .map_or(0, |o| o + b.n_bins[b.n_bins.len() - 1]);
+    let parts: Vec<Hist> = rows
+        .par_chunks(HIST_CHUNK)
+        .map(|chunk| {
+            let mut hist = Hist::zeros(len);
+            for &r in chunk {
+                let r = r as usize;
+                let (gr, hr) = (g[r], h[r]);
+                for &e in &b.entries[b.row_start[r]..b.row_start[r + 1]] {
+                    let bin = &mut hist.bins[e as usize];
+                    bin.g += gr;
+                    bin.h += hr;
+                    bin.n += 1;
+                }
+            }
+            hist
+        })
+        .collect();
+    let mut hist = Hist::zeros(len);
+    for p in &parts {
+        hist.add(p);
+    }
+    // the default bins hold the rest of the node
+    for (f, (&o, &nb)) in b.offset.iter().zip(&b.n_bins).enumerate() {
+        let (mut sg, mut sh, mut sn) = (0.0, 0.0, 0u32);
+        for bin in &hist.bins[o..o + nb] {
+            sg += bin.g;
+            sh += bin.h;
+            sn += bin.n;
+        }
+        hist.bins[o + b.default_bin[f] as usize] = Bin {
+            g: total.g - sg,
+            h: total.h - sh,
+            n: total.n - sn,
+        };
+    }
+    hist
+}
+
+#[derive(Clone, Copy)]
+struct Split {
+    gain: f64,
+    feature: usize,
+    bin: u8,
+    left: Stats,
+}
+
+fn score(g: f64, h: f64, l2: f64) -> f64 {
+    g * g / (h + l2)
+}
+
+fn best_split(b: &Binned, hist: &Hist, total: Stats, p: &BoostingParams) -> Option<Split> {
+    const MIN_HESSIAN: f64 = 1e-3;
+    let l2 = p.l2_regularization;
+    let min_leaf = p.min_samples_leaf as u32;
+    if total.n < 2 * min_leaf || total.h < 2.0 * MIN_HESSIAN {
+        return None;
+    }
+    let parent = score(total.g, total.h, l2);
+    let mut best: Option<Split> = None;
+    for (f, (&o, &nb)) in b.offset.iter().zip(&b.n_bins).enumerate() {
+        let mut left = Stats::default();
+        for bin in 0..nb.saturating_sub(1) {
+            let hb = hist.bins[o + bin];
+            left.g += hb.g;
+            left.h += hb.h;
+            left.n += hb.n;
+            if left.n < min_leaf {
+                continue;
+            }
+            let rn = total.n - left.n;
+            if rn < min_leaf {
+                break;
+            }
+            let rh = total.h - left.h;
+            if left.h < MIN_HESSIAN || rh < MIN_HESSIAN {
+                continue;
+            }
+            let gain = score(left.g, left.h, l2) + score(total.g - left.g, rh, l2) - parent;
+            if gain > 1e-12 && best.is_none_or(|bs| gain > bs.gain) {
+                best = Some(Split {
+                    gain,
+                    feature: f,
+                    bin: bin as u8,
+                    left,
+                });
+            }
+        }
+    }
+    best
+}
+
+struct Leaf {
+    node: usize,
+    rows: Vec<u32>,
+    hist: Hist,
+    total: Stats,
+    split: Option<Split>,
+}
+
+fn leaf_value(s: Stats, p: &BoostingParams) -> f64 {
+    -s.g / (s.h + p.l2_regularization).max(1e-300) * p.learning_rate
+}
+
+/// Grows one tree on `rows` and adds each leaf's value to the raw score
+/// (`raw[row * stride + out]`) of the rows that reach it.
+#[allow(clippy::too_many_arguments)]
+fn grow_tree(
+    b: &Binned,
+    thresholds: &[Vec<f32>],
+    rows: Vec<u32>,
+    g: &[f64],
+    h: &[f64],
+    p: &BoostingParams,
+    raw: &mut [f64],
+    stride: usize,
+    out: usize,
+) -> Tree {
+    let total = rows.iter().fold(Stats::default(), |s, &r| Stats {
+        g: s.g + g[r as usize],
+        h: s.h + h[r as usize],
+        n: s.n + 1,
+    });
+    let hist = build_hist(b, &rows, g, h, total);
+    let split = best_split(b, &hist, total, p);
+    let mut nodes = vec![Node {
+        feature: 0,
+        threshold: 0.0,
+        bin: 0,
+        left: u32::MAX,
+        right: u32::MAX,
+        value: leaf_value(total, p),
+    }];
+    let mut leaves = vec![Leaf {
+        node: 0,
+        rows,
+        hist,
+        total,
+        split,
+    }];
+    let mut n_leaves = 1;
+    while n_leaves < p.max_leaf_nodes {
+        // the splittable leaf with the largest gain (first on ties)
+        let Some(pick) = (0..leaves.len())
+            .filter(|&i| leaves[i].split.is_some())
+            .max_by(|&a, &c| {
+                let (ga, gc) = (leaves[a].split.unwrap().gain, leaves[c].split.unwrap().gain);
+                ga.total_cmp(&gc).then(c.cmp(&a))
+            })
+        else {
+            break;
+        };
+        let leaf = leaves.swap_remove(pick);
+        let s = leaf.split.expect("picked a splittable leaf");
+        let col = &b.cols[s.feature];
+        let (lrows, rrows): (Vec<u32>, Vec<u32>) =
+            leaf.rows.iter().partition(|&&r| col[r as usize] <= s.bin);
+        let right_total = Stats {
+            g: leaf.total.g - s.left.g,
+            h: leaf.total.h - s.left.h,
+            n: leaf.total.n - s.left.n,
+        };
+        let (lh, rh) = if lrows.len() <= rrows.len() {
+            let lh = build_hist(b, &lrows, g, h, s.left);
+            let rh = leaf.hist.minus(&lh);
+            (lh, rh)
+        } else {
+            let rh = build_hist(b, &rrows, g, h, right_total);
+            let lh = leaf.hist.minus(&rh);
+            (lh, rh)
+        };
+        let (li, ri) = (nodes.len(), nodes.len() + 1);
+        for t in [s.left, right_total] {
+            nodes.push(Node {
+                feature: 0,
+                threshold: 0.0,
+                bin: 0,
+                left: u32::MAX,
+                right: u32::MAX,
+                value: leaf_value(t, p),
+            });
+        }
+        let parent = &mut nodes[leaf.node];
+        parent.feature = s.feature as u32;
+        parent.bin = s.bin;
+        parent.threshold = thresholds[s.feature][s.bin as usize];
+        parent.left = li as u32;
+        parent.right = ri as u32;
+        let lsplit = best_split(b, &lh, s.left, p);
+        let rsplit = best_split(b, &rh, right_total, p);
+        leaves.push(Leaf {
+            node: li,
+            rows: lrows,
+            hist: lh,
+            total: s.left,
+            split: lsplit,
+        });
+        leaves.push(Leaf {
+            node: ri,
+            rows: rrows,
+            hist: rh,
+            total: right_total,
+            split: rsplit,
+        });
+        n_leaves += 1;
+    }
+    for leaf in &leaves {
+        let v = nodes[leaf.node].value;
+        for &r in &leaf.rows {
+            raw[r as usize * stride + out] += v;
+        }
+    }
+    Tree { nodes }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    if z >= 0.0 {
+        1.0 / (1.0 + (-z).exp())
+    } else {
+        let e = z.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Class probabilities from raw scores (`outputs` = 1: binary logit).
+fn probabilities(raw: &[f64], outputs: usize, n_classes: usize, out: &mut [f32]) {
+    if outputs == 1 {
+        let p1 = sigmoid(raw[0]);
+        out[0] = (1.0 - p1) as f32;
+        out[1] = p1 as f32;
+    } else {
+        let max = raw.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = raw.iter().map(|v| (v - max).exp()).collect();
+        let s: f64 = e.iter().sum();
+        out.iter_mut()
+            .zip(&e)
+            .for_each(|(o, v)| *o = (v / s) as f32);
+        debug_assert_eq!(out.len(), n_classes);
+    }
+}
+
+/// Weighted mean log loss of `rows` under raw scores.
+fn log_loss(raw: &[f64], outputs: usize, y: &[u32], w: &[f64], rows: &[u32], k: usize) -> f64 {
+    let mut loss = 0.0;
+    let mut wsum = 0.0;
+    let mut p = vec![0f32; k];
+    for &r in rows {
+        let r = r as usize;
+        probabilities(&raw[r * outputs..(r + 1) * outputs], outputs, k, &mut p);
+        loss -= w[r] * (p[y[r] as usize] as f64).max(1e-15).ln();
+        wsum += w[r];
+    }
+    loss / wsum.max(1e-300)
+}
+
+impl Classifier for GradientBoosting {
+    fn fit(
+        &mut self,
+        x: &Matrix,
+        y: &[u32],
+        n_classes: usize,
+        sample_weight: Option<&[f32]>,
+    ) -> Result<(), MlError> {
+        check_fit_inputs(x, y, n_classes, sample_weight)?;
+        let p = &self.params;
+        let n = x.rows;
+        let k = n_classes;
+        let outputs = if k == 2 { 1 } else { k };
+        let w: Vec<f64> = match sample_weight {
+            Some(w) => w.iter().map(|&v| v as f64).collect(),
+            None => vec![1.0; n],
+        };
+        let early = p.early_stopping.unwrap_or(n > 10_000);
+        // stratified held-out rows for early stopping
+        let mut train: Vec<u32> = Vec::with_capacity(n);
+        let mut valid: Vec<u32> = Vec::new();
+        if early {
+            let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
+            let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); k];
+            for (i, &l) in y.iter().enumerate() {
+                by_class[l as usize].push(i as u32);
+            }
+            for rows in &mut by_class {
+                rows.shuffle(&mut rng);
+                let cut = (rows.len() as f64 * p.validation_fraction).round() as usize;
+                let cut = if rows.len() > 1 {
+                    cut.min(rows.len() - 1)
+                } else {
+                    0
+                };
+                valid.extend_from_slice(&rows[..cut]);
+                train.extend_from_slice(&rows[cut..]);
+            }
+            train.sort_unstable();
+            valid.sort_unstable();
+        } else {
+            train.extend(0..n as u32);
+        }
+        let thresholds = fit_bins(
+            &x.select_rows(&train.iter().map(|&r| r as usize).collect::<Vec<_>>()),
+            p.max_bins,
+        );
+        let binned = bin_matrix(x, &thresholds);
+        // baseline: log prior odds / log priors (smoothed) over training rows
+        let mut prior = vec![1e-3; k];
+        let mut wt = 0.0;
+        for &r in &train {
+            prior[y[r as usize] as usize] += w[r as usize];
+            wt += w[r as usize];
+        }
+        prior.iter_mut().for_each(|v| *v /= wt + 1e-3 * k as f64);
+        let baseline: Vec<f64> = if outputs == 1 {
+            vec![(prior[1] / prior[0]).ln()]
+        } else {
+            prior.iter().map(|v| v.ln()).collect()
+        };
+        let mut raw: Vec<f64> = (0..n).flat_map(|_| baseline.iter().copied()).collect();
+        let mut trees: Vec<Vec<Tree>> = Vec::new();
+        let mut scores: Vec<f64> = Vec::new();
+        let mut g = vec![0.0; n];
+        let mut h = vec![0.0; n];
+        let mut prob = vec![0f32; k];
+        for _ in 0..p.max_iter {
+            let mut round = Vec::with_capacity(outputs);
+            // every output's gradients come from the scores at the start of
+            // the round, as softmax boosting does
+            let start = (outputs > 1).then(|| raw.clone());
+            for o in 0..outputs {
+                let at_start = start.as_deref().unwrap_or(&raw);
+                for &r in &train {
+                    let r = r as usize;
+                    let (pk, yk) = if outputs == 1 {
+                        (sigmoid(at_start[r]), (y[r] == 1) as u8 as f64)
+                    } else {
+                        probabilities(
+                            &at_start[r * outputs..(r + 1) * outputs],
+                            outputs,
+                            k,
+                            &mut prob,
+                        );
+                        (prob[o] as f64, (y[r] as usize == o) as u8 as f64)
+                    };
+                    g[r] = w[r] * (pk - yk);
+                    h[r] = w[r] * (pk * (1.0 - pk)).max(1e-16);
+                }
+                let tree = grow_tree(
+                    &binned,
+                    &thresholds,
+                    train.clone(),
+                    &g,
+                    &h,
+                    p,
+                    &mut raw,
+                    outputs,
+                    o,
+                );
+                for &r in &valid {
+                    raw[r as usize * outputs + o] += tree.predict_binned(&binned, r as usize);
+                }
+                round.push(tree);
+            }
+            trees.push(round);
+            if early {
+                scores.push(-log_loss(&raw, outputs, y, &w, &valid, k));
+                let m = p.n_iter_no_change;
+                if scores.len() > m {
+                    let reference = scores[scores.len() - m - 1];
+                    if !scores[scores.len() - m..]
+                        .iter()
+                        .any(|&s| s > reference + 1e-7)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        self.fitted = Some(Fitted {
+            n_features: x.cols,
+            n_classes: k,
+            baseline,
+            trees,
+        });
+        Ok(())
+    }
+
+    fn predict_proba(&self, x: &Matrix) -> Matrix {
+        let Some(f) = &self.fitted else {
+            return uniform(x.rows, 2);
+        };
+        if x.cols != f.n_features {
+            return uniform(x.rows, f.n_classes);
+        }
+        let k = f.n_classes;
+        let outputs = f.baseline.len();
+        let mut out = Matrix::zeros(x.rows, k);
+        out.data.par_chunks_mut(k).enumerate().for_each(|(i, o)| {
+            let row = x.row(i);
+            let mut raw = f.baseline.clone();
+            for round in &f.trees {
+                for (r, t) in raw.iter_mut().zip(round) {
+                    *r += t.predict(row);
+                }
+            }
+            probabilities(&raw, outputs, k, o);
+        });
+        out
+    }
+
+    fn n_features(&self) -> Option<usize> {
+        self.fitted.as_ref().map(|f| f.n_features)
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
+        save(NAME, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkerboard a linear model cannot learn, three features (one noise).
+    fn checkerboard(n: usize) -> (Matrix, Vec<u32>) {
+        let mut s = 11u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        };
+        let mut data = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let (a, b, c) = (next() * 4.0, next() * 4.0, next());
+            data.extend([a, b, c]);
+            y.push(((a as u32) + (b as u32)) % 2);
+        }
+        (Matrix::new(n, 3, data), y)
+    }
+
+    fn accuracy(m: &dyn Classifier, x: &Matrix, y: &[u32]) -> f64 {
+        let p = m.predict_proba(x);
+        (0..x.rows)
+            .filter(|&i| {
+                let r = p.row(i);
+                let pred = (0..r.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+                pred == y[i] as usize
+            })
+            .count() as f64
+            / x.rows as f64
+    }
+
+    #[test]
+    fn learns_a_checkerboard_binary_and_multiclass() {
+        let (x, y) = checkerboard(3000);
+        let mut m = GradientBoosting::new(BoostingParams::default()).unwrap();
+        m.fit(&x, &y, 2, None).unwrap();
+        let (xt, yt) = checkerboard(1000);
+        assert!(accuracy(&m, &xt, &yt) > 0.9, "{}", accuracy(&m, &xt, &yt));
+        // three classes: (cell index) mod 3
+        let y3: Vec<u32> = (0..x.rows)
+            .map(|i| ((x.get(i, 0) as u32) + (x.get(i, 1) as u32)) % 3)
+            .collect();
+        m.fit(&x, &y3, 3, None).unwrap();
+        let p = m.predict_proba(&x);
+        assert_eq!(p.cols, 3);
+        assert!((p.row(0).iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(accuracy(&m, &x, &y3) > 0.9);
+    }
+
+    #[test]
+    fn early_stopping_stops_and_the_fit_is_reproducible() {
+        let (x, y) = checkerboard(2000);
+        let params = BoostingParams {
+            early_stopping: Some(true),
+            max_iter: 500,
+            ..BoostingParams::default()
+        };
+        let fit = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let mut m = GradientBoosting::new(params.clone()).unwrap();
+                    m.fit(&x, &y, 2, None).unwrap();
+                    m
+                })
+        };
+        let (a, b) = (fit(1), fit(2));
+        assert!(a.iterations().unwrap() < 500);
+        assert_eq!(a.predict_proba(&x), b.predict_proba(&x));
+        let back = crate::classifier::load(&a.to_bytes().unwrap()).unwrap();
+        assert_eq!(back.predict_proba(&x), a.predict_proba(&x));
+    }
+
+    #[test]
+    fn leaves_respect_min_samples_and_weights_matter() {
+        let x = Matrix::new(6, 1, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let y = [0, 0, 0, 1, 1, 1];
+        let mut m = GradientBoosting::new(BoostingParams {
+            min_samples_leaf: 4,
+            ..BoostingParams::default()
+        })
+        .unwrap();
+        m.fit(&x, &y, 2, None).unwrap();
+        // no split possible: every row gets the prior
+        let p = m.predict_proba(&x);
+        assert_eq!(p.row(0), p.row(5));
+        let mut m = GradientBoosting::new(BoostingParams {
+            min_samples_leaf: 1,
+            ..BoostingParams::default()
+        })
+        .unwrap();
+        m.fit(&x, &y, 2, Some(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
+            .unwrap();
+        assert!(m.predict_proba(&x).row(4)[1] > 0.9);
+        assert!(
+            GradientBoosting::new(BoostingParams {
+                max_bins: 300,
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

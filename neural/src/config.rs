@@ -1,0 +1,652 @@
+//! The levers: parameter types shared by `pretrain` and `train`, with their
+//! documented defaults and checks. Plain serde structs (`deny_unknown_fields`,
+//! `JsonSchema`); nothing here touches burn.
+
+use gigo_pipeline::ParamProblem;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The non-linearity between layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// `max(0, x)`.
+    #[default]
+    Relu,
+    /// `max(0.01 x, x)`.
+    LeakyRelu,
+    /// Gaussian error linear unit.
+    Gelu,
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid (saturates: deep stacks of it show vanishing gradients).
+    Sigmoid,
+}
+
+/// Normalisation after each hidden layer's linear map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Norm {
+    /// No normalisation.
+    #[default]
+    None,
+    /// Batch normalisation (batch statistics in training, running ones at inference).
+    Batch,
+    /// Layer normalisation (per row).
+    Layer,
+    /// Group normalisation (per row, over `groups` groups of units).
+    Group,
+}
+
+/// The encoder's architecture family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderKind {
+    /// A multi-layer perceptron over the encoded feature vector.
+    #[default]
+    Mlp,
+    /// A small CNN for image-shaped inputs (features in row-major pixel
+    /// order, one channel): 3x3 convolutions, each followed by the activation
+    /// and 2x2 max pooling, then the MLP layers.
+    Cnn,
+}
+
+/// The encoder: everything between the input features and the embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EncoderParams {
+    /// `mlp` (default) or `cnn`.
+    #[serde(default)]
+    pub kind: EncoderKind,
+    /// Hidden layers (each: linear, normalisation, activation, dropout). Default 2.
+    #[serde(default = "default_depth")]
+    pub depth: usize,
+    /// Units per hidden layer; the embedding has this width. Default 128.
+    #[serde(default = "default_width")]
+    pub width: usize,
+    /// Activation of every hidden layer. Default `relu`.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Residual (skip) connections: each hidden layer after the first adds
+    /// its input to its output. Default false.
+    #[serde(default)]
+    pub residual: bool,
+    /// Normalisation: `none` (default), `batch`, `layer` or `group`.
+    #[serde(default)]
+    pub norm: Norm,
+    /// Groups for `norm: group`; must divide `width`. Default 8.
+    #[serde(default = "default_groups")]
+    pub groups: usize,
+    /// Dropout probability after each hidden layer (training only). Default 0.
+    #[serde(default)]
+    pub dropout: f64,
+    /// `cnn` only: image height and width; their product must equal the
+    /// number of encoded features. Default `[28, 28]`.
+    #[serde(default = "default_image")]
+    pub image: [usize; 2],
+    /// `cnn` only: output channels of each convolution. Default `[16, 32]`.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<usize>,
+}
+
+fn default_depth() -> usize {
+    2
+}
+fn default_width() -> usize {
+    128
+}
+fn default_groups() -> usize {
+    8
+}
+fn default_image() -> [usize; 2] {
+    [28, 28]
+}
+fn default_channels() -> Vec<usize> {
+    vec![16, 32]
+}
+
+impl Default for EncoderParams {
+    fn default() -> Self {
+        EncoderParams {
+            kind: EncoderKind::Mlp,
+            depth: default_depth(),
+            width: default_width(),
+            activation: Activation::Relu,
+            residual: false,
+            norm: Norm::None,
+            groups: default_groups(),
+            dropout: 0.0,
+            image: default_image(),
+            channels: default_channels(),
+        }
+    }
+}
+
+impl EncoderParams {
+    /// Every problem, with paths under `prefix` (e.g. `encoder`).
+    pub fn check(&self, prefix: &str, p: &mut Vec<ParamProblem>) {
+        let at = |name: &str| format!("{prefix}.{name}");
+        if self.depth == 0 || self.depth > 64 {
+            p.push(ParamProblem::new(
+                &at("depth"),
+                format!("must be in 1..=64, got {}", self.depth),
+            ));
+        }
+        if self.width == 0 || self.width > 16_384 {
+            p.push(ParamProblem::new(
+                &at("width"),
+                format!("must be in 1..=16384, got {}", self.width),
+            ));
+        }
+        if self.norm == Norm::Group && (self.groups == 0 || !self.width.is_multiple_of(self.groups))
+        {
+            p.push(ParamProblem::new(
+                &at("groups"),
+                format!(
+                    "group normalisation needs `groups` to divide `width` ({}), got {}",
+                    self.width, self.groups
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            p.push(ParamProblem::new(
+                &at("dropout"),
+                format!("must be in [0, 1), got {}", self.dropout),
+            ));
+        }
+        if self.kind == EncoderKind::Cnn {
+            if self.image[0] == 0 || self.image[1] == 0 {
+                p.push(ParamProblem::new(
+                    &at("image"),
+                    format!("height and width must be positive, got {:?}", self.image),
+                ));
+            }
+            if self.channels.is_empty() || self.channels.contains(&0) {
+                p.push(ParamProblem::new(
+                    &at("channels"),
+                    format!(
+                        "needs at least one positive channel count, got {:?}",
+                        self.channels
+                    ),
+                ));
+            }
+            let pools = 1usize << self.channels.len().min(16);
+            if self.image[0] < pools || self.image[1] < pools {
+                p.push(ParamProblem::new(
+                    &at("channels"),
+                    format!(
+                        "{} convolutions halve a {}x{} image {} times: too many for its size",
+                        self.channels.len(),
+                        self.image[0],
+                        self.image[1],
+                        self.channels.len()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// The resolved encoder: its parameters and the input width they were built
+/// for. Saved in every model so the network can be rebuilt exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EncoderSpec {
+    /// The architecture.
+    pub params: EncoderParams,
+    /// Encoded input features.
+    pub input_dim: usize,
+}
+
+impl EncoderSpec {
+    /// Checks that the architecture fits `input_dim` features.
+    pub fn new(params: EncoderParams, input_dim: usize) -> Result<Self, crate::NeuralError> {
+        if input_dim == 0 {
+            return Err(crate::NeuralError::data("there are no encoded features"));
+        }
+        if params.kind == EncoderKind::Cnn && params.image[0] * params.image[1] != input_dim {
+            return Err(crate::NeuralError::param(
+                "encoder.image",
+                format!(
+                    "a {}x{} image has {} pixels but the table has {input_dim} encoded features",
+                    params.image[0],
+                    params.image[1],
+                    params.image[0] * params.image[1]
+                ),
+            ));
+        }
+        Ok(EncoderSpec { params, input_dim })
+    }
+
+    /// Width of the embedding the encoder outputs.
+    pub fn embedding_dim(&self) -> usize {
+        self.params.width
+    }
+}
+
+/// The optimizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// Stochastic gradient descent, with optional (Nesterov) momentum.
+    Sgd,
+    /// Adam.
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay (`weight_decay`).
+    Adamw,
+}
+
+/// Rows per gradient step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum BatchSize {
+    /// `full`: every training row in one step per epoch (batch gradient descent).
+    Named(FullBatch),
+    /// N rows per step (mini-batch); 1 is online gradient descent.
+    Rows(usize),
+}
+
+/// The word `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FullBatch {
+    /// Every row in one batch.
+    Full,
+}
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        BatchSize::Rows(128)
+    }
+}
+
+impl BatchSize {
+    /// Rows per batch for `n` training rows.
+    pub fn rows(self, n: usize) -> usize {
+        match self {
+            BatchSize::Named(FullBatch::Full) => n.max(1),
+            BatchSize::Rows(b) => b.clamp(1, n.max(1)),
+        }
+    }
+}
+
+/// How the learning rate changes over training (after any warm-up).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Multiply by `gamma` every `every` epochs.
+    Step {
+        /// Epochs between decays.
+        every: usize,
+        /// Factor per decay (0 < gamma <= 1).
+        gamma: f64,
+    },
+    /// Cosine decay from `lr` to `min_factor * lr` over the training steps.
+    Cosine {
+        /// Final rate as a fraction of `lr`. Default 0.
+        #[serde(default)]
+        min_factor: f64,
+    },
+}
+
+/// The learning-rate factor at `step` (0-based) of `total` steps, with
+/// `per_epoch` steps per epoch and a linear warm-up over `warmup` steps.
+pub fn lr_factor(
+    schedule: Schedule,
+    step: usize,
+    total: usize,
+    per_epoch: usize,
+    warmup: usize,
+) -> f64 {
+    if step < warmup {
+        return (step + 1) as f64 / warmup as f64;
+    }
+    match schedule {
+        Schedule::Constant => 1.0,
+        Schedule::Step { every, gamma } => {
+            let epoch = step / per_epoch.max(1);
+            gamma.powi((epoch / every.max(1)) as i32)
+        }
+        Schedule::Cosine { min_factor } => {
+            let span = total.saturating_sub(warmup).max(1) as f64;
+            let t = (step - warmup) as f64 / span;
+            min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+        }
+    }
+}
+
+/// Optimizer, learning rate and its schedule, clipping: shared by both stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OptimParams {
+    /// `sgd`, `adam` (default) or `adamw`.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate. Default 0.001.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// SGD momentum (0: plain SGD). Default 0.
+    #[serde(default)]
+    pub momentum: f64,
+    /// SGD: Nesterov momentum (needs `momentum` > 0). Default false.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// AdamW's decoupled weight decay. Default 0.01.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Learning-rate schedule after warm-up. Default `{kind: constant}`.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs of linear learning-rate warm-up from 0 (fractions allowed). Default 0.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Rescale the gradient (all parameters together) so that its L2 norm is
+    /// at most this. Default: no clipping.
+    #[serde(default)]
+    pub clip_norm: Option<f64>,
+    /// Clamp every gradient element to `[-clip_value, clip_value]`. Default: none.
+    #[serde(default)]
+    pub clip_value: Option<f64>,
+}
+
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+
+impl Default for OptimParams {
+    fn default() -> Self {
+        OptimParams {
+            optimizer: OptimizerKind::Adam,
+            lr: default_lr(),
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: default_weight_decay(),
+            schedule: Schedule::Constant,
+            warmup_epochs: 0.0,
+            clip_norm: None,
+            clip_value: None,
+        }
+    }
+}
+
+impl OptimParams {
+    /// Every problem, with paths under `prefix` (empty for top level).
+    pub fn check(&self, prefix: &str, p: &mut Vec<ParamProblem>) {
+        let at = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            p.push(ParamProblem::new(
+                &at("lr"),
+                format!("must be a positive number, got {}", self.lr),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            p.push(ParamProblem::new(
+                &at("momentum"),
+                format!("must be in [0, 1), got {}", self.momentum),
+            ));
+        }
+        if self.nesterov && (self.momentum == 0.0 || self.optimizer != OptimizerKind::Sgd) {
+            p.push(ParamProblem::new(
+                &at("nesterov"),
+                "Nesterov momentum needs `optimizer: sgd` and `momentum` > 0",
+            ));
+        }
+        if self.momentum > 0.0 && self.optimizer != OptimizerKind::Sgd {
+            p.push(ParamProblem::new(
+                &at("momentum"),
+                "`momentum` applies to `optimizer: sgd` only (Adam has its own moments)",
+            ));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            p.push(ParamProblem::new(
+                &at("weight_decay"),
+                format!("must be a non-negative number, got {}", self.weight_decay),
+            ));
+        }
+        match self.schedule {
+            Schedule::Step { every, gamma } => {
+                if every == 0 {
+                    p.push(ParamProblem::new(
+                        &at("schedule.every"),
+                        "must be at least 1",
+                    ));
+                }
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    p.push(ParamProblem::new(
+                        &at("schedule.gamma"),
+                        format!("must be in (0, 1], got {gamma}"),
+                    ));
+                }
+            }
+            Schedule::Cosine { min_factor } if !(0.0..=1.0).contains(&min_factor) => {
+                p.push(ParamProblem::new(
+                    &at("schedule.min_factor"),
+                    format!("must be in [0, 1], got {min_factor}"),
+                ));
+            }
+            _ => {}
+        }
+        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+            p.push(ParamProblem::new(
+                &at("warmup_epochs"),
+                format!("must be a non-negative number, got {}", self.warmup_epochs),
+            ));
+        }
+        for (name, v) in [
+            ("clip_norm", self.clip_norm),
+            ("clip_value", self.clip_value),
+        ] {
+            if let Some(v) = v
+                && !(v > 0.0 && v.is_finite())
+            {
+                p.push(ParamProblem::new(
+                    &at(name),
+                    format!("must be a positive number, got {v}"),
+                ));
+            }
+        }
+        if self.clip_norm.is_some() && self.clip_value.is_some() {
+            p.push(ParamProblem::new(
+                &at("clip_value"),
+                "set `clip_norm` or `clip_value`, not both",
+            ));
+        }
+    }
+}
+
+/// The supervised loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    /// Cross-entropy (with `label_smoothing`).
+    #[default]
+    CrossEntropy,
+    /// Focal loss: cross-entropy weighted by `(1 - p)^focal_gamma`.
+    Focal,
+    /// Generalised cross-entropy `(1 - p_y^q) / q` (robust to label noise).
+    Gce,
+    /// Symmetric cross-entropy `alpha * CE + beta * reverse CE` (robust to label noise).
+    Sce,
+}
+
+/// How classes are weighted in the loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    /// `none` (every class 1) or `balanced` (`n / (k * n_class)`, as scikit-learn).
+    Named(ClassWeighting),
+    /// A weight per class label (as text); classes not listed get 1.
+    Given(std::collections::BTreeMap<String, f64>),
+}
+
+/// Named class weightings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeighting {
+    /// Every class weighs 1.
+    None,
+    /// Inverse class frequency.
+    Balanced,
+}
+
+impl Default for ClassWeights {
+    fn default() -> Self {
+        ClassWeights::Named(ClassWeighting::None)
+    }
+}
+
+impl ClassWeights {
+    /// One weight per class (`classes` as text, `y` the training labels).
+    pub fn resolve(&self, classes: &[String], y: &[u32]) -> Vec<f32> {
+        let k = classes.len();
+        match self {
+            ClassWeights::Named(ClassWeighting::None) => vec![1.0; k],
+            ClassWeights::Named(ClassWeighting::Balanced) => {
+                let mut counts = vec![0usize; k];
+                for &l in y {
+                    counts[l as usize] += 1;
+                }
+                let present = counts.iter().filter(|&&c| c > 0).count().max(1);
+                counts
+                    .iter()
+                    .map(|&c| {
+                        if c == 0 {
+                            1.0
+                        } else {
+                            (y.len() as f64 / (present as f64 * c as f64)) as f32
+                        }
+                    })
+                    .collect()
+            }
+            ClassWeights::Given(map) => classes
+                .iter()
+                .map(|c| map.get(c).copied().unwrap_or(1.0) as f32)
+                .collect(),
+        }
+    }
+}
+
+/// The metric early stopping watches on the `valid` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMetric {
+    /// Validation loss (lower is better).
+    #[default]
+    ValidLoss,
+    /// Validation accuracy (higher is better).
+    ValidAccuracy,
+}
+
+/// Stop when the validation metric has not improved for `patience` epochs,
+/// and keep the best epoch's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStopping {
+    /// What to watch. Default `valid_loss`.
+    #[serde(default)]
+    pub metric: StopMetric,
+    /// Epochs without improvement before stopping. Default 5.
+    #[serde(default = "default_patience")]
+    pub patience: usize,
+    /// Smallest change that counts as an improvement. Default 0.
+    #[serde(default)]
+    pub min_delta: f64,
+    /// Restore the best epoch's weights at the end. Default true.
+    #[serde(default = "default_true")]
+    pub restore_best: bool,
+}
+
+fn default_patience() -> usize {
+    5
+}
+fn default_true() -> bool {
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_reads_full_or_a_number() {
+        let full: BatchSize = serde_json::from_value(serde_json::json!("full")).unwrap();
+        assert_eq!(full.rows(50), 50);
+        let one: BatchSize = serde_json::from_value(serde_json::json!(1)).unwrap();
+        assert_eq!(one.rows(50), 1);
+        let big: BatchSize = serde_json::from_value(serde_json::json!(500)).unwrap();
+        assert_eq!(big.rows(50), 50);
+        assert!(serde_json::from_value::<BatchSize>(serde_json::json!("half")).is_err());
+    }
+
+    #[test]
+    fn schedules_warm_up_then_decay() {
+        // 10 epochs of 10 steps, 20 warm-up steps
+        assert!((lr_factor(Schedule::Constant, 0, 100, 10, 20) - 0.05).abs() < 1e-12);
+        assert_eq!(lr_factor(Schedule::Constant, 19, 100, 10, 20), 1.0);
+        assert_eq!(lr_factor(Schedule::Constant, 50, 100, 10, 20), 1.0);
+        let step = Schedule::Step {
+            every: 2,
+            gamma: 0.5,
+        };
+        assert_eq!(lr_factor(step, 0, 100, 10, 0), 1.0);
+        assert_eq!(lr_factor(step, 25, 100, 10, 0), 0.5);
+        assert_eq!(lr_factor(step, 45, 100, 10, 0), 0.25);
+        let cos = Schedule::Cosine { min_factor: 0.1 };
+        assert!((lr_factor(cos, 0, 100, 10, 0) - 1.0).abs() < 1e-12);
+        assert!((lr_factor(cos, 50, 100, 10, 0) - 0.55).abs() < 1e-12);
+        assert!(lr_factor(cos, 99, 100, 10, 0) < 0.11);
+    }
+
+    #[test]
+    fn optimizer_problems_are_all_reported() {
+        let o = OptimParams {
+            lr: -1.0,
+            nesterov: true,
+            clip_norm: Some(1.0),
+            clip_value: Some(0.0),
+            ..OptimParams::default()
+        };
+        let mut p = Vec::new();
+        o.check("", &mut p);
+        let paths: Vec<String> = p.iter().map(|p| p.path.join(".")).collect();
+        assert!(paths.contains(&"lr".to_string()));
+        assert!(paths.contains(&"nesterov".to_string()));
+        assert_eq!(paths.iter().filter(|p| *p == "clip_value").count(), 2);
+    }
+
+    #[test]
+    fn encoder_problems_name_their_parameter() {
+        let e = EncoderParams {
+            width: 30,
+            norm: Norm::Group,
+            groups: 8,
+            dropout: 1.0,
+            ..EncoderParams::default()
+        };
+        let mut p = Vec::new();
+        e.check("encoder", &mut p);
+        let paths: Vec<String> = p.iter().map(|p| p.path.join(".")).collect();
+        assert_eq!(paths, vec!["encoder.groups", "encoder.dropout"]);
+    }
+
+    #[test]
+    fn balanced_class_weights_are_inverse_frequency() {
+        let classes = vec!["a".to_string(), "b".to_string()];
+        let w = ClassWeights::Named(ClassWeighting::Balanced).resolve(&classes, &[0, 0, 0, 1]);
+        assert!((w[0] - 4.0 / 6.0).abs() < 1e-6 && (w[1] - 2.0).abs() < 1e-6);
+        let given: ClassWeights = serde_json::from_value(serde_json::json!({"b": 3.0})).unwrap();
+        assert_eq!(given.resolve(&classes, &[0, 1]), vec![1.0, 3.0]);
+    }
+}

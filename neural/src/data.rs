@@ -1,0 +1,296 @@
+//! Between Arrow tables and the dense matrices the networks eat: feature
+//! columns, labels as class indices, sample weights, and the tables the
+//! stages output (predictions, embeddings).
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use gigo_ml::Matrix;
+use gigo_pipeline::{Role, Table, field_with_role, role_of};
+
+use crate::error::NeuralError;
+
+/// The feature columns: `explicit` if given (each must exist), else every
+/// column with role `feature`.
+pub fn feature_columns(
+    table: &Table,
+    explicit: Option<&[String]>,
+) -> Result<Vec<String>, NeuralError> {
+    match explicit {
+        Some(cols) => {
+            let schema = table.schema();
+            for c in cols {
+                if schema.field_with_name(c).is_err() {
+                    return Err(NeuralError::data(format!(
+                        "feature column `{c}` (parameter `features`) is not in the table"
+                    )));
+                }
+            }
+            if cols.is_empty() {
+                return Err(NeuralError::param("features", "lists no column"));
+            }
+            Ok(cols.to_vec())
+        }
+        None => {
+            let cols = table.columns_with_role(Role::Feature);
+            if cols.is_empty() {
+                return Err(NeuralError::data(
+                    "the table has no feature columns (role `feature`); tag them on the ingest \
+                     stage or list them in `features`",
+                ));
+            }
+            Ok(cols)
+        }
+    }
+}
+
+/// Every row's label as text (`None` when null), so that integer, string and
+/// boolean labels are handled alike.
+pub fn label_keys(batch: &RecordBatch, column: &str) -> Result<Vec<Option<String>>, NeuralError> {
+    let col = batch
+        .column_by_name(column)
+        .ok_or_else(|| NeuralError::data(format!("label column `{column}` is missing")))?;
+    let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())
+        .map_err(|e| NeuralError::data(format!("label column `{column}`: {e}")))?;
+    Ok((0..col.len())
+        .map(|i| (!col.is_null(i)).then(|| fmt.value(i).to_string()))
+        .collect())
+}
+
+/// The distinct labels, sorted numerically when they all are numbers, else
+/// as text.
+pub fn classes_of(keys: &[Option<String>]) -> Vec<String> {
+    let mut set: Vec<String> = keys.iter().flatten().cloned().collect();
+    set.sort();
+    set.dedup();
+    if set.iter().all(|s| s.parse::<f64>().is_ok()) {
+        set.sort_by(|a, b| {
+            let (x, y) = (
+                a.parse::<f64>().unwrap_or(0.0),
+                b.parse::<f64>().unwrap_or(0.0),
+            );
+            x.total_cmp(&y)
+        });
+    }
+    set
+}
+
+/// Each key's class index (`None` for a null label or a class not in `classes`).
+pub fn encode_labels(keys: &[Option<String>], classes: &[String]) -> Vec<Option<u32>> {
+    let index: std::collections::HashMap<&str, u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
+    keys.iter()
+        .map(|k| k.as_deref().and_then(|k| index.get(k).copied()))
+        .collect()
+}
+
+/// The column with role `weight`, if the table has exactly one.
+pub fn weight_column(table: &Table) -> Result<Option<String>, NeuralError> {
+    let cols = table.columns_with_role(Role::Weight);
+    match cols.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(NeuralError::data(format!(
+            "the table has several weight columns ({}); keep one or set `sample_weights: false`",
+            many.join(", ")
+        ))),
+    }
+}
+
+/// The per-row weights in `column`: finite and non-negative, no nulls.
+pub fn read_weights(batch: &RecordBatch, column: &str) -> Result<Vec<f32>, NeuralError> {
+    let col = batch
+        .column_by_name(column)
+        .ok_or_else(|| NeuralError::data(format!("weight column `{column}` is missing")))?;
+    let values = cast(col, &DataType::Float64)
+        .map_err(|e| NeuralError::data(format!("weight column `{column}` is not numeric: {e}")))?;
+    let values = values
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| NeuralError::internal("cast to Float64 gave another type"))?;
+    let mut out = Vec::with_capacity(values.len());
+    for i in 0..values.len() {
+        let v = values.value(i);
+        if values.is_null(i) || !v.is_finite() || v < 0.0 {
+            return Err(NeuralError::data(format!(
+                "weight column `{column}`: row {i} has {}, not a finite non-negative weight",
+                if values.is_null(i) {
+                    "null".to_string()
+                } else {
+                    v.to_string()
+                }
+            )));
+        }
+        out.push(v as f32);
+    }
+    Ok(out)
+}
+
+/// `batch` without the columns in `drop`, keeping schema metadata.
+fn without(batch: &RecordBatch, drop: &dyn Fn(&Field) -> bool) -> Result<RecordBatch, NeuralError> {
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| !drop(schema.field(i)))
+        .collect();
+    batch
+        .project(&keep)
+        .map_err(|e| NeuralError::internal(format!("projecting columns: {e}")))
+}
+
+/// Name of the probability column of class `c`.
+pub fn prob_column(c: &str) -> String {
+    format!("prob_{c}")
+}
+
+/// Name of the predicted-class column.
+pub const PREDICTED: &str = "predicted";
+
+/// `table` with one probability column per class (`prob_<class>`) and the
+/// predicted class (`predicted`, as text), all with role `added`. Columns of
+/// those names already present (an earlier model's) are replaced.
+pub fn with_predictions(
+    table: &Table,
+    probs: &Matrix,
+    classes: &[String],
+) -> Result<Table, NeuralError> {
+    let batch = table
+        .to_batch()
+        .map_err(|e| NeuralError::internal(e.to_string()))?;
+    let names: Vec<String> = classes.iter().map(|c| prob_column(c)).collect();
+    let batch = without(&batch, &|f| {
+        f.name() == PREDICTED || names.iter().any(|n| n == f.name())
+    })?;
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    for (j, name) in names.iter().enumerate() {
+        let col: Vec<f64> = (0..probs.rows).map(|i| probs.get(i, j) as f64).collect();
+        fields.push(field_with_role(
+            Field::new(name, DataType::Float64, false),
+            Role::Added,
+        ));
+        arrays.push(Arc::new(Float64Array::from(col)));
+    }
+    let predicted: Vec<&str> = probs
+        .iter_rows()
+        .map(|r| classes[argmax(r)].as_str())
+        .collect();
+    fields.push(field_with_role(
+        Field::new(PREDICTED, DataType::Utf8, false),
+        Role::Added,
+    ));
+    arrays.push(Arc::new(StringArray::from(predicted)));
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        batch.schema().metadata().clone(),
+    ));
+    let out = RecordBatch::try_new(schema, arrays)
+        .map_err(|e| NeuralError::internal(format!("prediction table: {e}")))?;
+    Ok(Table::from_batch(out))
+}
+
+/// `table` with its feature columns replaced by the embedding (`emb_0`, ...,
+/// role `feature`); every other column is kept.
+pub fn with_embeddings(
+    table: &Table,
+    emb: &Matrix,
+    features: &[String],
+) -> Result<Table, NeuralError> {
+    let batch = table
+        .to_batch()
+        .map_err(|e| NeuralError::internal(e.to_string()))?;
+    let batch = without(&batch, &|f| {
+        role_of(f) == Role::Feature || features.iter().any(|c| c == f.name())
+    })?;
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
+    for j in 0..emb.cols {
+        let name = format!("emb_{j}");
+        if fields.iter().any(|f| f.name() == &name) {
+            return Err(NeuralError::data(format!(
+                "the table already has a column `{name}`, which the embedding would replace"
+            )));
+        }
+        let col: Vec<f64> = (0..emb.rows).map(|i| emb.get(i, j) as f64).collect();
+        fields.push(field_with_role(
+            Field::new(&name, DataType::Float64, false),
+            Role::Feature,
+        ));
+        arrays.push(Arc::new(Float64Array::from(col)));
+    }
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        batch.schema().metadata().clone(),
+    ));
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(emb.rows));
+    let out = RecordBatch::try_new_with_options(schema, arrays, &options)
+        .map_err(|e| NeuralError::internal(format!("embedding table: {e}")))?;
+    Ok(Table::from_batch(out))
+}
+
+/// Index of the largest value (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int64Array;
+
+    #[test]
+    fn numeric_classes_sort_as_numbers() {
+        let keys: Vec<Option<String>> = ["10", "9", "1", "9"]
+            .iter()
+            .map(|s| Some(s.to_string()))
+            .chain([None])
+            .collect();
+        let classes = classes_of(&keys);
+        assert_eq!(classes, vec!["1", "9", "10"]);
+        assert_eq!(
+            encode_labels(&keys, &classes),
+            vec![Some(2), Some(1), Some(0), Some(1), None]
+        );
+    }
+
+    #[test]
+    fn predictions_replace_earlier_ones() {
+        let schema = Arc::new(Schema::new(vec![field_with_role(
+            Field::new("x", DataType::Int64, false),
+            Role::Feature,
+        )]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap();
+        let t = Table::from_batch(b);
+        let classes = vec!["a".to_string(), "b".to_string()];
+        let p = Matrix::new(2, 2, vec![0.9, 0.1, 0.2, 0.8]);
+        let once = with_predictions(&t, &p, &classes).unwrap();
+        let twice = with_predictions(&once, &p, &classes).unwrap();
+        assert_eq!(twice.schema().fields().len(), 4);
+        let b = twice.to_batch().unwrap();
+        let pred = b.column_by_name(PREDICTED).unwrap();
+        let pred = pred.as_any().downcast_ref::<StringArray>().unwrap();
+        assert_eq!((pred.value(0), pred.value(1)), ("a", "b"));
+        assert_eq!(twice.columns_with_role(Role::Added).len(), 3);
+    }
+}

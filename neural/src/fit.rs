@@ -1,0 +1,474 @@
+//! Supervised training of the classifier network on dense matrices: the
+//! engine behind the `train` stage and [`crate::NeuralClassifier`].
+//!
+//! Each epoch shuffles the rows (seeded), takes one gradient step per batch
+//! (the objective: the weighted mean loss, plus `l1 * sum |w|` and
+//! `l2 / 2 * sum w^2` over weight matrices), records the epoch (losses,
+//! accuracies, gradient norms, learning rate), evaluates the validation rows
+//! in inference mode, and applies early stopping.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use gigo_ml::Matrix;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::training_device;
+use crate::config::{BatchSize, EarlyStopping, EncoderSpec, Norm, OptimParams, StopMetric};
+use crate::diagnose::{EpochRecord, History};
+use crate::error::NeuralError;
+use crate::loss::LossSpec;
+use crate::net::{ClassifierNet, Encoder, device_of, linear};
+use crate::stepper::Stepper;
+use crate::weights::Weights;
+
+/// The supervised levers (what the `train` stage's parameters resolve to).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FitSettings {
+    /// Optimizer, learning rate, schedule, clipping.
+    pub optim: OptimParams,
+    /// Passes over the training rows.
+    pub epochs: usize,
+    /// Rows per step.
+    pub batch_size: BatchSize,
+    /// L1 penalty on weight matrices.
+    pub l1: f64,
+    /// L2 penalty on weight matrices.
+    pub l2: f64,
+    /// The loss.
+    pub loss: LossSpec,
+    /// Early stopping on the validation rows.
+    pub early_stopping: Option<EarlyStopping>,
+    /// Keep a pretrained encoder fixed (train the head only).
+    pub freeze_encoder: bool,
+    /// Learning rate of a pretrained encoder (default: `optim.lr`).
+    pub encoder_lr: Option<f64>,
+}
+
+/// Where the encoder's weights come from.
+pub enum EncoderInit<'a> {
+    /// Freshly initialised.
+    Fresh(EncoderSpec),
+    /// A pretrained encoder's weights.
+    Pretrained {
+        /// Its architecture.
+        spec: EncoderSpec,
+        /// Its weights.
+        weights: &'a Weights,
+    },
+}
+
+impl EncoderInit<'_> {
+    fn spec(&self) -> &EncoderSpec {
+        match self {
+            EncoderInit::Fresh(s) | EncoderInit::Pretrained { spec: s, .. } => s,
+        }
+    }
+}
+
+/// Training rows.
+pub struct TrainSet<'a> {
+    /// Encoded features.
+    pub x: &'a Matrix,
+    /// Class indices.
+    pub y: &'a [u32],
+    /// Per-row weights (the table's weight column), if any.
+    pub w: Option<&'a [f32]>,
+}
+
+/// Rows to evaluate: labels may be missing or of a class unseen in training
+/// (`None`): such rows count as wrong and do not enter the loss.
+pub struct EvalSet<'a> {
+    /// Encoded features.
+    pub x: &'a Matrix,
+    /// Class indices.
+    pub y: &'a [Option<u32>],
+    /// Per-row weights, if any.
+    pub w: Option<&'a [f32]>,
+}
+
+/// A trained classifier: architecture, classes and weights (inference mode).
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The encoder's architecture.
+    pub spec: EncoderSpec,
+    /// Output classes.
+    pub n_classes: usize,
+    /// Weights of [`ClassifierNet`], in visiting order.
+    pub weights: Weights,
+}
+
+/// How training went.
+#[derive(Debug, Clone)]
+pub struct FitReport {
+    /// Every epoch.
+    pub history: History,
+    /// Gradient steps taken.
+    pub updates: usize,
+    /// Epoch (1-based) whose weights were kept by early stopping.
+    pub kept_epoch: Option<usize>,
+    /// Whether early stopping ended training before `epochs`.
+    pub stopped_early: bool,
+    /// Whether training stopped on a NaN / infinite loss or gradient.
+    pub diverged: bool,
+    /// Wall time of training.
+    pub seconds: f64,
+    /// Trainable scalars in the network.
+    pub parameters: usize,
+}
+
+/// Rows of `x` at `idx` as a `[rows, cols]` tensor on `device`.
+pub fn rows_tensor(x: &Matrix, idx: &[usize], device: &Device) -> Tensor<2> {
+    let mut data = Vec::with_capacity(idx.len() * x.cols);
+    for &i in idx {
+        data.extend_from_slice(x.row(i));
+    }
+    Tensor::from_data(TensorData::new(data, [idx.len(), x.cols]), device)
+}
+
+fn onehot(labels: impl Iterator<Item = Option<u32>>, k: usize, device: &Device) -> Tensor<2> {
+    let mut data = Vec::new();
+    let mut rows = 0;
+    for l in labels {
+        let start = data.len();
+        data.resize(start + k, 0.0f32);
+        if let Some(l) = l {
+            data[start + l as usize] = 1.0;
+        }
+        rows += 1;
+    }
+    Tensor::from_data(TensorData::new(data, [rows, k]), device)
+}
+
+/// Weights summing to 1 over the rows (all zero stays zero).
+fn normalised(w: Vec<f32>, device: &Device) -> Tensor<1> {
+    let sum: f64 = w.iter().map(|&v| v as f64).sum();
+    let n = w.len();
+    let k = if sum > 0.0 { 1.0 / sum } else { 0.0 };
+    let data: Vec<f32> = w.into_iter().map(|v| (v as f64 * k) as f32).collect();
+    Tensor::from_data(TensorData::new(data, [n]), device)
+}
+
+fn read_argmax(logits: Tensor<2>) -> Result<Vec<i64>, NeuralError> {
+    logits
+        .argmax(1)
+        .try_into_vec_as::<i64>()
+        .map_err(|e| NeuralError::internal(format!("reading predictions: {e:?}")))
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+impl Fitted {
+    /// The network in inference mode on the default device.
+    pub fn net(&self) -> Result<ClassifierNet, NeuralError> {
+        let device = training_device().without_autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(0); // overwritten by the weights
+        let net = ClassifierNet {
+            encoder: Encoder::new(&self.spec, &device, &mut rng),
+            head: linear(self.spec.embedding_dim(), self.n_classes, &device, &mut rng),
+        };
+        self.weights.load_into(net)
+    }
+
+    /// Class probabilities of every row of `x`.
+    pub fn predict_proba(&self, x: &Matrix) -> Result<Matrix, NeuralError> {
+        if x.cols != self.spec.input_dim {
+            return Err(NeuralError::data(format!(
+                "the model was trained on {} encoded features, these rows have {}",
+                self.spec.input_dim, x.cols
+            )));
+        }
+        let net = self.net()?;
+        predict(&net, x, self.n_classes)
+    }
+}
+
+/// Probabilities from an inference-mode network, in chunks.
+pub fn predict(net: &ClassifierNet, x: &Matrix, k: usize) -> Result<Matrix, NeuralError> {
+    let device = device_of(net);
+    let mut out = Vec::with_capacity(x.rows * k);
+    let all: Vec<usize> = (0..x.rows).collect();
+    for chunk in all.chunks(4096) {
+        let p = activation::softmax(net.forward(rows_tensor(x, chunk, &device), None), 1);
+        out.extend(
+            p.try_into_vec_as::<f32>()
+                .map_err(|e| NeuralError::internal(format!("reading probabilities: {e:?}")))?,
+        );
+    }
+    Ok(Matrix::new(x.rows, k, out))
+}
+
+/// Loss and accuracy of an inference-mode network on `set`.
+pub fn evaluate(
+    net: &ClassifierNet,
+    set: &EvalSet,
+    k: usize,
+    loss: &LossSpec,
+    class_weights: &[f32],
+) -> Result<(Option<f64>, f64), NeuralError> {
+    let device = device_of(net);
+    let labelled: Vec<usize> = (0..set.x.rows).filter(|&i| set.y[i].is_some()).collect();
+    let total_w: f64 = labelled
+        .iter()
+        .map(|&i| row_weight(set.y[i], set.w, i, class_weights))
+        .sum();
+    let (mut loss_sum, mut correct) = (0.0, 0usize);
+    let all: Vec<usize> = (0..set.x.rows).collect();
+    for chunk in all.chunks(4096) {
+        let logits = net.forward(rows_tensor(set.x, chunk, &device), None);
+        let pred = read_argmax(logits.clone())?;
+        correct += chunk
+            .iter()
+            .zip(&pred)
+            .filter(|(i, p)| set.y[**i].is_some_and(|y| y as i64 == **p))
+            .count();
+        if total_w > 0.0 {
+            let w: Vec<f32> = chunk
+                .iter()
+                .map(|&i| (row_weight(set.y[i], set.w, i, class_weights) / total_w) as f32)
+                .collect();
+            let wt = Tensor::from_data(TensorData::new(w, [chunk.len()]), &device);
+            let q = onehot(chunk.iter().map(|&i| set.y[i]), k, &device);
+            loss_sum += scalar(loss.weighted(logits, q, wt));
+        }
+    }
+    let acc = correct as f64 / set.x.rows.max(1) as f64;
+    Ok(((total_w > 0.0).then_some(loss_sum), acc))
+}
+
+fn row_weight(y: Option<u32>, w: Option<&[f32]>, i: usize, class_weights: &[f32]) -> f64 {
+    match y {
+        Some(y) => class_weights[y as usize] as f64 * w.map_or(1.0, |w| w[i] as f64),
+        None => 0.0,
+    }
+}
+
+/// Checks that do not need data: levers that cannot work together.
+pub fn check_settings(s: &FitSettings, spec: &EncoderSpec, rows: usize) -> Result<(), NeuralError> {
+    if spec.params.norm == Norm::Batch && s.batch_size.rows(rows) < 2 {
+        return Err(NeuralError::param(
+            "batch_size",
+            "batch normalisation needs at least 2 rows per batch (use `norm: layer` for online training)",
+        ));
+    }
+    Ok(())
+}
+
+/// Trains a classifier. `on_epoch` sees every epoch as it ends (progress).
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    s: &FitSettings,
+    init: EncoderInit,
+    n_classes: usize,
+    class_weights: &[f32],
+    train: &TrainSet,
+    valid: Option<&EvalSet>,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<(Fitted, FitReport), NeuralError> {
+    let started = Instant::now();
+    let n = train.x.rows;
+    if n == 0 {
+        return Err(NeuralError::data("there are no labelled training rows"));
+    }
+    if train.y.len() != n || train.w.is_some_and(|w| w.len() != n) {
+        return Err(NeuralError::internal(
+            "labels or weights do not match the rows",
+        ));
+    }
+    if class_weights.len() != n_classes {
+        return Err(NeuralError::internal("one class weight per class expected"));
+    }
+    let spec = init.spec().clone();
+    if train.x.cols != spec.input_dim {
+        return Err(NeuralError::data(format!(
+            "the encoder takes {} features, the training rows have {}",
+            spec.input_dim, train.x.cols
+        )));
+    }
+    check_settings(s, &spec, n)?;
+    if s.early_stopping.is_some() && valid.is_none() {
+        return Err(NeuralError::param(
+            "early_stopping",
+            "needs validation rows: connect a `valid` input",
+        ));
+    }
+    let device = training_device();
+    device.seed(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let encoder = Encoder::new(&spec, &device, &mut rng);
+    let encoder = match &init {
+        EncoderInit::Fresh(_) => encoder,
+        EncoderInit::Pretrained { weights, .. } => weights.load_into(encoder)?,
+    };
+    let encoder = if s.freeze_encoder {
+        encoder.freeze()
+    } else {
+        encoder
+    };
+    let mut net = ClassifierNet {
+        encoder,
+        head: linear(spec.embedding_dim(), n_classes, &device, &mut rng),
+    };
+    let parameters = net.num_params();
+
+    let bs = s.batch_size.rows(n);
+    let per_epoch = n.div_ceil(bs);
+    let mut stepper = Stepper::new(&s.optim, &net, net.layer_weights(), per_epoch, s.epochs);
+    let enc_mult = s.encoder_lr.map_or(1.0, |lr| lr / s.optim.lr);
+    let row_w: Vec<f32> = (0..n)
+        .map(|i| class_weights[train.y[i] as usize] * train.w.map_or(1.0, |w| w[i]))
+        .collect();
+    if row_w.iter().all(|&w| w == 0.0) {
+        return Err(NeuralError::data("every training row has weight 0"));
+    }
+
+    let mut history = History {
+        layers: stepper.layer_names(),
+        epochs: Vec::new(),
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut best: Option<(f64, usize, Weights)> = None;
+    let mut since_best = 0;
+    let (mut stopped_early, mut diverged) = (false, false);
+    for epoch in 1..=s.epochs {
+        order.shuffle(&mut rng);
+        let lr = stepper.lr();
+        let (mut loss_sum, mut w_sum, mut correct) = (0.0, 0.0, 0usize);
+        for batch in order.chunks(bs) {
+            if batch.len() < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
+                continue; // a last batch of one row has no batch statistics
+            }
+            let x = rows_tensor(train.x, batch, &device);
+            let q = onehot(batch.iter().map(|&i| Some(train.y[i])), n_classes, &device);
+            let bw: Vec<f32> = batch.iter().map(|&i| row_w[i]).collect();
+            let batch_w: f64 = bw.iter().map(|&v| v as f64).sum();
+            let wt = normalised(bw, &device);
+            let logits = net.forward(x, Some(&mut rng));
+            let data_loss = s.loss.weighted(logits.clone(), q, wt);
+            let mut objective = data_loss.clone();
+            if s.l1 > 0.0 || s.l2 > 0.0 {
+                for w in net.penalised() {
+                    if s.l1 > 0.0 {
+                        objective = objective + w.clone().abs().sum().mul_scalar(s.l1);
+                    }
+                    if s.l2 > 0.0 {
+                        objective = objective + w.square().sum().mul_scalar(s.l2 / 2.0);
+                    }
+                }
+            }
+            let mut grads = objective.backward();
+            let g_enc = GradientsParams::from_module(&mut grads, &net.encoder);
+            let g_head = GradientsParams::from_module(&mut grads, &net.head);
+            let (next, stats) = stepper.step(net, vec![(g_enc, enc_mult), (g_head, 1.0)]);
+            net = next;
+            let value = scalar(data_loss);
+            if !stats.finite || !value.is_finite() {
+                diverged = true;
+                break;
+            }
+            loss_sum += value * batch_w;
+            w_sum += batch_w;
+            let pred = read_argmax(logits)?;
+            correct += batch
+                .iter()
+                .zip(&pred)
+                .filter(|(i, p)| train.y[**i] as i64 == **p)
+                .count();
+        }
+        let grads = stepper.take_epoch();
+        let steps = grads.steps;
+        let mut rec = EpochRecord {
+            epoch,
+            lr,
+            steps,
+            train_loss: if diverged {
+                f64::NAN
+            } else {
+                loss_sum / w_sum.max(f64::MIN_POSITIVE)
+            },
+            train_accuracy: Some(correct as f64 / n as f64),
+            valid_loss: None,
+            valid_accuracy: None,
+            grad_norms: grads
+                .layer_sums
+                .iter()
+                .map(|s| s / steps.max(1) as f64)
+                .collect(),
+            grad_norm_mean: grads.total_sum / steps.max(1) as f64,
+            grad_norm_max: grads.total_max,
+            clipped_norm_max: grads.clipped_max,
+            components: Default::default(),
+            non_finite: diverged || grads.non_finite,
+        };
+        if let Some(v) = valid
+            && !diverged
+        {
+            let (vl, va) = evaluate(&net.valid(), v, n_classes, &s.loss, class_weights)?;
+            rec.valid_loss = vl;
+            rec.valid_accuracy = Some(va);
+        }
+        on_epoch(&rec);
+        let monitored = s.early_stopping.and_then(|es| {
+            let v = match es.metric {
+                StopMetric::ValidLoss => rec.valid_loss,
+                StopMetric::ValidAccuracy => rec.valid_accuracy.map(|a| -a),
+            }?;
+            Some((es, v))
+        });
+        history.epochs.push(rec);
+        if diverged {
+            break;
+        }
+        if let Some((es, v)) = monitored {
+            let improved = best.as_ref().is_none_or(|(b, _, _)| v < b - es.min_delta);
+            if improved {
+                let snapshot = if es.restore_best {
+                    Weights::of(&net.valid())?
+                } else {
+                    Weights::default()
+                };
+                best = Some((v, epoch, snapshot));
+                since_best = 0;
+            } else {
+                since_best += 1;
+                if since_best >= es.patience {
+                    stopped_early = epoch < s.epochs;
+                    break;
+                }
+            }
+        }
+    }
+    let final_net = net.valid();
+    let mut kept_epoch = None;
+    let weights = match (s.early_stopping, best) {
+        (Some(es), Some((_, epoch, snapshot))) if es.restore_best => {
+            kept_epoch = Some(epoch);
+            snapshot
+        }
+        _ => Weights::of(&final_net)?,
+    };
+    Ok((
+        Fitted {
+            spec,
+            n_classes,
+            weights,
+        },
+        FitReport {
+            history,
+            updates: stepper.updates(),
+            kept_epoch,
+            stopped_early,
+            diverged,
+            seconds: started.elapsed().as_secs_f64(),
+            parameters,
+        },
+    ))
+}

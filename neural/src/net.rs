@@ -1,0 +1,301 @@
+//! The networks, as burn modules: the encoder (MLP, or a small CNN followed
+//! by MLP layers), the classifier (encoder + linear head) and the
+//! pretraining network (encoder + reconstruction / mask / projection heads).
+//!
+//! Weights are drawn from the caller's seeded generator (PyTorch's default
+//! for linear and convolution layers: `U(-k, k)` with `k = 1/sqrt(fan_in)`),
+//! and dropout masks likewise, so a network never touches the backend's
+//! global RNG.
+
+use burn::module::{Module, Param, ParamId};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{
+    BatchNorm, BatchNormConfig, GroupNorm, GroupNormConfig, Initializer, LayerNorm,
+    LayerNormConfig, Linear, PaddingConfig2d,
+};
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{Activation, EncoderKind, EncoderSpec, Norm};
+
+/// A linear layer with PyTorch's default initialisation from `rng`.
+pub fn linear(d_in: usize, d_out: usize, device: &Device, rng: &mut ChaCha8Rng) -> Linear {
+    let k = 1.0 / (d_in.max(1) as f32).sqrt();
+    let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.random_range(-k..k)).collect();
+    let b: Vec<f32> = (0..d_out).map(|_| rng.random_range(-k..k)).collect();
+    Linear {
+        weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device)),
+        bias: Some(Param::from_tensor(Tensor::from_data(
+            TensorData::new(b, [d_out]),
+            device,
+        ))),
+    }
+}
+
+/// A 3x3 convolution (same padding) with PyTorch's default initialisation.
+fn conv3x3(c_in: usize, c_out: usize, device: &Device, rng: &mut ChaCha8Rng) -> Conv2d {
+    let mut conv = Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_initializer(Initializer::Zeros)
+        .init(device);
+    let k = 1.0 / ((c_in * 9) as f32).sqrt();
+    let w: Vec<f32> = (0..c_out * c_in * 9)
+        .map(|_| rng.random_range(-k..k))
+        .collect();
+    let b: Vec<f32> = (0..c_out).map(|_| rng.random_range(-k..k)).collect();
+    conv.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(w, [c_out, c_in, 3, 3]),
+        device,
+    ));
+    conv.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(b, [c_out]),
+        device,
+    )));
+    conv
+}
+
+/// Applies `a` to `x`.
+pub fn activate<const D: usize>(a: Activation, x: Tensor<D>) -> Tensor<D> {
+    match a {
+        Activation::Relu => activation::relu(x),
+        Activation::LeakyRelu => activation::leaky_relu(x, 0.01),
+        Activation::Gelu => activation::gelu(x),
+        Activation::Tanh => activation::tanh(x),
+        Activation::Sigmoid => activation::sigmoid(x),
+    }
+}
+
+/// Inverted dropout with a mask drawn from `rng`: kept units are scaled by
+/// `1 / (1 - p)`, so inference needs no rescaling.
+fn dropout(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
+    let [rows, cols] = x.dims();
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let mask: Vec<f32> = (0..rows * cols)
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows, cols]), &x.device());
+    x * mask
+}
+
+/// One hidden layer: linear map, optional normalisation, activation, dropout.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// The linear map.
+    pub linear: Linear,
+    /// Batch normalisation, if chosen.
+    pub batch_norm: Option<BatchNorm>,
+    /// Layer normalisation, if chosen.
+    pub layer_norm: Option<LayerNorm>,
+    /// Group normalisation, if chosen.
+    pub group_norm: Option<GroupNorm>,
+}
+
+impl Block {
+    fn new(d_in: usize, spec: &EncoderSpec, device: &Device, rng: &mut ChaCha8Rng) -> Block {
+        let w = spec.params.width;
+        Block {
+            linear: linear(d_in, w, device, rng),
+            batch_norm: (spec.params.norm == Norm::Batch)
+                .then(|| BatchNormConfig::new(w).init(device)),
+            layer_norm: (spec.params.norm == Norm::Layer)
+                .then(|| LayerNormConfig::new(w).init(device)),
+            group_norm: (spec.params.norm == Norm::Group)
+                .then(|| GroupNormConfig::new(spec.params.groups, w).init(device)),
+        }
+    }
+
+    fn normalise(&self, z: Tensor<2>) -> Tensor<2> {
+        if let Some(bn) = &self.batch_norm {
+            bn.forward(z)
+        } else if let Some(ln) = &self.layer_norm {
+            ln.forward(z)
+        } else if let Some(gn) = &self.group_norm {
+            // group norm wants [batch, channels, ...]: units are channels
+            let [b, w] = z.dims();
+            gn.forward(z.reshape([b, w, 1])).reshape([b, w])
+        } else {
+            z
+        }
+    }
+}
+
+/// The encoder: optional convolutions, then `depth` hidden layers.
+#[derive(Module, Debug)]
+pub struct Encoder {
+    /// Convolutions (CNN only).
+    pub convs: Vec<Conv2d>,
+    /// Hidden layers.
+    pub blocks: Vec<Block>,
+    #[module(skip)]
+    activation: Activation,
+    #[module(skip)]
+    residual: bool,
+    #[module(skip)]
+    dropout: f64,
+    #[module(skip)]
+    image: [usize; 2],
+}
+
+impl Encoder {
+    /// A freshly initialised encoder for `spec`.
+    pub fn new(spec: &EncoderSpec, device: &Device, rng: &mut ChaCha8Rng) -> Encoder {
+        let p = &spec.params;
+        let mut convs = Vec::new();
+        let mut d_in = spec.input_dim;
+        if p.kind == EncoderKind::Cnn {
+            let (mut c, mut h, mut w) = (1, p.image[0], p.image[1]);
+            for &out in &p.channels {
+                convs.push(conv3x3(c, out, device, rng));
+                c = out;
+                h /= 2;
+                w /= 2;
+            }
+            d_in = c * h * w;
+        }
+        let mut blocks = Vec::with_capacity(p.depth);
+        for _ in 0..p.depth {
+            blocks.push(Block::new(d_in, spec, device, rng));
+            d_in = p.width;
+        }
+        Encoder {
+            convs,
+            blocks,
+            activation: p.activation,
+            residual: p.residual,
+            dropout: p.dropout,
+            image: p.image,
+        }
+    }
+
+    /// The embedding of `x` (`[rows, input_dim]` -> `[rows, width]`). With
+    /// `rng` (training) dropout is applied; without it (inference) it is not.
+    pub fn forward(&self, x: Tensor<2>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        let mut h = x;
+        if !self.convs.is_empty() {
+            let [b, _] = h.dims();
+            let mut img: Tensor<4> = h.reshape([b, 1, self.image[0], self.image[1]]);
+            let pool = MaxPool2dConfig::new([2, 2]).init();
+            for conv in &self.convs {
+                img = pool.forward(activate(self.activation, conv.forward(img)));
+            }
+            h = img.flatten(1, 3);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let z = block.normalise(block.linear.forward(h.clone()));
+            let mut z = activate(self.activation, z);
+            if self.dropout > 0.0
+                && let Some(r) = rng.as_deref_mut()
+            {
+                z = dropout(z, self.dropout, r);
+            }
+            h = if self.residual && i > 0 { h + z } else { z };
+        }
+        h
+    }
+
+    /// The weight parameter of every layer, first to last, named
+    /// (`conv1`, ..., `layer1`, ...): whose gradient norms are recorded.
+    pub fn layer_weights(&self) -> Vec<(String, ParamId, usize)> {
+        let mut out = Vec::new();
+        for (i, c) in self.convs.iter().enumerate() {
+            out.push((format!("conv{}", i + 1), c.weight.id, 4));
+        }
+        for (i, b) in self.blocks.iter().enumerate() {
+            out.push((format!("layer{}", i + 1), b.linear.weight.id, 2));
+        }
+        out
+    }
+
+    /// Every weight matrix / kernel (not biases nor normalisation): what L1
+    /// and L2 penalties apply to.
+    pub fn penalised(&self) -> Vec<Tensor<1>> {
+        let mut out: Vec<Tensor<1>> = self
+            .convs
+            .iter()
+            .map(|c| c.weight.val().flatten(0, 3))
+            .collect();
+        out.extend(
+            self.blocks
+                .iter()
+                .map(|b| b.linear.weight.val().flatten(0, 1)),
+        );
+        out
+    }
+}
+
+/// A classifier: encoder, then a linear head giving one logit per class.
+#[derive(Module, Debug)]
+pub struct ClassifierNet {
+    /// The encoder (fresh or pretrained).
+    pub encoder: Encoder,
+    /// The linear head.
+    pub head: Linear,
+}
+
+impl ClassifierNet {
+    /// Logits `[rows, classes]`; dropout only when `rng` is given.
+    pub fn forward(&self, x: Tensor<2>, rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        self.head.forward(self.encoder.forward(x, rng))
+    }
+
+    /// Named layer weights, encoder first, head last.
+    pub fn layer_weights(&self) -> Vec<(String, ParamId, usize)> {
+        let mut out = self.encoder.layer_weights();
+        out.push(("head".into(), self.head.weight.id, 2));
+        out
+    }
+
+    /// Weights penalised by L1 / L2 (encoder's and head's weight matrices).
+    pub fn penalised(&self) -> Vec<Tensor<1>> {
+        let mut out = self.encoder.penalised();
+        out.push(self.head.weight.val().flatten(0, 1));
+        out
+    }
+}
+
+/// The pretraining network: the encoder and the heads its objective needs.
+#[derive(Module, Debug)]
+pub struct PretrainNet {
+    /// The encoder being pretrained.
+    pub encoder: Encoder,
+    /// Reconstructs the clean features from the embedding (DAE, VIME).
+    pub reconstruct: Option<Linear>,
+    /// Predicts which features were corrupted (VIME).
+    pub mask: Option<Linear>,
+    /// Projection head for the contrastive loss (SCARF): two layers.
+    pub projection: Vec<Linear>,
+}
+
+impl PretrainNet {
+    /// Named layer weights: encoder, then heads.
+    pub fn layer_weights(&self) -> Vec<(String, ParamId, usize)> {
+        let mut out = self.encoder.layer_weights();
+        if let Some(r) = &self.reconstruct {
+            out.push(("reconstruct".into(), r.weight.id, 2));
+        }
+        if let Some(m) = &self.mask {
+            out.push(("mask".into(), m.weight.id, 2));
+        }
+        for (i, p) in self.projection.iter().enumerate() {
+            out.push((format!("projection{}", i + 1), p.weight.id, 2));
+        }
+        out
+    }
+}
+
+/// The first device a module's parameters live on.
+pub fn device_of<M: Module>(m: &M) -> Device {
+    m.devices()
+        .into_iter()
+        .next()
+        .unwrap_or_else(crate::backend::training_device)
+}

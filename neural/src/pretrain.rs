@@ -1,0 +1,384 @@
+//! `pretrain`: self-supervised pretraining of an encoder on every row
+//! (labels unused): denoising autoencoder, VIME or SCARF (see
+//! [`crate::ssl`]). Outputs the encoder on a model port (for `train` to
+//! fine-tune) and the rows with their embeddings as features.
+
+use arrow::compute::concat_batches;
+use gigo_ml::{EncoderOptions, FeatureEncoder};
+use gigo_pipeline::summary::{Block, Section};
+use gigo_pipeline::{
+    Artifact, Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
+    StageOutput, Table,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::backend::backend_name;
+use crate::config::{BatchSize, EncoderParams, EncoderSpec, OptimParams, OptimizerKind, Schedule};
+use crate::data;
+use crate::diagnose::{Thresholds, curve_blocks, diagnose};
+use crate::error::NeuralError;
+use crate::saved::{EncoderModel, FORMAT};
+use crate::ssl::{Method, Noise, PretrainSettings, embed, pretrain};
+
+/// Parameters of `pretrain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainParams {
+    /// Feature columns. Default: every column with role `feature`.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// `dae` (denoising autoencoder, default), `vime` (masked-feature
+    /// reconstruction with mask estimation) or `scarf` (contrastive).
+    #[serde(default)]
+    pub method: Method,
+    /// The encoder to pretrain. Default: an MLP of 2 x 128 relu units.
+    #[serde(default)]
+    pub encoder: EncoderParams,
+    /// Passes over the rows. Default 20.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Rows per step (`full` or N). Default 128.
+    #[serde(default)]
+    pub batch_size: BatchSize,
+    /// `sgd`, `adam` (default) or `adamw`.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate. Default 0.001.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// SGD momentum. Default 0.
+    #[serde(default)]
+    pub momentum: f64,
+    /// SGD: Nesterov momentum. Default false.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// AdamW's decoupled weight decay. Default 0.01.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Learning-rate schedule. Default `{kind: constant}`.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up. Default 0.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Clip the gradient's global L2 norm to this. Default: none.
+    #[serde(default)]
+    pub clip_norm: Option<f64>,
+    /// Clamp each gradient element to +-this. Default: none.
+    #[serde(default)]
+    pub clip_value: Option<f64>,
+    /// DAE: `swap` (default) or `gaussian` noise.
+    #[serde(default)]
+    pub noise: Noise,
+    /// DAE with Gaussian noise: its standard deviation (features are standardised). Default 0.5.
+    #[serde(default = "default_noise_std")]
+    pub noise_std: f64,
+    /// Probability that a feature is corrupted (swap noise, VIME, SCARF). Default 0.3.
+    #[serde(default = "default_corruption")]
+    pub corruption: f64,
+    /// VIME: weight of the mask-estimation loss. Default 1.
+    #[serde(default = "default_mask_weight")]
+    pub mask_weight: f64,
+    /// SCARF: InfoNCE temperature. Default 0.5.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// SCARF: output width of the projection head. Default 64.
+    #[serde(default = "default_projection_dim")]
+    pub projection_dim: usize,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_noise_std() -> f64 {
+    0.5
+}
+fn default_corruption() -> f64 {
+    0.3
+}
+fn default_mask_weight() -> f64 {
+    1.0
+}
+fn default_temperature() -> f64 {
+    0.5
+}
+fn default_projection_dim() -> usize {
+    64
+}
+
+impl Default for PretrainParams {
+    fn default() -> Self {
+        serde_json::from_value(json!({}))
+            .unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+impl PretrainParams {
+    /// The engine's settings.
+    pub fn settings(&self) -> PretrainSettings {
+        PretrainSettings {
+            method: self.method,
+            noise: self.noise,
+            noise_std: self.noise_std,
+            corruption: self.corruption,
+            mask_weight: self.mask_weight,
+            temperature: self.temperature,
+            projection_dim: self.projection_dim,
+            optim: OptimParams {
+                optimizer: self.optimizer,
+                lr: self.lr,
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+                schedule: self.schedule,
+                warmup_epochs: self.warmup_epochs,
+                clip_norm: self.clip_norm,
+                clip_value: self.clip_value,
+            },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+        }
+    }
+
+    /// Every problem at once.
+    pub fn check(&self) -> Result<(), Vec<ParamProblem>> {
+        let mut p = Vec::new();
+        self.encoder.check("encoder", &mut p);
+        self.settings().optim.check("", &mut p);
+        if self.epochs == 0 || self.epochs > 100_000 {
+            p.push(ParamProblem::new(
+                "epochs",
+                format!("must be in 1..=100000, got {}", self.epochs),
+            ));
+        }
+        if self.batch_size == BatchSize::Rows(0) {
+            p.push(ParamProblem::new(
+                "batch_size",
+                "must be `full` or at least 1",
+            ));
+        }
+        if !(self.noise_std > 0.0 && self.noise_std.is_finite()) {
+            p.push(ParamProblem::new(
+                "noise_std",
+                format!("must be a positive number, got {}", self.noise_std),
+            ));
+        }
+        if !(self.corruption > 0.0 && self.corruption < 1.0) {
+            p.push(ParamProblem::new(
+                "corruption",
+                format!("must be in (0, 1), got {}", self.corruption),
+            ));
+        }
+        if !(self.mask_weight >= 0.0 && self.mask_weight.is_finite()) {
+            p.push(ParamProblem::new(
+                "mask_weight",
+                format!("must be a non-negative number, got {}", self.mask_weight),
+            ));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            p.push(ParamProblem::new(
+                "temperature",
+                format!("must be a positive number, got {}", self.temperature),
+            ));
+        }
+        if self.projection_dim == 0 {
+            p.push(ParamProblem::new("projection_dim", "must be at least 1"));
+        }
+        if p.is_empty() { Ok(()) } else { Err(p) }
+    }
+}
+
+/// The `pretrain` stage.
+pub struct Pretrain {
+    params: PretrainParams,
+}
+
+impl Pretrain {
+    /// A stage from checked parameters.
+    pub fn new(params: PretrainParams) -> Result<Pretrain, Vec<ParamProblem>> {
+        params.check()?;
+        Ok(Pretrain { params })
+    }
+}
+
+/// Registers `pretrain`.
+pub fn register(registry: &mut Registry) {
+    registry.register::<PretrainParams, _>(
+        "pretrain",
+        "Pretrains a neural encoder without labels on every row of its input tables: denoising \
+         autoencoder (Gaussian or swap noise), VIME (masked-feature reconstruction with mask \
+         estimation) or SCARF (contrastive, InfoNCE, corruption from the empirical marginals). \
+         Outputs the encoder (`model`, for `train` to fine-tune) and the rows with their \
+         embeddings (`emb_0`, ...) as the feature columns (`embeddings`).",
+        |params| Ok(Box::new(Pretrain::new(params)?)),
+    );
+}
+
+impl Stage for Pretrain {
+    fn inputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::table(
+                "table",
+                "the rows to learn from (labels unused); several tables are concatenated",
+            )
+            .many(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::aside(
+                "model",
+                PortKind::Model,
+                "the pretrained encoder (weights, resolved config, feature encoder)",
+            ),
+            PortSpec::table(
+                "embeddings",
+                "every row with its embedding as the feature columns",
+            ),
+        ]
+    }
+
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        Ok(self.run_inner(inputs, ctx)?)
+    }
+}
+
+impl Pretrain {
+    fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
+        let p = &self.params;
+        let tables: Vec<&Table> = inputs
+            .all("table")
+            .iter()
+            .filter_map(|a| match a {
+                Artifact::Table(t) => Some(t.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let first = tables
+            .first()
+            .ok_or_else(|| NeuralError::internal("no table on `table`"))?;
+        let schema = first.schema().clone();
+        let mut batches = Vec::new();
+        for (i, t) in tables.iter().enumerate() {
+            if t.schema().fields() != schema.fields() {
+                return Err(NeuralError::data(format!(
+                    "table {} on `table` has other columns (or types) than the first; \
+                     pretraining concatenates them, so they must match",
+                    i + 1
+                )));
+            }
+            batches.extend(t.batches().iter().cloned());
+        }
+        let all = concat_batches(&schema, &batches)
+            .map_err(|e| NeuralError::internal(format!("concatenating tables: {e}")))?;
+        let table = Table::from_batch(all.clone());
+        let columns = data::feature_columns(&table, p.features.as_deref())?;
+        let enc = FeatureEncoder::fit(
+            std::slice::from_ref(&all),
+            &columns,
+            &EncoderOptions::default(),
+        )?;
+        let x = enc.transform(std::slice::from_ref(&all))?;
+        let spec = EncoderSpec::new(p.encoder.clone(), x.cols)?;
+        let settings = p.settings();
+        ctx.progress.set_total(p.epochs as u64);
+        let (weights, report) = pretrain(&settings, &spec, &x, ctx.seed, &mut |e| {
+            ctx.progress.advance(1);
+            ctx.progress
+                .message(&format!("epoch {}: loss {:.4}", e.epoch, e.train_loss));
+        })?;
+        ctx.log(format!(
+            "pretrained {} epochs ({} updates) on {} rows in {:.2} s on {}",
+            report.history.epochs.len(),
+            report.updates,
+            x.rows,
+            report.seconds,
+            backend_name()
+        ));
+        let emb = embed(&spec, &weights, &x)?;
+        let embeddings = data::with_embeddings(&table, &emb, &columns)?;
+        let params_json = serde_json::to_value(p)
+            .map_err(|e| NeuralError::internal(format!("parameters as JSON: {e}")))?;
+        let model = EncoderModel {
+            format: FORMAT,
+            encoder: spec.clone(),
+            feature_columns: columns.clone(),
+            features: enc,
+            pretrain: params_json.clone(),
+            backend: backend_name().into(),
+        }
+        .into_model(&weights)?;
+
+        let diagnoses = diagnose(&report.history, None, None, &Thresholds::default());
+        let method = match p.method {
+            Method::Dae => "denoising autoencoder",
+            Method::Vime => "VIME",
+            Method::Scarf => "SCARF",
+        };
+        let mut s = Section::new(&ctx.stage_id, "pretrain", "Self-supervised pretraining");
+        s.figure("method", method, "text");
+        s.figure("rows", x.rows, "int");
+        s.figure("embedding width", spec.embedding_dim(), "int");
+        s.figure("epochs", report.history.epochs.len(), "int");
+        let last = report.history.epochs.last().map(|e| e.train_loss);
+        let first = report.history.epochs.first().map(|e| e.train_loss);
+        if let Some(l) = last {
+            s.figure("final loss", l, "float");
+            s.metric("final_pretrain_loss", l);
+        }
+        if let (Some(f), Some(l)) = (first, last) {
+            s.metric("pretrain_loss_drop", f - l);
+        }
+        s.metric("rows", x.rows);
+        s.metric("updates", report.updates);
+        let mut verdicts = Vec::new();
+        for d in &diagnoses {
+            verdicts.push(json!({"kind": d.kind, "severity": d.severity.as_str(), "message": d.message, "evidence": d.evidence}));
+            let a = s.alert(d.severity, d.kind, None, d.message.clone());
+            for (key, v) in &d.evidence {
+                a.with(key, v.clone());
+            }
+        }
+        s.block(Block::Text {
+            text: format!(
+                "{method} on {} rows ({} encoded features), {} x {} {} encoder, {} epochs, {} \
+                 updates; the embeddings replace the feature columns on `embeddings`.",
+                x.rows,
+                x.cols,
+                spec.params.depth,
+                spec.params.width,
+                crate::train::kind_name(spec.params.kind),
+                report.history.epochs.len(),
+                report.updates
+            ),
+        });
+        for b in curve_blocks(&report.history) {
+            s.block(b);
+        }
+        let summary = s.into_summary(json!({
+            "rows": x.rows,
+            "encoded_features": x.cols,
+            "embedding_dim": spec.embedding_dim(),
+            "backend": backend_name(),
+            "updates": report.updates,
+            "parameters": report.parameters,
+            "diverged": report.diverged,
+            "params": params_json,
+            "history": report.history,
+            "diagnoses": verdicts,
+        }));
+        Ok(StageOutput::new()
+            .with("model", model)
+            .with("embeddings", embeddings)
+            .with_summary(summary))
+    }
+}

@@ -1,0 +1,374 @@
+//! Self-supervised pretraining of the encoder on unlabelled rows: the engine
+//! behind the `pretrain` stage.
+//!
+//! - `dae`, a denoising autoencoder: corrupt the row (Gaussian noise, or swap
+//!   noise: each feature replaced with probability `corruption` by the same
+//!   feature of a random row), encode, reconstruct the clean row (MSE).
+//! - `vime` (Yoon et al. 2020): corrupt with a random mask and values from
+//!   the empirical marginals (swap), encode, then reconstruct the clean row
+//!   (MSE) and estimate the mask (binary cross-entropy, weight `mask_weight`).
+//! - `scarf` (Bahri et al. 2022): a corrupted view of each row (swap), both
+//!   views through the encoder and a two-layer projection head, InfoNCE
+//!   between them over the batch (temperature `temperature`, symmetric).
+//!
+//! Noise, masks and the rows swapped in are drawn on the host from the seeded
+//! generator, so pretraining is reproducible.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData, activation};
+use gigo_ml::Matrix;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::backend::training_device;
+use crate::config::{BatchSize, EncoderSpec, Norm, OptimParams};
+use crate::diagnose::{EpochRecord, History};
+use crate::error::NeuralError;
+use crate::fit::rows_tensor;
+use crate::net::{Encoder, PretrainNet, device_of, linear};
+use crate::stepper::Stepper;
+use crate::weights::Weights;
+
+/// The self-supervised objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Denoising autoencoder.
+    #[default]
+    Dae,
+    /// Masked-feature reconstruction with mask estimation.
+    Vime,
+    /// Contrastive learning with random feature corruption (InfoNCE).
+    Scarf,
+}
+
+/// The denoising autoencoder's corruption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Noise {
+    /// Add `N(0, noise_std^2)` to every (standardised) feature.
+    Gaussian,
+    /// Replace each feature with probability `corruption` by the same feature
+    /// of a random row.
+    #[default]
+    Swap,
+}
+
+/// The pretraining levers (what the `pretrain` stage's parameters resolve to).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PretrainSettings {
+    /// The objective.
+    pub method: Method,
+    /// DAE's corruption.
+    pub noise: Noise,
+    /// Gaussian noise's standard deviation.
+    pub noise_std: f64,
+    /// Probability that a feature is corrupted (swap, VIME, SCARF).
+    pub corruption: f64,
+    /// VIME: weight of the mask-estimation loss.
+    pub mask_weight: f64,
+    /// SCARF: InfoNCE temperature.
+    pub temperature: f64,
+    /// SCARF: output width of the projection head.
+    pub projection_dim: usize,
+    /// Optimizer, learning rate, schedule, clipping.
+    pub optim: OptimParams,
+    /// Passes over the rows.
+    pub epochs: usize,
+    /// Rows per step.
+    pub batch_size: BatchSize,
+}
+
+/// How pretraining went.
+#[derive(Debug, Clone)]
+pub struct PretrainReport {
+    /// Every epoch (components: `reconstruction`, `mask`, `contrastive`).
+    pub history: History,
+    /// Gradient steps taken.
+    pub updates: usize,
+    /// Whether training stopped on a NaN / infinite loss or gradient.
+    pub diverged: bool,
+    /// Wall time.
+    pub seconds: f64,
+    /// Trainable scalars (encoder and heads).
+    pub parameters: usize,
+}
+
+/// A corrupted copy of the rows `idx` of `x`: each feature replaced with
+/// probability `p` by the same feature of a uniformly drawn row of `x`.
+/// Returns the values and the mask (1 where replaced).
+fn swap_corrupt(x: &Matrix, idx: &[usize], p: f64, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
+    let mut values = Vec::with_capacity(idx.len() * x.cols);
+    let mut mask = Vec::with_capacity(idx.len() * x.cols);
+    for &i in idx {
+        for j in 0..x.cols {
+            if rng.random::<f64>() < p {
+                let r = rng.random_range(0..x.rows);
+                values.push(x.get(r, j));
+                mask.push(1.0);
+            } else {
+                values.push(x.get(i, j));
+                mask.push(0.0);
+            }
+        }
+    }
+    (values, mask)
+}
+
+fn gaussian_corrupt(x: &Matrix, idx: &[usize], std: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut values = Vec::with_capacity(idx.len() * x.cols);
+    for &i in idx {
+        for &v in x.row(i) {
+            let z: f64 = StandardNormal.sample(rng);
+            values.push(v + (std * z) as f32);
+        }
+    }
+    values
+}
+
+/// Rows scaled to unit L2 norm.
+fn unit_rows(z: Tensor<2>) -> Tensor<2> {
+    let norm = z.clone().square().sum_dim(1).add_scalar(1e-12).sqrt();
+    z / norm
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_scalar::<f32>() as f64
+}
+
+/// Pretrains an encoder of architecture `spec` on the rows of `x` (labels
+/// unused). Returns the encoder's weights.
+pub fn pretrain(
+    s: &PretrainSettings,
+    spec: &EncoderSpec,
+    x: &Matrix,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<(Weights, PretrainReport), NeuralError> {
+    let started = Instant::now();
+    let n = x.rows;
+    if n < 2 {
+        return Err(NeuralError::data(format!(
+            "pretraining needs at least 2 rows, got {n}"
+        )));
+    }
+    if x.cols != spec.input_dim {
+        return Err(NeuralError::internal(
+            "feature width differs from the encoder's",
+        ));
+    }
+    let bs = s.batch_size.rows(n);
+    if bs < 2 && (s.method == Method::Scarf || spec.params.norm == Norm::Batch) {
+        return Err(NeuralError::param(
+            "batch_size",
+            "SCARF (negatives come from the batch) and batch normalisation need at least 2 rows per batch",
+        ));
+    }
+    let device = training_device();
+    device.seed(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let d = spec.input_dim;
+    let w = spec.embedding_dim();
+    let encoder = Encoder::new(spec, &device, &mut rng);
+    let mut net = PretrainNet {
+        encoder,
+        reconstruct: (s.method != Method::Scarf).then(|| linear(w, d, &device, &mut rng)),
+        mask: (s.method == Method::Vime).then(|| linear(w, d, &device, &mut rng)),
+        projection: if s.method == Method::Scarf {
+            vec![
+                linear(w, w, &device, &mut rng),
+                linear(w, s.projection_dim, &device, &mut rng),
+            ]
+        } else {
+            Vec::new()
+        },
+    };
+    let parameters = net.num_params();
+    let per_epoch = n.div_ceil(bs);
+    let mut stepper = Stepper::new(&s.optim, &net, net.layer_weights(), per_epoch, s.epochs);
+    let mut history = History {
+        layers: stepper.layer_names(),
+        epochs: Vec::new(),
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut diverged = false;
+    for epoch in 1..=s.epochs {
+        order.shuffle(&mut rng);
+        let lr = stepper.lr();
+        let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+        let mut total = 0.0;
+        let mut rows = 0usize;
+        for batch in order.chunks(bs) {
+            if batch.len() < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
+                continue; // a last batch of one row has no batch statistics
+            }
+            let b = batch.len();
+            let clean = rows_tensor(x, batch, &device);
+            let (loss, parts) = objective(s, &net, x, batch, clean, &device, &mut rng);
+            let mut grads = loss.backward();
+            let g = GradientsParams::from_module(&mut grads, &net);
+            let (next, stats) = stepper.step(net, vec![(g, 1.0)]);
+            net = next;
+            let value = scalar(loss);
+            if !stats.finite || !value.is_finite() {
+                diverged = true;
+                break;
+            }
+            total += value * b as f64;
+            for (name, t) in parts {
+                *sums.entry(name.into()).or_default() += scalar(t) * b as f64;
+            }
+            rows += b;
+        }
+        let grads = stepper.take_epoch();
+        let steps = grads.steps.max(1) as f64;
+        let rows = rows.max(1) as f64;
+        let rec = EpochRecord {
+            epoch,
+            lr,
+            steps: grads.steps,
+            train_loss: if diverged { f64::NAN } else { total / rows },
+            train_accuracy: None,
+            valid_loss: None,
+            valid_accuracy: None,
+            grad_norms: grads.layer_sums.iter().map(|v| v / steps).collect(),
+            grad_norm_mean: grads.total_sum / steps,
+            grad_norm_max: grads.total_max,
+            clipped_norm_max: grads.clipped_max,
+            components: if sums.len() > 1 {
+                sums.into_iter().map(|(k, v)| (k, v / rows)).collect()
+            } else {
+                BTreeMap::new()
+            },
+            non_finite: diverged || grads.non_finite,
+        };
+        on_epoch(&rec);
+        history.epochs.push(rec);
+        if diverged {
+            break;
+        }
+    }
+    let weights = Weights::of(&net.encoder.valid())?;
+    Ok((
+        weights,
+        PretrainReport {
+            history,
+            updates: stepper.updates(),
+            diverged,
+            seconds: started.elapsed().as_secs_f64(),
+            parameters,
+        },
+    ))
+}
+
+/// The batch's loss and its named parts.
+fn objective(
+    s: &PretrainSettings,
+    net: &PretrainNet,
+    x: &Matrix,
+    batch: &[usize],
+    clean: Tensor<2>,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
+    let (b, d) = (batch.len(), x.cols);
+    let upload = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [b, d]), device);
+    match s.method {
+        Method::Dae => {
+            let noisy = match s.noise {
+                Noise::Gaussian => gaussian_corrupt(x, batch, s.noise_std, rng),
+                Noise::Swap => swap_corrupt(x, batch, s.corruption, rng).0,
+            };
+            let h = net.encoder.forward(upload(noisy), Some(rng));
+            let rec = reconstruct(net, h, clean);
+            (rec.clone(), vec![("reconstruction", rec)])
+        }
+        Method::Vime => {
+            let (noisy, mask) = swap_corrupt(x, batch, s.corruption, rng);
+            let h = net.encoder.forward(upload(noisy), Some(rng));
+            let rec = reconstruct(net, h.clone(), clean);
+            let m = upload(mask);
+            let mask_loss = match &net.mask {
+                Some(head) => {
+                    let l = head.forward(h);
+                    let pos = activation::log_sigmoid(l.clone());
+                    let neg = activation::log_sigmoid(l.neg());
+                    (m.clone() * pos + m.neg().add_scalar(1.0) * neg)
+                        .mean()
+                        .neg()
+                }
+                None => rec.clone().mul_scalar(0.0),
+            };
+            let loss = rec.clone() + mask_loss.clone().mul_scalar(s.mask_weight);
+            (loss, vec![("reconstruction", rec), ("mask", mask_loss)])
+        }
+        Method::Scarf => {
+            let (noisy, _) = swap_corrupt(x, batch, s.corruption, rng);
+            let z1 = unit_rows(project(net, net.encoder.forward(clean, Some(rng))));
+            let z2 = unit_rows(project(net, net.encoder.forward(upload(noisy), Some(rng))));
+            let logits = z1.matmul(z2.transpose()).div_scalar(s.temperature);
+            let eye = Tensor::<2>::eye(b, device);
+            let a = (activation::log_softmax(logits.clone(), 1) * eye.clone())
+                .sum()
+                .div_scalar(b as f64)
+                .neg();
+            let c = (activation::log_softmax(logits.transpose(), 1) * eye)
+                .sum()
+                .div_scalar(b as f64)
+                .neg();
+            let loss = (a + c).div_scalar(2.0);
+            (loss.clone(), vec![("contrastive", loss)])
+        }
+    }
+}
+
+fn reconstruct(net: &PretrainNet, h: Tensor<2>, clean: Tensor<2>) -> Tensor<1> {
+    match &net.reconstruct {
+        Some(head) => (head.forward(h) - clean).square().mean(),
+        None => clean.sum().mul_scalar(0.0),
+    }
+}
+
+fn project(net: &PretrainNet, h: Tensor<2>) -> Tensor<2> {
+    let mut z = h;
+    for (i, l) in net.projection.iter().enumerate() {
+        z = l.forward(z);
+        if i + 1 < net.projection.len() {
+            z = activation::relu(z);
+        }
+    }
+    z
+}
+
+/// The embeddings of the rows of `x` under a pretrained encoder (inference mode).
+pub fn embed(spec: &EncoderSpec, weights: &Weights, x: &Matrix) -> Result<Matrix, NeuralError> {
+    if x.cols != spec.input_dim {
+        return Err(NeuralError::data(format!(
+            "the encoder takes {} encoded features, these rows have {}",
+            spec.input_dim, x.cols
+        )));
+    }
+    let device = training_device().without_autodiff();
+    let mut rng = ChaCha8Rng::seed_from_u64(0); // overwritten by the weights
+    let encoder = weights.load_into(Encoder::new(spec, &device, &mut rng))?;
+    let device = device_of(&encoder);
+    let w = spec.embedding_dim();
+    let mut out = Vec::with_capacity(x.rows * w);
+    let all: Vec<usize> = (0..x.rows).collect();
+    for chunk in all.chunks(4096) {
+        let h = encoder.forward(rows_tensor(x, chunk, &device), None);
+        out.extend(
+            h.try_into_vec_as::<f32>()
+                .map_err(|e| NeuralError::internal(format!("reading embeddings: {e:?}")))?,
+        );
+    }
+    Ok(Matrix::new(x.rows, w, out))
+}

@@ -1,0 +1,767 @@
+//! `train`: a neural classifier, from scratch or fine-tuning a pretrained
+//! encoder, with every lever as a parameter; records learning curves and
+//! per-layer gradient norms and diagnoses them.
+
+use gigo_ml::{EncoderOptions, FeatureEncoder, Matrix};
+use gigo_pipeline::summary::{Block, Section};
+use gigo_pipeline::{
+    Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
+    StageOutput, Table,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::backend::backend_name;
+use crate::config::{
+    BatchSize, ClassWeights, EarlyStopping, EncoderParams, EncoderSpec, LossKind, OptimParams,
+    OptimizerKind, Schedule,
+};
+use crate::data;
+use crate::diagnose::{Baseline, Thresholds, curve_blocks, diagnose};
+use crate::error::NeuralError;
+use crate::fit::{EncoderInit, EvalSet, FitSettings, TrainSet, evaluate, fit, predict};
+use crate::loss::LossSpec;
+use crate::saved::{ClassifierModel, EncoderModel, FORMAT};
+
+/// Parameters of `train`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// Feature columns. Default: every column with role `feature` (when
+    /// fine-tuning: the pretrained encoder's columns).
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// The encoder when training from scratch (default: an MLP of 2 x 128
+    /// relu units). Leave unset when a `pretrained` model is connected: its
+    /// encoder is used.
+    #[serde(default)]
+    pub encoder: Option<EncoderParams>,
+    /// Passes over the training rows. Default 20.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// `full` (batch gradient descent), N rows (mini-batch) or 1 (online). Default 128.
+    #[serde(default)]
+    pub batch_size: BatchSize,
+    /// `sgd`, `adam` (default) or `adamw`.
+    #[serde(default)]
+    pub optimizer: OptimizerKind,
+    /// Learning rate. Default 0.001.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// SGD momentum. Default 0.
+    #[serde(default)]
+    pub momentum: f64,
+    /// SGD: Nesterov momentum. Default false.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// AdamW's decoupled weight decay. Default 0.01.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// Learning-rate schedule: `{kind: constant}` (default), `{kind: step,
+    /// every: 10, gamma: 0.5}`, `{kind: cosine, min_factor: 0}`.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Epochs of linear warm-up (fractions allowed). Default 0.
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Clip the gradient's global L2 norm to this. Default: none.
+    #[serde(default)]
+    pub clip_norm: Option<f64>,
+    /// Clamp each gradient element to +-this. Default: none.
+    #[serde(default)]
+    pub clip_value: Option<f64>,
+    /// L1 penalty on weight matrices (drives weights of useless inputs to 0). Default 0.
+    #[serde(default)]
+    pub l1: f64,
+    /// L2 penalty on weight matrices (`l2/2 * sum w^2`). Default 0.
+    #[serde(default)]
+    pub l2: f64,
+    /// `cross_entropy` (default), `focal`, `gce` or `sce`.
+    #[serde(default)]
+    pub loss: LossKind,
+    /// Label smoothing in [0, 1). Default 0.
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// Focal loss exponent. Default 2.
+    #[serde(default = "default_focal_gamma")]
+    pub focal_gamma: f64,
+    /// GCE's q in (0, 1]. Default 0.7.
+    #[serde(default = "default_gce_q")]
+    pub gce_q: f64,
+    /// SCE's weight of cross-entropy. Default 0.1.
+    #[serde(default = "default_sce_alpha")]
+    pub sce_alpha: f64,
+    /// SCE's weight of reverse cross-entropy. Default 1.
+    #[serde(default = "default_sce_beta")]
+    pub sce_beta: f64,
+    /// `none` (default), `balanced`, or a weight per class label.
+    #[serde(default)]
+    pub class_weights: ClassWeights,
+    /// Weight rows by the table's weight column (role `weight`) if it has one. Default true.
+    #[serde(default = "default_true")]
+    pub sample_weights: bool,
+    /// Stop when the validation metric stalls (needs a `valid` input). Default: off.
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStopping>,
+    /// Fine-tuning: keep the pretrained encoder fixed and train the head only. Default false.
+    #[serde(default)]
+    pub freeze_encoder: bool,
+    /// Fine-tuning: the encoder's learning rate (default: `lr`).
+    #[serde(default)]
+    pub encoder_lr: Option<f64>,
+}
+
+fn default_epochs() -> usize {
+    20
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_focal_gamma() -> f64 {
+    2.0
+}
+fn default_gce_q() -> f64 {
+    0.7
+}
+fn default_sce_alpha() -> f64 {
+    0.1
+}
+fn default_sce_beta() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        serde_json::from_value(json!({}))
+            .unwrap_or_else(|_| unreachable!("every field has a default"))
+    }
+}
+
+impl TrainParams {
+    /// Optimizer settings.
+    pub fn optim(&self) -> OptimParams {
+        OptimParams {
+            optimizer: self.optimizer,
+            lr: self.lr,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_epochs: self.warmup_epochs,
+            clip_norm: self.clip_norm,
+            clip_value: self.clip_value,
+        }
+    }
+
+    /// The loss.
+    pub fn loss_spec(&self) -> LossSpec {
+        LossSpec {
+            kind: self.loss,
+            label_smoothing: self.label_smoothing,
+            focal_gamma: self.focal_gamma,
+            gce_q: self.gce_q,
+            sce_alpha: self.sce_alpha,
+            sce_beta: self.sce_beta,
+        }
+    }
+
+    /// The engine's settings.
+    pub fn settings(&self) -> FitSettings {
+        FitSettings {
+            optim: self.optim(),
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            l1: self.l1,
+            l2: self.l2,
+            loss: self.loss_spec(),
+            early_stopping: self.early_stopping,
+            freeze_encoder: self.freeze_encoder,
+            encoder_lr: self.encoder_lr,
+        }
+    }
+
+    /// Every problem at once.
+    pub fn check(&self) -> Result<(), Vec<ParamProblem>> {
+        let mut p = Vec::new();
+        if let Some(e) = &self.encoder {
+            e.check("encoder", &mut p);
+        }
+        self.optim().check("", &mut p);
+        if self.epochs == 0 || self.epochs > 100_000 {
+            p.push(ParamProblem::new(
+                "epochs",
+                format!("must be in 1..=100000, got {}", self.epochs),
+            ));
+        }
+        if self.batch_size == BatchSize::Rows(0) {
+            p.push(ParamProblem::new(
+                "batch_size",
+                "must be `full` or at least 1",
+            ));
+        }
+        for (name, v) in [("l1", self.l1), ("l2", self.l2)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                p.push(ParamProblem::new(
+                    name,
+                    format!("must be a non-negative number, got {v}"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            p.push(ParamProblem::new(
+                "label_smoothing",
+                format!("must be in [0, 1), got {}", self.label_smoothing),
+            ));
+        }
+        if !(self.focal_gamma >= 0.0 && self.focal_gamma.is_finite()) {
+            p.push(ParamProblem::new(
+                "focal_gamma",
+                format!("must be a non-negative number, got {}", self.focal_gamma),
+            ));
+        }
+        if !(self.gce_q > 0.0 && self.gce_q <= 1.0) {
+            p.push(ParamProblem::new(
+                "gce_q",
+                format!("must be in (0, 1], got {}", self.gce_q),
+            ));
+        }
+        for (name, v) in [("sce_alpha", self.sce_alpha), ("sce_beta", self.sce_beta)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                p.push(ParamProblem::new(
+                    name,
+                    format!("must be a non-negative number, got {v}"),
+                ));
+            }
+        }
+        if let ClassWeights::Given(map) = &self.class_weights {
+            for (class, w) in map {
+                if !(*w >= 0.0 && w.is_finite()) {
+                    p.push(ParamProblem::new(
+                        &format!("class_weights.{class}"),
+                        format!("must be a non-negative number, got {w}"),
+                    ));
+                }
+            }
+        }
+        if let Some(es) = &self.early_stopping {
+            if es.patience == 0 {
+                p.push(ParamProblem::new(
+                    "early_stopping.patience",
+                    "must be at least 1",
+                ));
+            }
+            if !(es.min_delta >= 0.0 && es.min_delta.is_finite()) {
+                p.push(ParamProblem::new(
+                    "early_stopping.min_delta",
+                    format!("must be a non-negative number, got {}", es.min_delta),
+                ));
+            }
+        }
+        if let Some(lr) = self.encoder_lr
+            && !(lr > 0.0 && lr.is_finite())
+        {
+            p.push(ParamProblem::new(
+                "encoder_lr",
+                format!("must be a positive number, got {lr}"),
+            ));
+        }
+        if self.freeze_encoder && self.encoder_lr.is_some() {
+            p.push(ParamProblem::new(
+                "encoder_lr",
+                "a frozen encoder (`freeze_encoder: true`) has no learning rate",
+            ));
+        }
+        if p.is_empty() { Ok(()) } else { Err(p) }
+    }
+}
+
+/// The `train` stage.
+pub struct Train {
+    params: TrainParams,
+}
+
+impl Train {
+    /// A stage from checked parameters.
+    pub fn new(params: TrainParams) -> Result<Train, Vec<ParamProblem>> {
+        params.check()?;
+        Ok(Train { params })
+    }
+}
+
+/// Registers `train`.
+pub fn register(registry: &mut Registry) {
+    registry.register::<TrainParams, _>(
+        "train",
+        "Trains a neural classifier (burn, CPU) on the feature columns, from scratch or by \
+         fine-tuning a `pretrained` encoder. Every lever is a parameter: optimizer, batch size \
+         (full / N / 1), learning-rate schedule and warm-up, gradient clipping, L1/L2, \
+         activation, skip connections, normalisation, dropout, early stopping, class and sample \
+         weights, noise-robust losses. Records learning curves and per-layer gradient norms, and \
+         diagnoses vanishing/exploding gradients and over/underfitting. Outputs the model and \
+         each table with class probabilities (`prob_<class>`) and the `predicted` class.",
+        |params| Ok(Box::new(Train::new(params)?)),
+    );
+}
+
+/// Features, labels and weights of one table, encoded.
+struct Encoded {
+    x: Matrix,
+    y: Vec<Option<u32>>,
+    w: Option<Vec<f32>>,
+    /// Whether the table has the label column (a test table without one is
+    /// predicted but not scored).
+    labelled: bool,
+}
+
+fn encode(
+    table: &Table,
+    enc: &FeatureEncoder,
+    label: &str,
+    classes: &[String],
+    use_weights: bool,
+    port: &str,
+    ctx: &StageContext,
+) -> Result<Encoded, NeuralError> {
+    let batch = table
+        .to_batch()
+        .map_err(|e| NeuralError::internal(e.to_string()))?;
+    let x = enc
+        .transform(std::slice::from_ref(&batch))
+        .map_err(|e| NeuralError::data(format!("`{port}` table: {e}")))?;
+    let labelled = batch.column_by_name(label).is_some();
+    let keys = if labelled {
+        data::label_keys(&batch, label)?
+    } else if port == "test" {
+        vec![None; batch.num_rows()]
+    } else {
+        return Err(NeuralError::data(format!(
+            "the `{port}` table has no label column `{label}`"
+        )));
+    };
+    let y = data::encode_labels(&keys, classes);
+    let unknown = keys
+        .iter()
+        .zip(&y)
+        .filter(|(k, y)| k.is_some() && y.is_none())
+        .count();
+    if unknown > 0 && port != "table" {
+        ctx.log(format!(
+            "{unknown} `{port}` rows have a class the training rows lack: they count as wrong"
+        ));
+    }
+    let w = match (use_weights, data::weight_column(table)?) {
+        (true, Some(col)) => Some(data::read_weights(&batch, &col)?),
+        _ => None,
+    };
+    Ok(Encoded { x, y, w, labelled })
+}
+
+/// `mlp` or `cnn`, for messages.
+pub fn kind_name(kind: crate::config::EncoderKind) -> &'static str {
+    match kind {
+        crate::config::EncoderKind::Mlp => "MLP",
+        crate::config::EncoderKind::Cnn => "CNN",
+    }
+}
+
+fn accuracy_of(probs: &Matrix, y: &[Option<u32>]) -> f64 {
+    let correct = probs
+        .iter_rows()
+        .zip(y)
+        .filter(|(p, y)| y.is_some_and(|y| data::argmax(p) == y as usize))
+        .count();
+    correct as f64 / probs.rows.max(1) as f64
+}
+
+impl Stage for Train {
+    fn inputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::table("table", "training rows (features and a label)"),
+            PortSpec::table("valid", "validation rows: learning curves, early stopping").optional(),
+            PortSpec::table("test", "test rows: predicted and scored once at the end").optional(),
+            PortSpec::aside(
+                "pretrained",
+                PortKind::Model,
+                "a pretrained encoder (from `pretrain`) to fine-tune",
+            )
+            .optional(),
+        ]
+    }
+
+    fn outputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::aside(
+                "model",
+                PortKind::Model,
+                "the trained classifier (weights, resolved config, feature encoder)",
+            ),
+            PortSpec::table("train", "training rows with prob_<class> and predicted"),
+            PortSpec::table(
+                "valid",
+                "validation rows with predictions (empty if not connected)",
+            ),
+            PortSpec::table(
+                "test",
+                "test rows with predictions (empty if not connected)",
+            ),
+        ]
+    }
+
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        Ok(self.run_inner(inputs, ctx)?)
+    }
+}
+
+impl Train {
+    fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
+        let p = &self.params;
+        let table = inputs
+            .table("table")
+            .map_err(|e| NeuralError::internal(e.to_string()))?;
+        let valid_t = inputs.table_opt("valid");
+        let test_t = inputs.table_opt("test");
+        let pretrained = match inputs.models("pretrained").as_slice() {
+            [] => None,
+            [one] => Some(EncoderModel::from_model(one)?),
+            _ => {
+                return Err(NeuralError::data(
+                    "several models on `pretrained`; connect one",
+                ));
+            }
+        };
+        if pretrained.is_some() && p.encoder.is_some() {
+            return Err(NeuralError::param(
+                "encoder",
+                "the encoder comes from the `pretrained` input; remove `encoder` (or the input)",
+            ));
+        }
+        if pretrained.is_none() && (p.freeze_encoder || p.encoder_lr.is_some()) {
+            ctx.log("freeze_encoder / encoder_lr have no effect without a `pretrained` input");
+        }
+
+        // features
+        let label = table
+            .label_column()
+            .map_err(|e| NeuralError::data(e.to_string()))?;
+        let batch = table
+            .to_batch()
+            .map_err(|e| NeuralError::internal(e.to_string()))?;
+        let (columns, enc) = match &pretrained {
+            Some((m, _)) => {
+                if let Some(f) = &p.features
+                    && f != &m.feature_columns
+                {
+                    return Err(NeuralError::param(
+                        "features",
+                        "differs from the pretrained encoder's feature columns; leave it unset",
+                    ));
+                }
+                (m.feature_columns.clone(), m.features.clone())
+            }
+            None => {
+                let cols = data::feature_columns(&table, p.features.as_deref())?;
+                if cols.iter().any(|c| c == &label) {
+                    return Err(NeuralError::param(
+                        "features",
+                        format!("lists the label column `{label}`"),
+                    ));
+                }
+                let enc = FeatureEncoder::fit(
+                    std::slice::from_ref(&batch),
+                    &cols,
+                    &EncoderOptions::default(),
+                )?;
+                (cols, enc)
+            }
+        };
+
+        // labels
+        let keys = data::label_keys(&batch, &label)?;
+        let classes = data::classes_of(&keys);
+        if classes.len() < 2 {
+            return Err(NeuralError::data(format!(
+                "label column `{label}` has {} class(es) in the training rows; a classifier needs 2",
+                classes.len()
+            )));
+        }
+        let k = classes.len();
+        let tr = encode(
+            &table,
+            &enc,
+            &label,
+            &classes,
+            p.sample_weights,
+            "table",
+            ctx,
+        )?;
+        let labelled: Vec<usize> = (0..tr.x.rows).filter(|&i| tr.y[i].is_some()).collect();
+        if labelled.len() < tr.x.rows {
+            ctx.log(format!(
+                "{} training rows without a label are not trained on",
+                tr.x.rows - labelled.len()
+            ));
+        }
+        let x_train = tr.x.select_rows(&labelled);
+        let y_train: Vec<u32> = labelled.iter().filter_map(|&i| tr.y[i]).collect();
+        let w_train: Option<Vec<f32>> =
+            tr.w.as_ref()
+                .map(|w| labelled.iter().map(|&i| w[i]).collect());
+        let va = valid_t
+            .as_ref()
+            .filter(|t| t.num_rows() > 0)
+            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "valid", ctx))
+            .transpose()?;
+        let te = test_t
+            .as_ref()
+            .filter(|t| t.num_rows() > 0)
+            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "test", ctx))
+            .transpose()?;
+
+        // the network
+        let (init, pretrained_cfg) = match &pretrained {
+            Some((m, w)) => (
+                EncoderInit::Pretrained {
+                    spec: m.encoder.clone(),
+                    weights: w,
+                },
+                Some(m.pretrain.clone()),
+            ),
+            None => (
+                EncoderInit::Fresh(EncoderSpec::new(
+                    p.encoder.clone().unwrap_or_default(),
+                    x_train.cols,
+                )?),
+                None,
+            ),
+        };
+        let class_weights = p.class_weights.resolve(&classes, &y_train);
+        let settings = p.settings();
+        ctx.progress.set_total(p.epochs as u64);
+        let valid_set = va.as_ref().map(|v| EvalSet {
+            x: &v.x,
+            y: &v.y,
+            w: v.w.as_deref(),
+        });
+        let (fitted, report) = fit(
+            &settings,
+            init,
+            k,
+            &class_weights,
+            &TrainSet {
+                x: &x_train,
+                y: &y_train,
+                w: w_train.as_deref(),
+            },
+            valid_set.as_ref(),
+            ctx.seed,
+            &mut |e| {
+                ctx.progress.advance(1);
+                ctx.progress.message(&format!(
+                    "epoch {}: loss {:.4}{}",
+                    e.epoch,
+                    e.train_loss,
+                    e.valid_loss
+                        .map(|v| format!(", valid {v:.4}"))
+                        .unwrap_or_default()
+                ));
+            },
+        )?;
+
+        // timings go to the log, not the summary: reports stay byte-identical per seed
+        ctx.log(format!(
+            "trained {} epochs ({} updates) on {} rows in {:.2} s on {}",
+            report.history.epochs.len(),
+            report.updates,
+            x_train.rows,
+            report.seconds,
+            backend_name()
+        ));
+
+        // predictions and scores with the kept weights
+        let net = fitted.net()?;
+        let loss = settings.loss;
+        let p_train = predict(&net, &tr.x, k)?;
+        let train_eval = evaluate(
+            &net,
+            &EvalSet {
+                x: &x_train,
+                y: &y_train.iter().map(|&y| Some(y)).collect::<Vec<_>>(),
+                w: w_train.as_deref(),
+            },
+            k,
+            &loss,
+            &class_weights,
+        )?;
+        let mut scored = vec![("train", train_eval, tr.x.rows)];
+        let mut outputs = vec![("train", data::with_predictions(&table, &p_train, &classes)?)];
+        for (port, t, e) in [("valid", &valid_t, &va), ("test", &test_t, &te)] {
+            let out = match (t, e) {
+                (Some(t), Some(e)) if !e.labelled => {
+                    ctx.log(format!(
+                        "the `{port}` table has no label column: predicted, not scored"
+                    ));
+                    data::with_predictions(t, &predict(&net, &e.x, k)?, &classes)?
+                }
+                (Some(t), Some(e)) => {
+                    let probs = predict(&net, &e.x, k)?;
+                    let (l, _) = evaluate(
+                        &net,
+                        &EvalSet {
+                            x: &e.x,
+                            y: &e.y,
+                            w: e.w.as_deref(),
+                        },
+                        k,
+                        &loss,
+                        &class_weights,
+                    )?;
+                    scored.push((port, (l, accuracy_of(&probs, &e.y)), e.x.rows));
+                    data::with_predictions(t, &probs, &classes)?
+                }
+                (Some(t), None) => data::with_predictions(t, &Matrix::zeros(0, k), &classes)?,
+                (None, _) => Table::empty(outputs[0].1.schema().clone()),
+            };
+            outputs.push((port, out));
+        }
+
+        // the model
+        let train_json = serde_json::to_value(p)
+            .map_err(|e| NeuralError::internal(format!("parameters as JSON: {e}")))?;
+        let model = ClassifierModel {
+            format: FORMAT,
+            encoder: fitted.spec.clone(),
+            feature_columns: columns.clone(),
+            features: enc.clone(),
+            label_column: label.clone(),
+            classes: classes.clone(),
+            train: train_json.clone(),
+            pretrained: pretrained_cfg.clone(),
+            backend: backend_name().into(),
+        }
+        .into_model(&fitted.weights)?;
+
+        // the report
+        let baseline = Baseline::of(&y_train, k, p.loss == LossKind::CrossEntropy);
+        let diagnoses = diagnose(
+            &report.history,
+            Some(baseline),
+            report.kept_epoch,
+            &Thresholds::default(),
+        );
+        let mut s = Section::new(&ctx.stage_id, "train", "Neural training");
+        let title = if pretrained.is_some() {
+            if p.freeze_encoder {
+                "fine-tuned head on a frozen pretrained encoder"
+            } else {
+                "fine-tuned a pretrained encoder"
+            }
+        } else {
+            "trained from scratch"
+        };
+        s.figure("model", title, "text");
+        s.figure("epochs", report.history.epochs.len(), "int");
+        s.figure("updates", report.updates, "int");
+        s.figure("parameters", report.parameters, "int");
+        for (port, (l, a), _) in &scored {
+            s.figure(&format!("{port} accuracy"), *a, "pct");
+            s.metric(&format!("{port}_accuracy"), *a);
+            if let Some(l) = l {
+                s.metric(&format!("{port}_loss"), *l);
+            }
+        }
+        let last = report.history.epochs.last();
+        if let Some(e) = last {
+            s.metric("final_train_loss", e.train_loss);
+            if let Some(v) = e.valid_loss {
+                s.metric("final_valid_loss", v);
+            }
+        }
+        if let Some(best) = report
+            .history
+            .epochs
+            .iter()
+            .filter_map(|e| e.valid_loss)
+            .min_by(f64::total_cmp)
+        {
+            s.metric("best_valid_loss", best);
+        }
+        s.metric("epochs", report.history.epochs.len());
+        s.metric("updates", report.updates);
+        let mut verdicts = Vec::new();
+        for d in &diagnoses {
+            verdicts.push(json!({"kind": d.kind, "severity": d.severity.as_str(), "message": d.message, "evidence": d.evidence}));
+            let a = s.alert(d.severity, d.kind, None, d.message.clone());
+            for (key, v) in &d.evidence {
+                a.with(key, v.clone());
+            }
+        }
+        s.block(Block::Text {
+            text: format!(
+                "{title}: {} x {} {} encoder ({} features in, {} classes out), {} with lr {}, \
+                 batch {}, {} epochs run{}{}.",
+                fitted.spec.params.depth,
+                fitted.spec.params.width,
+                kind_name(fitted.spec.params.kind),
+                fitted.spec.input_dim,
+                k,
+                match p.optimizer {
+                    OptimizerKind::Sgd if p.nesterov => "SGD (Nesterov momentum)",
+                    OptimizerKind::Sgd if p.momentum > 0.0 => "SGD with momentum",
+                    OptimizerKind::Sgd => "SGD",
+                    OptimizerKind::Adam => "Adam",
+                    OptimizerKind::Adamw => "AdamW",
+                },
+                p.lr,
+                match p.batch_size {
+                    BatchSize::Rows(n) => n.to_string(),
+                    BatchSize::Named(_) => "full".into(),
+                },
+                report.history.epochs.len(),
+                if report.stopped_early {
+                    format!(
+                        " (early stopping; weights of epoch {} kept)",
+                        report.kept_epoch.unwrap_or(0)
+                    )
+                } else {
+                    String::new()
+                },
+                if report.diverged {
+                    "; training diverged"
+                } else {
+                    ""
+                },
+            ),
+        });
+        for b in curve_blocks(&report.history) {
+            s.block(b);
+        }
+        let summary = s.into_summary(json!({
+            "classes": classes,
+            "feature_columns": columns.len(),
+            "encoded_features": fitted.spec.input_dim,
+            "backend": backend_name(),
+            "stopped_early": report.stopped_early,
+            "kept_epoch": report.kept_epoch,
+            "diverged": report.diverged,
+            "updates": report.updates,
+            "params": train_json,
+            "pretrained": pretrained_cfg,
+            "history": report.history,
+            "diagnoses": verdicts,
+            "scores": scored.iter().map(|(port, (l, a), rows)| (port.to_string(), json!({"rows": rows, "loss": l, "accuracy": a}))).collect::<serde_json::Map<String, Value>>(),
+        }));
+
+        let mut out = StageOutput::new().with("model", model);
+        for (port, t) in outputs {
+            out = out.with(port, t);
+        }
+        Ok(out.with_summary(summary))
+    }
+}

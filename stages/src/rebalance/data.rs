@@ -1,0 +1,655 @@
+//! From the input table to what the samplers need (classes, feature values,
+//! a kNN matrix), and from their decisions back to Arrow tables.
+//!
+//! Nothing here copies the input table: feature columns are read in place
+//! (one `Float64` view per column, a copy only when the column has another
+//! type or arrives in several batches), kept rows are Arrow slices of the
+//! input, and synthetic rows are one new batch appended after them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, new_null_array,
+};
+use arrow::buffer::NullBuffer;
+use arrow::compute::{cast, concat, filter_record_batch, interleave};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use gigo_ml::Matrix;
+use gigo_pipeline::{REASON_COLUMN, Role, StageError, Table, field_with_role, role_of};
+use rayon::prelude::*;
+
+/// Name of the column that marks synthetic rows.
+pub const IS_SYNTHETIC: &str = "is_synthetic";
+
+/// The input rows, addressed by a global index across batches.
+pub struct Rows {
+    /// The batches, in order.
+    pub batches: Vec<RecordBatch>,
+    /// The schema.
+    pub schema: SchemaRef,
+    starts: Vec<usize>,
+    /// Total rows.
+    pub n: usize,
+}
+
+impl Rows {
+    /// The rows of `table`.
+    pub fn of(table: &Table) -> Result<Rows, StageError> {
+        let batches: Vec<RecordBatch> = table
+            .batches()
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .cloned()
+            .collect();
+        let mut starts = Vec::with_capacity(batches.len());
+        let mut n = 0usize;
+        for b in &batches {
+            starts.push(n);
+            n += b.num_rows();
+        }
+        if n > u32::MAX as usize {
+            return Err(StageError::data(format!(
+                "rebalance handles up to {} rows, the input has {n}",
+                u32::MAX
+            )));
+        }
+        Ok(Rows {
+            batches,
+            schema: table.schema().clone(),
+            starts,
+            n,
+        })
+    }
+
+    /// (batch, row within batch) of global row `g`.
+    pub fn locate(&self, g: usize) -> (usize, usize) {
+        let b = self.starts.partition_point(|&s| s <= g) - 1;
+        (b, g - self.starts[b])
+    }
+
+    /// Column `field` of every batch.
+    fn column(&self, field: usize) -> Vec<&dyn Array> {
+        self.batches
+            .iter()
+            .map(|b| b.column(field).as_ref())
+            .collect()
+    }
+
+    /// Column `field` over all rows as one `Float64` array (a view when the
+    /// column is one `Float64` batch).
+    fn float64(&self, field: usize) -> Result<Float64Array, StageError> {
+        let parts: Vec<ArrayRef> = self
+            .batches
+            .iter()
+            .map(|b| cast(b.column(field), &DataType::Float64))
+            .collect::<Result<_, _>>()?;
+        let one = match parts.as_slice() {
+            [] => Arc::new(Float64Array::from(Vec::<f64>::new())) as ArrayRef,
+            [one] => one.clone(),
+            many => {
+                let refs: Vec<&dyn Array> = many.iter().map(|a| a.as_ref()).collect();
+                concat(&refs)?
+            }
+        };
+        Ok(one.as_primitive::<Float64Type>().clone())
+    }
+
+    /// Copies of the rows `rows` (global indices) of column `field`.
+    fn take(&self, field: usize, rows: &[(usize, usize)]) -> Result<ArrayRef, StageError> {
+        Ok(interleave(&self.column(field), rows)?)
+    }
+}
+
+/// The classes of the label column.
+pub struct Classes {
+    /// The label column's position in the schema.
+    pub field: usize,
+    /// Class names (the label as text), in natural order: numerically for
+    /// numeric labels, else by text.
+    pub names: Vec<String>,
+    /// The class of every row.
+    pub of_row: Vec<u32>,
+    /// The rows of every class, ascending.
+    pub members: Vec<Vec<u32>>,
+}
+
+impl Classes {
+    /// Reads the label column. Every row needs a label.
+    pub fn load(rows: &Rows, table: &Table) -> Result<Classes, StageError> {
+        let label = table.label_column()?;
+        let field = rows
+            .schema
+            .index_of(&label)
+            .map_err(|_| StageError::internal("the label column vanished"))?;
+        let numeric = rows.schema.field(field).data_type().is_numeric();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut names: Vec<String> = Vec::new();
+        let mut raw = Vec::with_capacity(rows.n);
+        let mut nulls = 0usize;
+        let integer = rows.schema.field(field).data_type().is_integer();
+        for b in &rows.batches {
+            let col = b.column(field);
+            if integer {
+                // Fast path: one hash lookup per row on the integer itself,
+                // text only once per class (as the formatter prints it).
+                let ints = cast(col, &DataType::Int64)?;
+                let ints = ints.as_primitive::<arrow::datatypes::Int64Type>();
+                let mut by_value: HashMap<i64, u32> = HashMap::new();
+                for v in ints.iter() {
+                    let Some(v) = v else {
+                        nulls += 1;
+                        raw.push(0);
+                        continue;
+                    };
+                    let c = match by_value.get(&v) {
+                        Some(&c) => c,
+                        None => {
+                            let key = v.to_string();
+                            let next = index.len() as u32;
+                            let c = *index.entry(key.clone()).or_insert_with(|| {
+                                names.push(key);
+                                next
+                            });
+                            by_value.insert(v, c);
+                            c
+                        }
+                    };
+                    raw.push(c);
+                }
+                continue;
+            }
+            let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+            for i in 0..col.len() {
+                if col.is_null(i) {
+                    nulls += 1;
+                    raw.push(0);
+                    continue;
+                }
+                let key = fmt.value(i).to_string();
+                let next = index.len() as u32;
+                let c = *index.entry(key.clone()).or_insert_with(|| {
+                    names.push(key);
+                    next
+                });
+                raw.push(c);
+            }
+        }
+        if nulls > 0 {
+            return Err(StageError::data(format!(
+                "the label column `{label}` is missing on {nulls} rows: rebalance needs a class \
+                 on every row (drop or fill them upstream)"
+            )));
+        }
+        // Natural order, so that "the first class" means what it means in
+        // imbalanced-learn (np.unique of the labels).
+        let mut order: Vec<usize> = (0..names.len()).collect();
+        if numeric {
+            let value = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+            order.sort_by(|&a, &b| value(&names[a]).total_cmp(&value(&names[b])));
+        } else {
+            order.sort_by(|&a, &b| names[a].cmp(&names[b]));
+        }
+        let mut rank = vec![0u32; names.len()];
+        for (r, &c) in order.iter().enumerate() {
+            rank[c] = r as u32;
+        }
+        let of_row: Vec<u32> = raw.into_iter().map(|c| rank[c as usize]).collect();
+        let names: Vec<String> = order.iter().map(|&c| names[c].clone()).collect();
+        let mut members = vec![Vec::new(); names.len()];
+        for (i, &c) in of_row.iter().enumerate() {
+            members[c as usize].push(i as u32);
+        }
+        Ok(Classes {
+            field,
+            names,
+            of_row,
+            members,
+        })
+    }
+
+    /// Rows per class.
+    pub fn counts(&self) -> Vec<usize> {
+        self.members.iter().map(Vec::len).collect()
+    }
+}
+
+/// A numeric feature column (integers, floats, booleans).
+pub struct Numeric {
+    /// Position in the schema.
+    pub field: usize,
+    values: Float64Array,
+    /// Mean of the present values: stands in for missing ones in distances.
+    pub mean: f64,
+}
+
+impl Numeric {
+    /// The value of row `i`; `None` when null, NaN or infinite.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<f64> {
+        if self.values.is_null(i) {
+            return None;
+        }
+        let v = self.values.value(i);
+        v.is_finite().then_some(v)
+    }
+
+    /// The value of row `i`, the column mean when missing.
+    #[inline]
+    pub fn imputed(&self, i: usize) -> f64 {
+        self.get(i).unwrap_or(self.mean)
+    }
+}
+
+/// A categorical feature column (SMOTE-NC): one code per distinct value,
+/// a missing value being a category of its own.
+pub struct Categorical {
+    /// Position in the schema.
+    pub field: usize,
+    /// Code of every row.
+    pub codes: Vec<u32>,
+    /// Number of distinct codes.
+    pub n_codes: usize,
+}
+
+/// The feature columns a sampler measures and interpolates.
+pub struct Features {
+    /// Numeric features, schema order.
+    pub numeric: Vec<Numeric>,
+    /// Categorical features (SMOTE-NC only), schema order.
+    pub categorical: Vec<Categorical>,
+}
+
+fn is_numeric_type(t: &DataType) -> bool {
+    matches!(t, DataType::Boolean)
+        || (t.is_numeric() && !matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)))
+}
+
+fn is_text_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)
+    )
+}
+
+impl Features {
+    /// Loads the columns with role `feature`. `categorical`: the columns to
+    /// treat as categorical (SMOTE-NC); `None` when the method takes numeric
+    /// features only, in which case a text column is an error naming it.
+    pub fn load(
+        rows: &Rows,
+        method: &str,
+        categorical: Option<&[String]>,
+    ) -> Result<Features, StageError> {
+        let schema = &rows.schema;
+        let names: Vec<(usize, &Field)> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| role_of(f) == Role::Feature)
+            .map(|(i, f)| (i, f.as_ref()))
+            .collect();
+        if names.is_empty() {
+            return Err(StageError::data(format!(
+                "`{method}` measures distances between rows but the input has no feature \
+                 columns (role `feature`)"
+            )));
+        }
+        if let Some(cats) = categorical {
+            for c in cats {
+                if !names.iter().any(|(_, f)| f.name() == c) {
+                    return Err(StageError::data(format!(
+                        "`categorical` names `{c}`, which is not a feature column of the input \
+                         (feature columns: {})",
+                        names
+                            .iter()
+                            .map(|(_, f)| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+        let mut numeric = Vec::new();
+        let mut cat = Vec::new();
+        for (i, f) in names {
+            let t = f.data_type();
+            let listed = categorical.is_some_and(|c| c.iter().any(|c| c == f.name()));
+            if listed || (categorical.is_some() && is_text_type(t)) {
+                cat.push(load_categorical(rows, i)?);
+            } else if is_numeric_type(t) {
+                let values = rows.float64(i)?;
+                let (mut sum, mut n) = (0.0f64, 0usize);
+                for v in values.iter().flatten().filter(|v| v.is_finite()) {
+                    sum += v;
+                    n += 1;
+                }
+                numeric.push(Numeric {
+                    field: i,
+                    values,
+                    mean: if n > 0 { sum / n as f64 } else { 0.0 },
+                });
+            } else if is_text_type(t) {
+                return Err(StageError::data(format!(
+                    "feature column `{}` is text ({t}): `{method}` interpolates and measures \
+                     numeric features only; use method `smote_nc` for mixed numeric and \
+                     categorical features, or give the column another role upstream",
+                    f.name()
+                )));
+            } else {
+                return Err(StageError::data(format!(
+                    "feature column `{}` has type {t}, which rebalance cannot use (numeric, \
+                     boolean or text columns only)",
+                    f.name()
+                )));
+            }
+        }
+        if categorical.is_some() && numeric.is_empty() {
+            return Err(StageError::data(
+                "`smote_nc` needs at least one numeric feature column besides the categorical \
+                 ones (as imbalanced-learn's SMOTE-NC); for categorical features only, use \
+                 random_over",
+            ));
+        }
+        Ok(Features {
+            numeric,
+            categorical: cat,
+        })
+    }
+
+    /// The numeric features of `rows` as an `f32` matrix for the kNN engine
+    /// (missing values replaced by the column mean).
+    pub fn matrix(&self, rows: &[u32]) -> Matrix {
+        let d = self.numeric.len();
+        let mut data = vec![0f32; rows.len() * d];
+        if d > 0 {
+            data.par_chunks_mut(d)
+                .zip(rows.par_iter())
+                .for_each(|(out, &r)| {
+                    for (o, f) in out.iter_mut().zip(&self.numeric) {
+                        *o = f.imputed(r as usize) as f32;
+                    }
+                });
+        }
+        Matrix::new(rows.len(), d, data)
+    }
+
+    /// The numeric features of `rows`, row-major, in `f64`.
+    pub fn rows_f64(&self, rows: &[u32]) -> Vec<f64> {
+        let d = self.numeric.len();
+        let mut data = vec![0f64; rows.len() * d];
+        if d > 0 {
+            data.par_chunks_mut(d)
+                .zip(rows.par_iter())
+                .for_each(|(out, &r)| {
+                    for (o, f) in out.iter_mut().zip(&self.numeric) {
+                        *o = f.imputed(r as usize);
+                    }
+                });
+        }
+        data
+    }
+
+    /// Exact squared euclidean distance of rows `a` and `b` in `f64`.
+    #[inline]
+    pub fn dist2(&self, a: usize, b: usize) -> f64 {
+        self.numeric
+            .iter()
+            .map(|f| {
+                let d = f.imputed(a) - f.imputed(b);
+                d * d
+            })
+            .sum()
+    }
+}
+
+fn load_categorical(rows: &Rows, field: usize) -> Result<Categorical, StageError> {
+    let mut index: HashMap<Option<String>, u32> = HashMap::new();
+    let mut codes = Vec::with_capacity(rows.n);
+    for b in &rows.batches {
+        let col = b.column(field);
+        let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())?;
+        for i in 0..col.len() {
+            let key = (!col.is_null(i)).then(|| fmt.value(i).to_string());
+            let next = index.len() as u32;
+            codes.push(*index.entry(key).or_insert(next));
+        }
+    }
+    Ok(Categorical {
+        field,
+        codes,
+        n_codes: index.len(),
+    })
+}
+
+/// Synthetic rows decided by an over-sampler, one entry per new row.
+#[derive(Debug, Default, Clone)]
+pub struct Synthetic {
+    /// Class of each new row.
+    pub class: Vec<u32>,
+    /// The row it starts from (global index).
+    pub base: Vec<u32>,
+    /// The neighbour it moves towards (global index).
+    pub neighbour: Vec<u32>,
+    /// How far: `base + gap * (neighbour - base)`, `gap` in [0, 1].
+    pub gap: Vec<f64>,
+    /// SMOTE-NC: for each categorical feature, the row whose value each new
+    /// row takes.
+    pub categorical: Vec<Vec<u32>>,
+    /// Random over-sampling: new rows are whole copies of `base`.
+    pub copies: bool,
+}
+
+impl Synthetic {
+    /// Number of new rows.
+    pub fn len(&self) -> usize {
+        self.class.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.class.is_empty()
+    }
+}
+
+/// Interpolates numeric feature `f` for every new row; missing when either
+/// end is missing. Integer and boolean columns are rounded (half away from
+/// zero) and keep their type; floats keep their type.
+fn interpolate(f: &Numeric, s: &Synthetic, data_type: &DataType) -> Result<ArrayRef, StageError> {
+    let n = s.len();
+    let mut values = vec![0f64; n];
+    let mut valid = vec![true; n];
+    let round = !matches!(
+        data_type,
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    );
+    values
+        .par_iter_mut()
+        .zip(valid.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, (v, ok))| {
+            let (a, b) = (f.get(s.base[i] as usize), f.get(s.neighbour[i] as usize));
+            match (a, b) {
+                (Some(a), Some(b)) => {
+                    let x = a + s.gap[i] * (b - a);
+                    *v = if round { x.round() } else { x };
+                }
+                _ => *ok = false,
+            }
+        });
+    let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+    let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
+    if data_type == &DataType::Float64 {
+        Ok(array)
+    } else {
+        Ok(cast(&array, data_type)?)
+    }
+}
+
+/// The synthetic rows as a batch with the input's columns plus
+/// `is_synthetic`; see the module docs of `rebalance` for what each kind of
+/// column holds.
+pub fn synthetic_batch(
+    rows: &Rows,
+    classes: &Classes,
+    features: Option<&Features>,
+    s: &Synthetic,
+) -> Result<Vec<(Field, ArrayRef)>, StageError> {
+    let n = s.len();
+    let locate =
+        |v: &[u32]| -> Vec<(usize, usize)> { v.iter().map(|&g| rows.locate(g as usize)).collect() };
+    let base = locate(&s.base);
+    let label_rows: Vec<(usize, usize)> = {
+        let firsts: Vec<(usize, usize)> = classes
+            .members
+            .iter()
+            .map(|m| m.first().map_or((0, 0), |&g| rows.locate(g as usize)))
+            .collect();
+        s.class.iter().map(|&c| firsts[c as usize]).collect()
+    };
+    // Numeric features, one column per task.
+    let mut interpolated: HashMap<usize, ArrayRef> = HashMap::new();
+    if let (false, Some(f)) = (s.copies, features) {
+        let done: Vec<(usize, Result<ArrayRef, StageError>)> = f
+            .numeric
+            .par_iter()
+            .map(|col| {
+                let t = rows.schema.field(col.field).data_type();
+                (col.field, interpolate(col, s, t))
+            })
+            .collect();
+        for (i, a) in done {
+            interpolated.insert(i, a?);
+        }
+    }
+    let mut out = Vec::new();
+    for (i, field) in rows.schema.fields().iter().enumerate() {
+        let role = role_of(field);
+        let t = field.data_type();
+        let array: ArrayRef = if i == classes.field {
+            rows.take(i, &label_rows)?
+        } else if field.name() == IS_SYNTHETIC {
+            Arc::new(BooleanArray::from(vec![true; n]))
+        } else if s.copies {
+            if role == Role::Id {
+                new_null_array(t, n)
+            } else {
+                rows.take(i, &base)?
+            }
+        } else if let Some(a) = interpolated.remove(&i) {
+            a
+        } else if let Some((j, _)) =
+            features.and_then(|f| f.categorical.iter().enumerate().find(|(_, c)| c.field == i))
+        {
+            rows.take(i, &locate(&s.categorical[j]))?
+        } else if role == Role::Weight {
+            rows.take(i, &base)?
+        } else {
+            new_null_array(t, n)
+        };
+        out.push((field.as_ref().clone(), array));
+    }
+    Ok(out)
+}
+
+/// What a resampling step produced: the rows that stay (input rows first, in
+/// order, then synthetic rows) and the removed rows with their reason.
+pub struct Outcome {
+    /// The output table (`is_synthetic` included).
+    pub table: Table,
+    /// Removed rows with `removed_reason`.
+    pub removed: Table,
+}
+
+/// Builds the output: every input row (with `is_synthetic` false, or as
+/// it was when the input has that column), then `synthetic`, minus the
+/// rows in `removed` (global indices over input rows then synthetic rows,
+/// with their reason).
+pub fn assemble(
+    rows: &Rows,
+    synthetic: Option<Vec<(Field, ArrayRef)>>,
+    removed: &[(u32, &'static str)],
+) -> Result<Outcome, StageError> {
+    let mut fields: Vec<Field> = rows
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let has_flag = fields.iter().any(|f| f.name() == IS_SYNTHETIC);
+    if !has_flag {
+        fields.push(field_with_role(
+            Field::new(IS_SYNTHETIC, DataType::Boolean, false),
+            Role::Added,
+        ));
+    }
+    if let Some(cols) = &synthetic {
+        for (f, (_, a)) in fields.iter_mut().zip(cols) {
+            if a.null_count() > 0 && !f.is_nullable() {
+                *f = f.clone().with_nullable(true);
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        rows.schema.metadata().clone(),
+    ));
+    let mut batches = Vec::with_capacity(rows.batches.len() + 1);
+    for b in &rows.batches {
+        let mut cols = b.columns().to_vec();
+        if !has_flag {
+            cols.push(Arc::new(BooleanArray::from(vec![false; b.num_rows()])));
+        }
+        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+    }
+    if let Some(cols) = synthetic {
+        let mut arrays: Vec<ArrayRef> = cols.into_iter().map(|(_, a)| a).collect();
+        if !has_flag {
+            let n = arrays.first().map_or(0, |a| a.len());
+            arrays.push(Arc::new(BooleanArray::from(vec![true; n])));
+        }
+        batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
+    }
+    let mut removed_fields: Vec<Field> =
+        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    removed_fields.push(field_with_role(
+        Field::new(REASON_COLUMN, DataType::Utf8, false),
+        Role::Added,
+    ));
+    let removed_schema = Arc::new(Schema::new_with_metadata(
+        removed_fields,
+        schema.metadata().clone(),
+    ));
+    if removed.is_empty() {
+        return Ok(Outcome {
+            table: Table::new(schema, batches)?,
+            removed: Table::empty(removed_schema),
+        });
+    }
+    let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut reason: Vec<Option<&'static str>> = vec![None; total];
+    for &(g, r) in removed {
+        reason[g as usize] = Some(r);
+    }
+    let (mut kept, mut gone) = (Vec::new(), Vec::new());
+    let mut start = 0;
+    for b in &batches {
+        let part = &reason[start..start + b.num_rows()];
+        start += b.num_rows();
+        let keep = BooleanArray::from(part.iter().map(Option::is_none).collect::<Vec<_>>());
+        kept.push(filter_record_batch(b, &keep)?);
+        let drop = BooleanArray::from(part.iter().map(Option::is_some).collect::<Vec<_>>());
+        let out = filter_record_batch(b, &drop)?;
+        if out.num_rows() > 0 {
+            let reasons = StringArray::from(part.iter().flatten().copied().collect::<Vec<_>>());
+            let mut cols = out.columns().to_vec();
+            cols.push(Arc::new(reasons));
+            gone.push(RecordBatch::try_new(removed_schema.clone(), cols)?);
+        }
+    }
+    Ok(Outcome {
+        table: Table::new(schema, kept)?,
+        removed: Table::new(removed_schema, gone)?,
+    })
+}
