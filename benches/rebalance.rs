@@ -9,6 +9,7 @@
 //! cargo bench --bench rebalance
 //! GIGO_BENCH_TABLES=mammography,100k cargo bench --bench rebalance   # skip 1M x 50
 //! GIGO_BENCH_PEER=0 cargo bench --bench rebalance                   # gigo only
+//! GIGO_BENCH_METHODS=smote,tomek GIGO_BENCH_REPEAT=5 cargo bench --bench rebalance
 //! ```
 //!
 //! The peer is imbalanced-learn 0.14.2 in the pinned environment
@@ -221,7 +222,11 @@ fn run_peer(py: &str, b: &Bench, method: &str) -> Result<Value, String> {
         .args(["-c", PEER])
         .arg(&b.parquet)
         .arg(method)
-        .arg(b.repeat.to_string())
+        .arg(
+            std::env::var("GIGO_BENCH_REPEAT")
+                .ok()
+                .unwrap_or_else(|| b.repeat.to_string()),
+        )
         .arg(b.categorical.join(","))
         .output()
         .map_err(|e| e.to_string())?;
@@ -267,7 +272,11 @@ fn run_gigo(b: &Bench, method: &str) -> Result<(f64, usize, f64), String> {
     let mut best = f64::INFINITY;
     let mut rows = 0;
     let mut peak = 0f64;
-    for _ in 0..b.repeat {
+    let repeat = std::env::var("GIGO_BENCH_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(b.repeat);
+    for _ in 0..repeat {
         reset_peak();
         let t0 = Instant::now();
         let out = stage.run(&inputs, &ctx).map_err(|e| e.to_string())?;

@@ -101,6 +101,18 @@ fn quickstart_profile_finds_the_injected_duplicates_and_outliers() {
     assert!((dup_rate - 100.0 / 5100.0).abs() < 0.002, "{dup_rate}");
     assert!(m["imbalance_ratio"].as_f64().unwrap() > 5.0);
     assert_eq!(m["duplicates_recall"], 1.0);
+
+    // label_noise scores its flags against the generator's `is_flipped`.
+    let ln = summary(dir.path(), "q", "label_noise");
+    let m = &ln["report"]["metrics"];
+    let (p, r) = (
+        m["label_issue_precision"].as_f64().unwrap(),
+        m["label_issue_recall"].as_f64().unwrap(),
+    );
+    assert!(p >= 0.55 && r >= 0.8, "label issues: precision {p}, recall {r}");
+    // And the report carries both sections.
+    let report = std::fs::read_to_string(dir.path().join("runs/q/report.md")).unwrap();
+    assert!(report.contains("label\\_noise") || report.contains("label_noise"), "{report}");
 }
 
 fn adult() -> PathBuf {

@@ -232,7 +232,7 @@ fn graph_in_three_formats() {
         .to_string();
     let text = stdout(&gigo(dir.path(), &["graph", &qs]));
     assert!(
-        text.contains("split [split] <- table: profile.table"),
+        text.contains("split [split] <- table: label_noise.table"),
         "{text}"
     );
     let dot = stdout(&gigo(dir.path(), &["graph", &qs, "--format", "dot"]));

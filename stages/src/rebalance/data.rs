@@ -404,6 +404,26 @@ impl Features {
     }
 }
 
+/// Squared euclidean distance of two rows, four partial sums at a time (so
+/// that the compiler can keep several additions in flight).
+#[inline]
+pub fn sq_dist(a: &[f64], b: &[f64]) -> f64 {
+    let mut acc = [0f64; 4];
+    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..4 {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += (x - y) * (x - y);
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
+}
+
 fn load_categorical(rows: &Rows, field: usize) -> Result<Categorical, StageError> {
     let mut index: HashMap<Option<String>, u32> = HashMap::new();
     let mut codes = Vec::with_capacity(rows.n);

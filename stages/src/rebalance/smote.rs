@@ -13,7 +13,7 @@ use rand::Rng;
 use rayon::prelude::*;
 
 use super::Note;
-use super::data::{Classes, Features, Synthetic};
+use super::data::{Classes, Features, Synthetic, sq_dist};
 use super::neighbours::{Near, among, within};
 
 /// The generator for class `c`.
@@ -371,8 +371,7 @@ fn nc_neighbours(f: &Features, rows: &[u32], k: usize, penalty: f64) -> Near {
             let mut all: Vec<(f64, u32)> = (0..n)
                 .filter(|&j| j != i)
                 .map(|j| {
-                    let xj = &x[j * d..(j + 1) * d];
-                    let mut s: f64 = xi.iter().zip(xj).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let mut s = sq_dist(xi, &x[j * d..(j + 1) * d]);
                     s += p2 * codes.iter().filter(|c| c[i] != c[j]).count() as f64;
                     (s, j as u32)
                 })

@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::Note;
-use super::data::{Classes, Features};
+use super::data::{Classes, Features, sq_dist};
 use super::neighbours::{among, within};
 use super::strategy::minority;
 
@@ -163,24 +163,19 @@ fn farthest_sums(f: &Features, rows: &[u32], minority: &[u32], n: usize) -> Vec<
         .into_par_iter()
         .map(|i| {
             let xi = &x[i * d..(i + 1) * d];
+            // the n largest squared distances, ascending
             let mut top: Vec<f64> = Vec::with_capacity(n + 1);
-            for j in 0..minority.len() {
-                let yj = &y[j * d..(j + 1) * d];
-                let dist = xi
-                    .iter()
-                    .zip(yj)
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum::<f64>()
-                    .sqrt();
-                if top.len() < n || dist > top[0] {
-                    let at = top.partition_point(|&t| t < dist);
-                    top.insert(at, dist);
+            for yj in y.chunks_exact(d.max(1)).take(minority.len()) {
+                let d2 = sq_dist(xi, yj);
+                if top.len() < n || d2 > top[0] {
+                    let at = top.partition_point(|&t| t < d2);
+                    top.insert(at, d2);
                     if top.len() > n {
                         top.remove(0);
                     }
                 }
             }
-            top.iter().sum()
+            top.iter().map(|d2| d2.sqrt()).sum()
         })
         .collect()
 }
