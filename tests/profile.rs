@@ -109,10 +109,16 @@ fn quickstart_profile_finds_the_injected_duplicates_and_outliers() {
         m["label_issue_precision"].as_f64().unwrap(),
         m["label_issue_recall"].as_f64().unwrap(),
     );
-    assert!(p >= 0.55 && r >= 0.8, "label issues: precision {p}, recall {r}");
+    assert!(
+        p >= 0.55 && r >= 0.8,
+        "label issues: precision {p}, recall {r}"
+    );
     // And the report carries both sections.
     let report = std::fs::read_to_string(dir.path().join("runs/q/report.md")).unwrap();
-    assert!(report.contains("label\\_noise") || report.contains("label_noise"), "{report}");
+    assert!(
+        report.contains("label\\_noise") || report.contains("label_noise"),
+        "{report}"
+    );
 }
 
 fn adult() -> PathBuf {
