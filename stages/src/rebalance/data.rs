@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, new_null_array,
 };
-use arrow::buffer::NullBuffer;
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::{cast, concat, filter_record_batch, interleave};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -320,10 +320,16 @@ impl Features {
                 cat.push(load_categorical(rows, i)?);
             } else if is_numeric_type(t) {
                 let values = rows.float64(i)?;
+                // The mean only stands in for missing values: skip it when
+                // there are none (one vectorised scan).
+                let complete =
+                    values.null_count() == 0 && values.values().iter().all(|v| v.is_finite());
                 let (mut sum, mut n) = (0.0f64, 0usize);
-                for v in values.iter().flatten().filter(|v| v.is_finite()) {
-                    sum += v;
-                    n += 1;
+                if !complete {
+                    for v in values.iter().flatten().filter(|v| v.is_finite()) {
+                        sum += v;
+                        n += 1;
+                    }
                 }
                 numeric.push(Numeric {
                     field: i,
@@ -477,28 +483,29 @@ impl Synthetic {
 /// end is missing. Integer and boolean columns are rounded (half away from
 /// zero) and keep their type; floats keep their type.
 fn interpolate(f: &Numeric, s: &Synthetic, data_type: &DataType) -> Result<ArrayRef, StageError> {
-    let n = s.len();
-    let mut values = vec![0f64; n];
-    let mut valid = vec![true; n];
     let round = !matches!(
         data_type,
         DataType::Float16 | DataType::Float32 | DataType::Float64
     );
-    values
-        .par_iter_mut()
-        .zip(valid.par_iter_mut())
-        .enumerate()
-        .for_each(|(i, (v, ok))| {
-            let (a, b) = (f.get(s.base[i] as usize), f.get(s.neighbour[i] as usize));
-            match (a, b) {
+    // NaN marks a missing result; `get` never returns NaN, so no real value
+    // is mistaken for one.
+    let values: Vec<f64> = (0..s.len())
+        .into_par_iter()
+        .with_min_len(4096)
+        .map(
+            |i| match (f.get(s.base[i] as usize), f.get(s.neighbour[i] as usize)) {
                 (Some(a), Some(b)) => {
                     let x = a + s.gap[i] * (b - a);
-                    *v = if round { x.round() } else { x };
+                    if round { x.round() } else { x }
                 }
-                _ => *ok = false,
-            }
-        });
-    let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+                _ => f64::NAN,
+            },
+        )
+        .collect();
+    let nulls = values
+        .iter()
+        .any(|v| v.is_nan())
+        .then(|| NullBuffer::from_iter(values.iter().map(|v| !v.is_nan())));
     let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
     if data_type == &DataType::Float64 {
         Ok(array)
@@ -550,7 +557,7 @@ pub fn synthetic_batch(
         let array: ArrayRef = if i == classes.field {
             rows.take(i, &label_rows)?
         } else if field.name() == IS_SYNTHETIC {
-            Arc::new(BooleanArray::from(vec![true; n]))
+            flag(n, true)
         } else if s.copies {
             if role == Role::Id {
                 new_null_array(t, n)
@@ -580,6 +587,16 @@ pub struct Outcome {
     pub table: Table,
     /// Removed rows with `removed_reason`.
     pub removed: Table,
+}
+
+/// A boolean column of `n` times `value`.
+fn flag(n: usize, value: bool) -> ArrayRef {
+    let bits = if value {
+        BooleanBuffer::new_set(n)
+    } else {
+        BooleanBuffer::new_unset(n)
+    };
+    Arc::new(BooleanArray::new(bits, None))
 }
 
 /// Builds the output: every input row (with `is_synthetic` false, or as
@@ -619,7 +636,7 @@ pub fn assemble(
     for b in &rows.batches {
         let mut cols = b.columns().to_vec();
         if !has_flag {
-            cols.push(Arc::new(BooleanArray::from(vec![false; b.num_rows()])));
+            cols.push(flag(b.num_rows(), false));
         }
         batches.push(RecordBatch::try_new(schema.clone(), cols)?);
     }
@@ -627,7 +644,7 @@ pub fn assemble(
         let mut arrays: Vec<ArrayRef> = cols.into_iter().map(|(_, a)| a).collect();
         if !has_flag {
             let n = arrays.first().map_or(0, |a| a.len());
-            arrays.push(Arc::new(BooleanArray::from(vec![true; n])));
+            arrays.push(flag(n, true));
         }
         batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
     }

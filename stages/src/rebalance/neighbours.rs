@@ -8,7 +8,7 @@
 //! compared with imbalanced-learn's), each query asks the engine for
 //! [`MARGIN`] extra candidates, measures them again in `f64` on the original
 //! values and keeps the best `k` by (distance, row). The over-samplers, which
-//! pick neighbours at random anyway, use the engine's answer as is. Either
+//! pick neighbours at random anyway, take the engine's answer as is. Either
 //! way ties go to the earlier row, a row is never its own neighbour, and an
 //! identical copy at another row is, at distance 0.
 
