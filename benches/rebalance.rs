@@ -19,11 +19,14 @@
 //! covers the stage's `run` (neighbours, decisions, building the output
 //! Arrow table). Both take the best of the same number of repeats.
 //!
-//! Peak memory: for gigo, the process's high-water mark (VmHWM) over the
-//! stage run, reset just before it (`/proc/self/clear_refs`), so it counts
-//! the input table already in memory plus everything the stage allocates;
-//! for the peer, its `ru_maxrss` (which also counts pyarrow's copy of the
-//! table and the numpy matrix). "input matrix" is rows x features x 8 bytes.
+//! Peak memory: for gigo ("gigo MB"), the process's high-water mark (VmHWM)
+//! over the stage run, reset just before it (`/proc/self/clear_refs`, after
+//! `malloc_trim`), so it counts the input table already in memory plus
+//! everything the stage allocates; "+run MB" is that peak minus the RSS
+//! just before the run (what the stage itself added). For the peer, its
+//! `ru_maxrss` (which also counts pyarrow's copy of the table and the numpy
+//! matrix). "input matrix" is rows x features x 8 bytes; "gigo/in" is gigo
+//! MB over it.
 //!
 //! Methods whose exact neighbour search over all rows is quadratic (Tomek,
 //! ENN, NearMiss, Borderline-SMOTE, ADASYN, the combinations) are skipped at
@@ -113,8 +116,20 @@ fn status_kb(key: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Resets VmHWM to the current RSS (Linux >= 4.0).
+/// Resets VmHWM to the current RSS (Linux >= 4.0), after handing freed heap
+/// memory back to the OS so that the baseline is the live data (the table
+/// generators and the Parquet writer leave freed memory with the allocator).
 fn reset_peak() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only releases free heap pages.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
@@ -250,8 +265,9 @@ fn params(method: &str, b: &Bench) -> Value {
     }
 }
 
-/// (best seconds, rows out, peak MB) of the gigo stage.
-fn run_gigo(b: &Bench, method: &str) -> Result<(f64, usize, f64), String> {
+/// (best seconds, rows out, peak MB, peak MB above the RSS before the run)
+/// of the gigo stage.
+fn run_gigo(b: &Bench, method: &str) -> Result<(f64, usize, f64, f64), String> {
     let registry = gigo::builtin_registry();
     let stage: Box<dyn Stage> = registry
         .get("rebalance")
@@ -272,12 +288,14 @@ fn run_gigo(b: &Bench, method: &str) -> Result<(f64, usize, f64), String> {
     let mut best = f64::INFINITY;
     let mut rows = 0;
     let mut peak = 0f64;
+    let mut base = 0f64;
     let repeat = std::env::var("GIGO_BENCH_REPEAT")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(b.repeat);
     for _ in 0..repeat {
         reset_peak();
+        base = status_kb("VmRSS:") / 1024.0;
         let t0 = Instant::now();
         let out = stage.run(&inputs, &ctx).map_err(|e| e.to_string())?;
         best = best.min(t0.elapsed().as_secs_f64());
@@ -289,7 +307,7 @@ fn run_gigo(b: &Bench, method: &str) -> Result<(f64, usize, f64), String> {
             .unwrap_or(0);
         drop(out);
     }
-    Ok((best, rows, peak))
+    Ok((best, rows, peak, peak - base))
 }
 
 const METHODS: [&str; 14] = [
@@ -434,18 +452,18 @@ fn main() {
                 (None, _) => Err("no peer".into()),
             };
             let line = match (&g, &p) {
-                (Ok((gs, grows, gmb)), Ok(pv)) => {
+                (Ok((gs, grows, gmb, gadd)), Ok(pv)) => {
                     let ps = pv["seconds"].as_f64().unwrap_or(f64::NAN);
                     format!(
-                        "{method:<20} {grows:>9} {:>9} {gs:>9.3} {ps:>10.3} {:>7.3}x {gmb:>10.0} {:>10.0} {:>7.2}x",
+                        "{method:<20} {grows:>9} {:>9} {gs:>9.3} {ps:>10.3} {:>7.3}x {gmb:>10.0} {gadd:>8.0} {:>10.0} {:>7.2}x",
                         pv["rows_out"],
                         gs / ps,
                         pv["max_rss_mb"].as_f64().unwrap_or(f64::NAN),
                         gmb / input_mb
                     )
                 }
-                (Ok((gs, grows, gmb)), Err(e)) => format!(
-                    "{method:<20} {grows:>9} {:>9} {gs:>9.3} {:>10} {:>8} {gmb:>10.0} {:>10} {:>7.2}x   ({e})",
+                (Ok((gs, grows, gmb, gadd)), Err(e)) => format!(
+                    "{method:<20} {grows:>9} {:>9} {gs:>9.3} {:>10} {:>8} {gmb:>10.0} {gadd:>8.0} {:>10} {:>7.2}x   ({e})",
                     "-",
                     "-",
                     "-",

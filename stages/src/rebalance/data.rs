@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+    new_null_array,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
-use arrow::compute::{cast, concat, filter_record_batch, interleave};
+use arrow::compute::{cast, concat, filter_record_batch, interleave, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
@@ -526,14 +527,28 @@ pub fn synthetic_batch(
     let n = s.len();
     let locate =
         |v: &[u32]| -> Vec<(usize, usize)> { v.iter().map(|&g| rows.locate(g as usize)).collect() };
-    let base = locate(&s.base);
-    let label_rows: Vec<(usize, usize)> = {
-        let firsts: Vec<(usize, usize)> = classes
-            .members
+    // Where the start rows are, built once and only when some column copies
+    // from them (memory: 16 bytes per new row).
+    let needs_base = s.copies
+        || rows
+            .schema
+            .fields()
             .iter()
-            .map(|m| m.first().map_or((0, 0), |&g| rows.locate(g as usize)))
-            .collect();
-        s.class.iter().map(|&c| firsts[c as usize]).collect()
+            .any(|f| role_of(f) == Role::Weight);
+    let base = if needs_base {
+        locate(&s.base)
+    } else {
+        Vec::new()
+    };
+    // The label: each class's first row's value, repeated by class.
+    let firsts: Vec<(usize, usize)> = classes
+        .members
+        .iter()
+        .map(|m| m.first().map_or((0, 0), |&g| rows.locate(g as usize)))
+        .collect();
+    let label = {
+        let per_class = rows.take(classes.field, &firsts)?;
+        take(&per_class, &UInt32Array::from(s.class.clone()), None)?
     };
     // Numeric features, one column per task.
     let mut interpolated: HashMap<usize, ArrayRef> = HashMap::new();
@@ -555,7 +570,7 @@ pub fn synthetic_batch(
         let role = role_of(field);
         let t = field.data_type();
         let array: ArrayRef = if i == classes.field {
-            rows.take(i, &label_rows)?
+            label.clone()
         } else if field.name() == IS_SYNTHETIC {
             flag(n, true)
         } else if s.copies {
@@ -587,6 +602,21 @@ pub struct Outcome {
     pub table: Table,
     /// Removed rows with `removed_reason`.
     pub removed: Table,
+}
+
+/// The schema of removed rows: the output's columns and `removed_reason`.
+fn removed_schema(schema: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(field_with_role(
+        Field::new(REASON_COLUMN, DataType::Utf8, false),
+        Role::Added,
+    ));
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// An empty table of removed rows for output schema `schema`.
+pub fn empty_removed(schema: &SchemaRef) -> Table {
+    Table::empty(removed_schema(schema))
 }
 
 /// A boolean column of `n` times `value`.
@@ -648,20 +678,11 @@ pub fn assemble(
         }
         batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
     }
-    let mut removed_fields: Vec<Field> =
-        schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    removed_fields.push(field_with_role(
-        Field::new(REASON_COLUMN, DataType::Utf8, false),
-        Role::Added,
-    ));
-    let removed_schema = Arc::new(Schema::new_with_metadata(
-        removed_fields,
-        schema.metadata().clone(),
-    ));
+    let gone_schema = removed_schema(&schema);
     if removed.is_empty() {
         return Ok(Outcome {
             table: Table::new(schema, batches)?,
-            removed: Table::empty(removed_schema),
+            removed: Table::empty(gone_schema),
         });
     }
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
@@ -682,11 +703,11 @@ pub fn assemble(
             let reasons = StringArray::from(part.iter().flatten().copied().collect::<Vec<_>>());
             let mut cols = out.columns().to_vec();
             cols.push(Arc::new(reasons));
-            gone.push(RecordBatch::try_new(removed_schema.clone(), cols)?);
+            gone.push(RecordBatch::try_new(gone_schema.clone(), cols)?);
         }
     }
     Ok(Outcome {
         table: Table::new(schema, kept)?,
-        removed: Table::new(removed_schema, gone)?,
+        removed: Table::new(gone_schema, gone)?,
     })
 }

@@ -544,7 +544,7 @@ impl Rebalance {
                     weight: Some(w[c]),
                 })
                 .collect();
-            let removed = assemble(&rows, None, &[])?.removed;
+            let removed = data::empty_removed(out.schema());
             return Ok(StageOutput::new()
                 .with("table", out)
                 .with("removed", removed)

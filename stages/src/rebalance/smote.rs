@@ -96,6 +96,10 @@ fn draw(
     out: &mut Synthetic,
 ) {
     let k = near.k;
+    out.class.reserve(n_new);
+    out.base.reserve(n_new);
+    out.neighbour.reserve(n_new);
+    out.gap.reserve(n_new);
     for _ in 0..n_new {
         let pick = rng.random_range(0..starts.len() * k);
         let (row, col) = (pick / k, pick % k);
