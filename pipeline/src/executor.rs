@@ -374,6 +374,7 @@ fn execute(
 ) -> Result<(), StageError> {
     // Inputs, by port, as slots.
     let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
+    let mut input_sources: Vec<String> = Vec::new();
     {
         let s = lock(slots);
         for (port, srcs) in &st.inputs {
@@ -388,6 +389,7 @@ fn execute(
                         ))
                     })?;
                 input_slots.push((port.name.clone(), port.flow, slot));
+                input_sources.push(format!("{}.{}", src.stage, src.port));
             }
         }
     }
@@ -411,8 +413,8 @@ fn execute(
         }
         None => {
             let mut inputs = Inputs::default();
-            for (port, _, slot) in &input_slots {
-                inputs.push(port, slot.get()?);
+            for ((port, _, slot), source) in input_slots.iter().zip(&input_sources) {
+                inputs.push_from(port, source, slot.get()?);
             }
             fs::create_dir_all(&ctx.scratch_dir)
                 .map_err(|e| StageError::io(&ctx.scratch_dir, e))?;

@@ -112,15 +112,35 @@ pub trait Stage: Send + Sync {
 #[derive(Debug, Default, Clone)]
 pub struct Inputs {
     ports: BTreeMap<String, Vec<Artifact>>,
+    /// Where each artifact came from (`stage.port`), in the same order.
+    sources: BTreeMap<String, Vec<String>>,
 }
 
 impl Inputs {
-    /// Adds an artifact to port `name`.
+    /// Adds an artifact to port `name` (its source is unknown: see
+    /// [`Inputs::push_from`]).
     pub fn push(&mut self, name: &str, artifact: Artifact) {
+        let i = self.all(name).len();
+        self.push_from(name, &format!("{name}[{i}]"), artifact);
+    }
+
+    /// Adds an artifact to port `name` that upstream output `source`
+    /// (`stage.port`) produced.
+    pub fn push_from(&mut self, name: &str, source: &str, artifact: Artifact) {
         self.ports
             .entry(name.to_string())
             .or_default()
             .push(artifact);
+        self.sources
+            .entry(name.to_string())
+            .or_default()
+            .push(source.to_string());
+    }
+
+    /// Where each artifact on `name` came from (`stage.port`, or `name[i]`
+    /// when the caller did not say), in the order of [`Inputs::all`].
+    pub fn sources(&self, name: &str) -> &[String] {
+        self.sources.get(name).map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// Every artifact connected to `name`.
