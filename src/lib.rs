@@ -27,7 +27,11 @@ pub fn builtin_registry() -> Registry {
     gigo_datasets::generate::register(&mut r);
     #[cfg(feature = "polars")]
     gigo_datasets::ingest::register(&mut r);
-    gigo_stages::register_all(&mut r);
+    #[allow(unused_mut)]
+    let mut scorers = gigo_stages::ScorerLoaders::default();
+    #[cfg(feature = "neural")]
+    gigo_neural::scorer::register_loaders(&mut scorers);
+    gigo_stages::register_all(&mut r, scorers);
     #[cfg(feature = "neural")]
     gigo_neural::register(&mut r);
     r

@@ -232,13 +232,13 @@ fn graph_in_three_formats() {
         .to_string();
     let text = stdout(&gigo(dir.path(), &["graph", &qs]));
     assert!(
-        text.contains("split [split] <- table: label_noise.table"),
+        text.contains("rebalance [rebalance] <- table: label_noise.table"),
         "{text}"
     );
     let dot = stdout(&gigo(dir.path(), &["graph", &qs, "--format", "dot"]));
     assert!(dot.starts_with("digraph \"quickstart\" {"), "{dot}");
     assert!(
-        dot.contains("\"split\" -> \"export_train\" [label=\"train → table\"];"),
+        dot.contains("\"split\" -> \"label_noise\" [label=\"train → table\"];"),
         "{dot}"
     );
     let mermaid = stdout(&gigo(dir.path(), &["graph", &qs, "--format", "mermaid"]));

@@ -15,6 +15,7 @@ pub mod logistic;
 pub mod matrix;
 pub mod metrics;
 pub mod numpy_compat;
+pub mod scorer;
 
 pub use classifier::{Classifier, ModelSpec};
 pub use error::MlError;

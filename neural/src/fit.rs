@@ -131,7 +131,11 @@ pub fn rows_tensor(x: &Matrix, idx: &[usize], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(data, [idx.len(), x.cols]), device)
 }
 
-fn onehot(labels: impl Iterator<Item = Option<u32>>, k: usize, device: &Device) -> Tensor<2> {
+pub(crate) fn onehot(
+    labels: impl Iterator<Item = Option<u32>>,
+    k: usize,
+    device: &Device,
+) -> Tensor<2> {
     let mut data = Vec::new();
     let mut rows = 0;
     for l in labels {
@@ -168,7 +172,13 @@ fn scalar(t: Tensor<1>) -> f64 {
 impl Fitted {
     /// The network in inference mode on the default device.
     pub fn net(&self) -> Result<ClassifierNet, NeuralError> {
-        let device = training_device().without_autodiff();
+        self.net_on(&training_device().without_autodiff())
+    }
+
+    /// The network on `device` (the training device when gradients are
+    /// wanted, e.g. for adversarial inputs).
+    pub fn net_on(&self, device: &Device) -> Result<ClassifierNet, NeuralError> {
+        let device = device.clone();
         let mut rng = ChaCha8Rng::seed_from_u64(0); // overwritten by the weights
         let net = ClassifierNet {
             encoder: Encoder::new(&self.spec, &device, &mut rng),

@@ -28,6 +28,7 @@ pub mod loss;
 pub mod net;
 pub mod pretrain;
 pub mod saved;
+pub mod scorer;
 pub mod ssl;
 pub mod stepper;
 pub mod train;

@@ -1,5 +1,5 @@
-//! gigo's built-in stages that work on Arrow tables: `split`, `export`,
-//! `exec`. Each stage type is one module holding its parameters, its
+//! gigo's built-in stages that work on Arrow tables: `profile`,
+//! `label_noise`, `rebalance`, `split`, `evaluate`, `report`, `export`, `exec`. Each stage type is one module holding its parameters, its
 //! implementation, its registration and its unit tests.
 #![warn(missing_docs)]
 
@@ -16,10 +16,12 @@ pub mod split;
 #[cfg(test)]
 mod testing;
 
+pub use gigo_ml::scorer::ScorerLoaders;
 use gigo_pipeline::Registry;
 
-/// Registers every stage of this crate.
-pub fn register_all(registry: &mut Registry) {
+/// Registers every stage of this crate; `evaluate` scores the model kinds
+/// that `scorers` can load.
+pub fn register_all(registry: &mut Registry, scorers: ScorerLoaders) {
     split::register(registry);
     label_noise::register(registry);
     export::register(registry);
@@ -27,4 +29,5 @@ pub fn register_all(registry: &mut Registry) {
     profile::register(registry);
     rebalance::register(registry);
     report::register(registry);
+    evaluate::register(registry, scorers);
 }

@@ -26,6 +26,22 @@ pub struct SplitParams {
     /// Keep class proportions equal across the three parts (needs a label column).
     #[serde(default = "default_true")]
     pub stratify: bool,
+    /// A split that the data already has: rows whose `column` has one of
+    /// `values` (as text) are the test rows, and `test_fraction` is not used;
+    /// `valid_fraction` of the other rows go to `valid`. E.g. Adult's
+    /// `{column: split, values: [test]}`.
+    #[serde(default)]
+    pub test_by: Option<TestBy>,
+}
+
+/// Test rows chosen by a column's values.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestBy {
+    /// The column.
+    pub column: String,
+    /// Its values that mark a test row.
+    pub values: Vec<String>,
 }
 
 fn default_test() -> f64 {
@@ -52,7 +68,15 @@ impl SplitParams {
                 ));
             }
         }
-        if self.test_fraction + self.valid_fraction >= 1.0 {
+        if let Some(t) = &self.test_by
+            && t.values.is_empty()
+        {
+            p.push(ParamProblem::new(
+                "test_by.values",
+                "needs at least one value",
+            ));
+        }
+        if self.test_by.is_none() && self.test_fraction + self.valid_fraction >= 1.0 {
             p.push(ParamProblem::new(
                 "test_fraction",
                 format!(
@@ -109,6 +133,33 @@ impl Stage for Split {
         let table = inputs.table("table")?;
         let batch = table.to_batch()?;
         let n = batch.num_rows();
+        // Rows the data itself marks as test.
+        let (mut test, test_fraction) = match &self.params.test_by {
+            None => (Vec::new(), self.params.test_fraction),
+            Some(by) => {
+                let col = batch.column_by_name(&by.column).ok_or_else(|| {
+                    StageError::data(format!(
+                        "test_by.column `{}` is not a column of the table",
+                        by.column
+                    ))
+                })?;
+                let keys = label_keys(col)?;
+                let test: Vec<u32> = (0..n as u32)
+                    .filter(|&i| by.values.contains(&keys[i as usize]))
+                    .collect();
+                if test.is_empty() {
+                    return Err(StageError::data(format!(
+                        "no row has `{}` in {:?}: the test part would be empty",
+                        by.column, by.values
+                    )));
+                }
+                (test, 0.0)
+            }
+        };
+        let mut is_test = vec![false; n];
+        for &i in &test {
+            is_test[i as usize] = true;
+        }
         // Groups of row indices: one per class when stratifying, else one.
         let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         if self.params.stratify {
@@ -119,20 +170,21 @@ impl Stage for Split {
                 .column_by_name(&label)
                 .ok_or_else(|| StageError::internal("label column vanished"))?;
             for (i, key) in label_keys(col)?.into_iter().enumerate() {
-                groups.entry(key).or_default().push(i as u32);
+                if !is_test[i] {
+                    groups.entry(key).or_default().push(i as u32);
+                }
             }
         } else {
-            groups.insert(String::new(), (0..n as u32).collect());
+            groups.insert(
+                String::new(),
+                (0..n as u32).filter(|&i| !is_test[i as usize]).collect(),
+            );
         }
         let mut rng = ctx.rng();
-        let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut train, mut valid) = (Vec::new(), Vec::new());
         for idx in groups.values_mut() {
             idx.shuffle(&mut rng);
-            let (t, v) = part_sizes(
-                idx.len(),
-                self.params.test_fraction,
-                self.params.valid_fraction,
-            );
+            let (t, v) = part_sizes(idx.len(), test_fraction, self.params.valid_fraction);
             test.extend_from_slice(&idx[..t]);
             valid.extend_from_slice(&idx[t..t + v]);
             train.extend_from_slice(&idx[t + v..]);
@@ -180,6 +232,7 @@ mod tests {
                 test_fraction: test,
                 valid_fraction: valid,
                 stratify: true,
+                test_by: None,
             },
         };
         stage.run(&inputs, &ctx("split", seed, dir.path())).unwrap()
@@ -216,10 +269,49 @@ mod tests {
             test_fraction: 1.5,
             valid_fraction: -0.1,
             stratify: true,
+            test_by: None,
         };
         let errs = p.check().unwrap_err();
         assert_eq!(errs.len(), 3);
         assert_eq!(errs[0].path, vec!["test_fraction"]);
+    }
+
+    #[test]
+    fn test_rows_can_come_from_a_column() {
+        let mut inputs = Inputs::default();
+        inputs.push("table", labelled_table(90, 3).into());
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Split {
+            params: SplitParams {
+                test_fraction: 0.2,
+                valid_fraction: 0.1,
+                stratify: true,
+                test_by: Some(TestBy {
+                    column: "label".into(),
+                    values: vec!["0".into()],
+                }),
+            },
+        };
+        let out = stage.run(&inputs, &ctx("split", 1, dir.path())).unwrap();
+        let test = ids(&out, "test");
+        assert_eq!(test, (0..90).filter(|i| i % 3 == 0).collect::<Vec<_>>());
+        // 10% of each remaining class (30 rows each) is valid
+        assert_eq!(ids(&out, "valid").len(), 6);
+        assert_eq!(ids(&out, "train").len(), 54);
+        let bad = Split {
+            params: SplitParams {
+                test_by: Some(TestBy {
+                    column: "label".into(),
+                    values: vec!["7".into()],
+                }),
+                ..stage.params.clone()
+            },
+        };
+        let e = bad
+            .run(&inputs, &ctx("split", 1, dir.path()))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("would be empty"), "{e}");
     }
 
     proptest! {

@@ -153,7 +153,7 @@ pub fn corrupt(
                 for i in rand::seq::index::sample(&mut rng, n, count.min(n)) {
                     values[i] = None;
                 }
-                arrays[c] = Arc::new(StringArray::from(values));
+                arrays[c] = strings_as(values, arrays[c].data_type())?;
             }
         }
         Corruption::Swap => {
@@ -201,7 +201,7 @@ pub fn corrupt(
                         .collect();
                     values[i] = others.choose(&mut rng).map(|s| (*s).clone());
                 }
-                arrays[c] = Arc::new(StringArray::from(values));
+                arrays[c] = strings_as(values, arrays[c].data_type())?;
             }
         }
         Corruption::Outliers => {
@@ -295,6 +295,12 @@ fn flip_labels(array: &ArrayRef, rate: f64, rng: &mut ChaCha8Rng) -> Result<Arra
     let s: ArrayRef = Arc::new(StringArray::from(out));
     cast(&s, array.data_type())
         .map_err(|e| StageError::internal(format!("casting flipped labels: {e}")))
+}
+
+/// Text values back in the column's own type (a dictionary stays one).
+fn strings_as(values: Vec<Option<String>>, t: &DataType) -> Result<ArrayRef, StageError> {
+    let s: ArrayRef = Arc::new(StringArray::from(values));
+    cast(&s, t).map_err(|e| StageError::internal(format!("casting a corrupted column: {e}")))
 }
 
 fn as_f64(array: &ArrayRef) -> Result<Vec<Option<f64>>, StageError> {

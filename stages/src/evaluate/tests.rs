@@ -1,0 +1,332 @@
+use std::sync::Arc;
+
+use arrow::array::{AsArray, Float64Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use gigo_ml::FeatureEncoder;
+use gigo_ml::MlError;
+use gigo_pipeline::summary::Section;
+use gigo_pipeline::{Artifact, Model};
+
+use super::*;
+use crate::testing::ctx;
+
+/// `p(1) = sigmoid(sharpness * z)` on the standardised first feature `z`
+/// (sharpness 0: a constant prediction), differentiable.
+struct Threshold {
+    enc: FeatureEncoder,
+    classes: Vec<String>,
+    sharpness: f32,
+}
+
+impl Scorer for Threshold {
+    fn label_column(&self) -> &str {
+        "label"
+    }
+    fn classes(&self) -> &[String] {
+        &self.classes
+    }
+    fn features(&self) -> &FeatureEncoder {
+        &self.enc
+    }
+    fn predict_proba(&self, x: &Matrix) -> Result<Matrix, MlError> {
+        let mut out = Vec::with_capacity(x.rows * 2);
+        for r in x.iter_rows() {
+            let p1 = if self.sharpness == 0.0 {
+                0.7
+            } else {
+                1.0 / (1.0 + (-self.sharpness * r[0]).exp())
+            };
+            out.extend([1.0 - p1, p1]);
+        }
+        Ok(Matrix::new(x.rows, 2, out))
+    }
+    fn loss_gradient(&self, x: &Matrix, y: &[u32]) -> Option<Result<Matrix, MlError>> {
+        let p = self.predict_proba(x).ok()?;
+        let mut g = vec![0.0; x.rows * x.cols];
+        for (i, &label) in y.iter().enumerate() {
+            let d = p.get(i, 1) - if label == 1 { 1.0 } else { 0.0 };
+            g[i * x.cols] = d * self.sharpness;
+        }
+        Some(Ok(Matrix::new(x.rows, x.cols, g)))
+    }
+}
+
+/// `n` rows: `x` evenly in [-1, 1), `noise`, `region` (a category) and
+/// `label` = x > 0.
+fn table(n: usize) -> Table {
+    let xs: Vec<f64> = (0..n)
+        .map(|i| -1.0 + 2.0 * i as f64 / n as f64 + 0.5 / n as f64)
+        .collect();
+    let schema = Arc::new(Schema::new(vec![
+        field_with_role(Field::new("x", DataType::Float64, true), Role::Feature),
+        field_with_role(Field::new("noise", DataType::Float64, true), Role::Feature),
+        field_with_role(Field::new("region", DataType::Utf8, true), Role::Feature),
+        field_with_role(Field::new("label", DataType::Int64, false), Role::Label),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Float64Array::from(xs.clone())),
+            Arc::new(Float64Array::from(
+                (0..n)
+                    .map(|i| ((i * 7919) % 101) as f64 / 101.0)
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                (0..n)
+                    .map(|i| ["north", "south", "east"][i % 3])
+                    .collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                xs.iter().map(|&x| i64::from(x > 0.0)).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap();
+    Table::from_batch(batch)
+}
+
+fn load(config: &serde_json::Value, _weights: &[u8]) -> Result<Box<dyn Scorer>, MlError> {
+    let t = table(200);
+    let cols: Vec<String> = ["x", "noise", "region"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let enc = FeatureEncoder::fit(t.batches(), &cols, &Default::default())?;
+    Ok(Box::new(Threshold {
+        enc,
+        classes: vec!["0".into(), "1".into()],
+        sharpness: config["sharpness"].as_f64().unwrap_or(0.0) as f32,
+    }))
+}
+
+fn loaders() -> ScorerLoaders {
+    let mut l = ScorerLoaders::default();
+    l.register("threshold", load);
+    l
+}
+
+fn model(sharpness: f64) -> Artifact {
+    Model {
+        kind: "threshold".into(),
+        config: serde_json::json!({ "sharpness": sharpness }),
+        weights: Vec::new(),
+    }
+    .into()
+}
+
+fn stage(params: serde_json::Value) -> Box<dyn Stage> {
+    let mut r = Registry::new();
+    register(&mut r, loaders());
+    r.get("evaluate")
+        .unwrap()
+        .build(&params)
+        .map_err(|p| format!("{p:?}"))
+        .unwrap()
+}
+
+/// Inputs with models from stages `sharp` (sharpness 8) and `flat` (a
+/// constant prediction), and test rows.
+fn inputs(test: Table) -> Inputs {
+    let mut i = Inputs::default();
+    i.push_from("models", "sharp.model", model(8.0));
+    i.push_from("models", "flat.model", model(0.0));
+    i.push("test", test.into());
+    i
+}
+
+fn run(params: serde_json::Value, inputs: &Inputs) -> Result<StageOutput, StageError> {
+    let dir = tempfile::tempdir().unwrap();
+    stage(params).run(inputs, &ctx("evaluate", 7, dir.path()))
+}
+
+fn section(out: &StageOutput) -> Section {
+    Section::from_summary(&out.summary).unwrap().unwrap()
+}
+
+fn metric(s: &Section, name: &str, model: &str) -> f64 {
+    s.metrics[name][model]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{name} of {model}"))
+}
+
+/// (corruption, severity) → accuracy of `model`, from the metrics table.
+fn curve(out: &StageOutput, model: &str, corruption: &str) -> Vec<(i64, f64)> {
+    let Artifact::Table(t) = &out.ports["metrics"] else {
+        panic!("metrics is a table")
+    };
+    let b = t.to_batch().unwrap();
+    let m = b.column_by_name("model").unwrap().as_string::<i32>();
+    let c = b.column_by_name("corruption").unwrap().as_string::<i32>();
+    let s = b
+        .column_by_name("severity")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let a = b
+        .column_by_name("accuracy")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let sp = b.column_by_name("split").unwrap().as_string::<i32>();
+    (0..b.num_rows())
+        .filter(|&i| m.value(i) == model && sp.value(i) == "test")
+        .filter(|&i| c.value(i) == corruption || (c.value(i) == "none" && s.value(i) == 0))
+        .map(|i| (s.value(i), a.value(i)))
+        .collect()
+}
+
+#[test]
+fn a_constant_model_never_flips_and_a_sharp_one_degrades_with_severity() {
+    let out = run(serde_json::json!({}), &inputs(table(600))).unwrap();
+    let s = section(&out);
+    // the constant model predicts class 1 for every row, whatever the input
+    assert_eq!(metric(&s, "flip_rate", "flat"), 0.0);
+    assert!((metric(&s, "accuracy", "flat") - 0.5).abs() < 0.01);
+    // the sharp model is right on clean rows and loses accuracy as noise grows
+    assert_eq!(metric(&s, "accuracy", "sharp"), 1.0);
+    let noise = curve(&out, "sharp", "gaussian_noise");
+    assert_eq!(noise.len(), 6, "{noise:?}");
+    assert!(
+        noise.windows(2).all(|w| w[1].1 <= w[0].1 + 0.02),
+        "{noise:?}"
+    );
+    assert!(noise[5].1 < 0.9, "{noise:?}");
+    assert!(metric(&s, "flip_rate", "sharp") > 0.0);
+    let auc = metric(&s, "robust_auc", "sharp");
+    assert!(auc < 1.0 && auc > 0.5, "{auc}");
+    // the reference is the first model: its corruption error is 1
+    assert!((metric(&s, "mce", "sharp") - 1.0).abs() < 1e-12);
+    // the adversarial attack applies to the differentiable model
+    let adv = curve(&out, "sharp", "adversarial_pgd");
+    assert_eq!(adv.len(), 6);
+    assert!(adv[5].1 < adv[0].1, "{adv:?}");
+    // the verdict names the corruption that costs the most accuracy first
+    let mut worst = ("", 0.0);
+    for c in Corruption::ALL
+        .iter()
+        .filter(|c| **c != Corruption::LabelNoise)
+    {
+        let drop = noise[0].1 - curve(&out, "sharp", c.name())[5].1;
+        if drop > worst.1 {
+            worst = (c.name(), drop);
+        }
+    }
+    let fragile = s
+        .alerts
+        .iter()
+        .find(|a| a.kind == "fragile" && a.message.contains("`sharp`"))
+        .expect("a verdict on `sharp`");
+    let named: Vec<&str> = fragile
+        .message
+        .split(" to ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .collect();
+    assert!(
+        named[0].starts_with(worst.0) || adv[0].1 - adv[5].1 > worst.1,
+        "{} / {worst:?}",
+        fragile.message
+    );
+    assert!(
+        s.alerts
+            .iter()
+            .any(|a| a.kind == "robust" && a.message.contains("`flat`"))
+    );
+    assert!(
+        s.alerts
+            .iter()
+            .any(|a| a.kind == "versus_reference" && a.message.contains("`flat`"))
+    );
+}
+
+#[test]
+fn same_seed_same_figures() {
+    let i = inputs(table(300));
+    let a = run(serde_json::json!({"severities": [2, 5]}), &i).unwrap();
+    let b = run(serde_json::json!({"severities": [5, 2]}), &i).unwrap();
+    assert_eq!(a.summary, b.summary);
+    let (Artifact::Table(x), Artifact::Table(y)) = (&a.ports["metrics"], &b.ports["metrics"])
+    else {
+        panic!()
+    };
+    assert_eq!(x.to_batch().unwrap(), y.to_batch().unwrap());
+    // 2 models x (1 clean + 9 corruptions x 2 severities + the attack x 2):
+    // the constant model is differentiable too (its gradient is zero)
+    assert_eq!(x.num_rows(), 2 * (1 + 9 * 2 + 2));
+}
+
+#[test]
+fn splits_give_the_generalisation_gap_and_ood_rows_are_split_off() {
+    let mut i = inputs(table(300));
+    i.push("train", table(200).into());
+    let out = run(
+        serde_json::json!({"ood": {"column": "region", "values": ["east"]}, "corruptions": ["swap"], "adversarial": "none"}),
+        &i,
+    )
+    .unwrap();
+    let s = section(&out);
+    assert!(s.metrics["generalisation_gap"]["sharp"].is_number());
+    assert!(s.metrics["ood_gap"]["flat"].is_number());
+    let Artifact::Table(t) = &out.ports["metrics"] else {
+        panic!()
+    };
+    let b = t.to_batch().unwrap();
+    let split = b.column_by_name("split").unwrap().as_string::<i32>();
+    let rows = b
+        .column_by_name("rows")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let get = |name: &str| {
+        (0..b.num_rows())
+            .find(|&r| split.value(r) == name)
+            .map(|r| rows.value(r))
+    };
+    assert_eq!(get("ood"), Some(100));
+    assert_eq!(get("test"), Some(200));
+    assert_eq!(get("train"), Some(200));
+}
+
+#[test]
+fn user_errors_are_clear() {
+    let err = |params: serde_json::Value, i: &Inputs| run(params, i).err().unwrap().to_string();
+    let e = err(serde_json::json!({"reference": "nope"}), &inputs(table(50)));
+    assert!(e.contains("`nope`") && e.contains("`sharp`"), "{e}");
+    let mut none = Inputs::default();
+    none.push("test", table(50).into());
+    assert!(err(serde_json::json!({}), &none).contains("at least one model"));
+    let mut alien = Inputs::default();
+    alien.push_from(
+        "models",
+        "x.model",
+        Model {
+            kind: "mystery".into(),
+            config: serde_json::Value::Null,
+            weights: vec![],
+        }
+        .into(),
+    );
+    alien.push("test", table(50).into());
+    let e = err(serde_json::json!({}), &alien);
+    assert!(
+        e.contains("`x`") && e.contains("mystery") && e.contains("threshold"),
+        "{e}"
+    );
+    let unlabelled = Table::from_batch(table(50).to_batch().unwrap().project(&[0, 1, 2]).unwrap());
+    let e = err(serde_json::json!({}), &inputs(unlabelled));
+    assert!(e.contains("no column `label`"), "{e}");
+    let e = err(
+        serde_json::json!({"ood": {"column": "region", "values": ["west"]}}),
+        &inputs(table(50)),
+    );
+    assert!(e.contains("empty"), "{e}");
+    // parameters are checked before any work
+    let mut r = Registry::new();
+    register(&mut r, loaders());
+    let problems = r
+        .get("evaluate")
+        .unwrap()
+        .build(&serde_json::json!({"severities": [0, 6], "pgd_steps": 0}))
+        .err()
+        .unwrap();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+}

@@ -1,0 +1,151 @@
+//! `evaluate` in whole pipelines through the `gigo` binary: the quickstart's
+//! story (a baseline on the raw rows against the cleaned, rebalanced,
+//! pretrained model, on clean and corrupted test rows), and the Adult example
+//! on its official train / test split.
+#![cfg(feature = "neural")]
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn section(run_dir: &Path, stage: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    report["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap_or_else(|| panic!("no section for {stage}"))
+        .clone()
+}
+
+fn by_model(s: &serde_json::Value, metric: &str, model: &str) -> f64 {
+    s["metrics"][metric][model]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{metric} of {model}: {}", s["metrics"]))
+}
+
+/// Prints a model's figures (for the README and closing notes).
+fn describe(s: &serde_json::Value, model: &str) -> String {
+    let mut out = format!("{model}:");
+    for m in [
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "ece",
+        "robust_auc",
+        "mce",
+        "flip_rate",
+        "adversarial_accuracy",
+        "generalisation_gap",
+    ] {
+        if let Some(v) = s["metrics"][m][model].as_f64() {
+            out.push_str(&format!(" {m} {v:.4}"));
+        }
+    }
+    out
+}
+
+// Measured (dev profile, 2 cores): QUICKSTART_EVALUATE
+#[test]
+fn quickstart_ends_with_the_whole_story_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = root().join("examples/quickstart.yaml");
+    let o = gigo(
+        dir.path(),
+        &["run", quickstart.to_str().unwrap(), "--run-id", "q"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = dir.path().join("runs/q");
+    let s = section(&run, "evaluate");
+    for model in ["baseline", "train"] {
+        eprintln!("quickstart {}", describe(&s, model));
+        // against the generator's true labels, on clean test rows
+        assert!(
+            by_model(&s, "accuracy", model) > 0.85,
+            "{}",
+            describe(&s, model)
+        );
+        let auc = by_model(&s, "robust_auc", model);
+        assert!(auc < by_model(&s, "accuracy", model) && auc > 0.6, "{auc}");
+        assert!(by_model(&s, "adversarial_accuracy", model) < by_model(&s, "accuracy", model));
+    }
+    // the reference's own corruption error is 1 by definition
+    assert!((by_model(&s, "mce", "baseline") - 1.0).abs() < 1e-9);
+    let kinds: Vec<&str> = s["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"versus_reference"), "{kinds:?}");
+    assert!(
+        kinds.contains(&"fragile") || kinds.contains(&"robust"),
+        "{kinds:?}"
+    );
+
+    // One page tells it all: what was wrong, what was fixed, how it held up.
+    let html = std::fs::read_to_string(run.join("report.html")).unwrap();
+    for stage in [
+        "profile",
+        "label_noise",
+        "rebalance",
+        "pretrain",
+        "baseline",
+        "train",
+        "evaluate",
+    ] {
+        assert_eq!(section(&run, stage)["stage"], stage);
+    }
+    for text in [
+        "Accuracy under gaussian_noise",
+        "Robustness",
+        "Clean metrics",
+    ] {
+        assert!(html.contains(text), "report.html lacks {text}");
+    }
+    // SMOTE's rows are counted as created, with their reason.
+    let rec = run_record(dir.path(), "q");
+    let created = &rec["stages"]["rebalance"]["rows"]["created"];
+    assert!(created[0]["rows"].as_u64().unwrap() > 1000, "{created}");
+    // The `metrics` table is every figure, for machines.
+    assert!(run.join("evaluate/metrics.parquet").is_file());
+}
+
+// Measured (dev profile, 2 cores): ADULT_EVALUATE
+#[test]
+fn adult_example_compares_the_baseline_with_the_cleaned_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = root().join("examples/adult_robustness.yaml");
+    let o = gigo(
+        dir.path(),
+        &["run", example.to_str().unwrap(), "--run-id", "a"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let run = dir.path().join("runs/a");
+    let s = section(&run, "evaluate");
+    for model in ["baseline", "cleaned"] {
+        eprintln!("Adult {}", describe(&s, model));
+        assert!(
+            by_model(&s, "accuracy", model) > 0.8,
+            "{}",
+            describe(&s, model)
+        );
+        assert!(s["metrics"]["generalisation_gap"][model].is_number());
+    }
+    let versus = s["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "versus_reference")
+        .expect("a comparison with the baseline");
+    eprintln!("Adult: {}", versus["message"]);
+    // the official test rows: 16,281
+    let rows = s["figures"].as_array().unwrap()[0]["value"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(rows, 16_281);
+}
