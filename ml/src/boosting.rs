@@ -187,8 +187,10 @@ impl GradientBoosting {
     }
 }
 
-/// Bin upper bounds per feature: bin `b` holds `(t[b-1], t[b]]`.
-fn fit_bins(x: &Matrix, max_bins: usize) -> Vec<Vec<f32>> {
+/// Bin upper bounds per feature: bin `b` holds `(t[b-1], t[b]]`, so
+/// `x <= t[b]` exactly when `x`'s bin is at most `b`. At most `max_bins`
+/// (<= 255) bins per feature.
+pub(crate) fn fit_bins(x: &Matrix, max_bins: usize) -> Vec<Vec<f32>> {
     // quantiles of a strided sample (about 40 rows per bin at most)
     let stride = x.rows.div_ceil(10_000).max(1);
     (0..x.cols)
@@ -231,8 +233,9 @@ struct Binned {
     n_bins: Vec<usize>,
 }
 
-fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
-    let cols: Vec<Vec<u8>> = (0..x.cols)
+/// The bin of every element of `x`, by column: `cols[f][row]`.
+pub(crate) fn bin_columns(x: &Matrix, thresholds: &[Vec<f32>]) -> Vec<Vec<u8>> {
+    (0..x.cols)
         .into_par_iter()
         .map(|f| {
             let t = &thresholds[f];
@@ -240,7 +243,11 @@ fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
                 .map(|i| t.partition_point(|&u| u < x.get(i, f)) as u8)
                 .collect()
         })
-        .collect();
+        .collect()
+}
+
+fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
+    let cols = bin_columns(x, thresholds);
     let n_bins: Vec<usize> = thresholds.iter().map(|t| t.len() + 1).collect();
     let default_bin: Vec<u8> = cols
         .par_iter()
@@ -760,11 +767,11 @@ impl Classifier for GradientBoosting {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A checkerboard a linear model cannot learn, three features (one noise).
-    fn checkerboard(n: usize) -> (Matrix, Vec<u32>) {
+    pub(crate) fn checkerboard(n: usize) -> (Matrix, Vec<u32>) {
         let mut s = 11u64;
         let mut next = || {
             s = s
@@ -782,7 +789,7 @@ mod tests {
         (Matrix::new(n, 3, data), y)
     }
 
-    fn accuracy(m: &dyn Classifier, x: &Matrix, y: &[u32]) -> f64 {
+    pub(crate) fn accuracy(m: &dyn Classifier, x: &Matrix, y: &[u32]) -> f64 {
         let p = m.predict_proba(x);
         (0..x.rows)
             .filter(|&i| {

@@ -106,6 +106,8 @@ pub enum ModelSpec {
     Knn(crate::knn_classifier::KnnParams),
     /// Histogram gradient boosting ([`crate::boosting::GradientBoosting`]).
     GradientBoosting(crate::boosting::BoostingParams),
+    /// Random forest of Gini trees ([`crate::forest::RandomForest`]).
+    RandomForest(crate::forest::ForestParams),
 }
 
 impl ModelSpec {
@@ -119,6 +121,7 @@ impl ModelSpec {
             ModelSpec::GradientBoosting(p) => {
                 Box::new(crate::boosting::GradientBoosting::new(p.clone())?)
             }
+            ModelSpec::RandomForest(p) => Box::new(crate::forest::RandomForest::new(p.clone())?),
         })
     }
 }
@@ -154,6 +157,7 @@ pub fn load(bytes: &[u8]) -> Result<Box<dyn Classifier>, MlError> {
         crate::boosting::NAME => Ok(Box::new(crate::boosting::GradientBoosting::from_bytes(
             bytes,
         )?)),
+        crate::forest::NAME => Ok(Box::new(crate::forest::RandomForest::from_bytes(bytes)?)),
         other => Err(MlError::data(format!("unknown saved model `{other}`"))),
     }
 }

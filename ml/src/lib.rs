@@ -9,6 +9,7 @@ pub mod confident;
 pub mod cv;
 pub mod error;
 pub mod features;
+pub mod forest;
 pub mod knn;
 pub mod knn_classifier;
 pub mod logistic;

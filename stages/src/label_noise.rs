@@ -6,11 +6,12 @@
 //! Where the probabilities come from (one of):
 //!
 //! - **cross-validation** (default): a `model` (`logistic_regression`,
-//!   `gradient_boosting` or `knn`) trained on `folds` stratified folds of the
-//!   feature columns (role `feature`, or `features`), each row predicted by
-//!   the model that did not see it. Numeric features are standardised,
-//!   text features one-hot encoded ([`gigo_ml::FeatureEncoder`]); a weight
-//!   column (role `weight`) weighs the training rows.
+//!   `gradient_boosting`, `random_forest` or `knn`) trained on `folds`
+//!   stratified folds of the feature columns (role `feature`, or
+//!   `features`), each row predicted by the model that did not see it.
+//!   Numeric features are standardised, text features one-hot encoded
+//!   ([`gigo_ml::FeatureEncoder`]); a weight column (role `weight`) weighs
+//!   the training rows.
 //! - **`knn_consensus`**: the label distribution of each row's `k` nearest
 //!   neighbours (its own vote removed), as cleanlab's Datalab does without a
 //!   model; useful on embedding columns.
@@ -42,6 +43,7 @@ use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use gigo_ml::boosting::BoostingParams;
 use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
 use gigo_ml::cv::cross_val_predict_proba;
+use gigo_ml::forest::ForestParams;
 use gigo_ml::knn_classifier::KnnParams;
 use gigo_ml::logistic::LogisticParams;
 use gigo_ml::{EncoderOptions, FeatureEncoder, ModelSpec, knn_self};
@@ -73,6 +75,12 @@ pub enum Model {
     /// `learning_rate`, `max_leaf_nodes`, `min_samples_leaf`,
     /// `l2_regularization`, `max_bins`, `early_stopping`, ...
     GradientBoosting,
+    /// Random forest of Gini trees (bootstrap, a random subset of features
+    /// per split, probabilities averaged over the trees); `model_params`:
+    /// `n_estimators`, `max_features` (`sqrt`, `log2`, `all`, a count or a
+    /// fraction), `bootstrap`, `max_depth`, `min_samples_split`,
+    /// `min_samples_leaf`, `max_bins`, `seed`.
+    RandomForest,
     /// k-nearest-neighbour vote on the encoded features; `model_params`: `k`.
     Knn,
 }
@@ -352,6 +360,9 @@ impl LabelNoiseParams {
             Model::GradientBoosting => ModelSpec::GradientBoosting(
                 serde_json::from_value::<BoostingParams>(params).map_err(bad)?,
             ),
+            Model::RandomForest => ModelSpec::RandomForest(
+                serde_json::from_value::<ForestParams>(params).map_err(bad)?,
+            ),
             Model::Knn => ModelSpec::Knn(serde_json::from_value::<KnnParams>(params).map_err(bad)?),
         };
         spec.build()
@@ -372,11 +383,11 @@ pub fn register(registry: &mut Registry) {
         STAGE_TYPE,
         "Finds rows whose label is probably wrong: confident learning (as cleanlab 2.9) on \
          out-of-sample probabilities from k-fold cross-validation of a model \
-         (logistic_regression, gradient_boosting, knn), from kNN consensus, or from given \
-         probability columns. Adds label_quality, is_label_issue and suggested_label; \
-         action flag, drop (to the `removed` port), relabel or weight. Reports issues per \
-         class, the noise matrix, the top issues, and precision/recall against an \
-         `is_flipped` truth column when there is one.",
+         (logistic_regression, gradient_boosting, random_forest, knn), from kNN consensus, \
+         or from given probability columns. Adds label_quality, is_label_issue and \
+         suggested_label; action flag, drop (to the `removed` port), relabel or weight. \
+         Reports issues per class, the noise matrix, the top issues, and precision/recall \
+         against an `is_flipped` truth column when there is one.",
         |params: LabelNoiseParams| {
             let source = params.check()?;
             Ok(Box::new(LabelNoise { params, source }))
@@ -1119,8 +1130,21 @@ mod tests {
 
     #[test]
     fn flags_the_flipped_rows_and_scores_them_against_the_truth() {
-        for model in ["logistic_regression", "gradient_boosting", "knn"] {
-            let out = run(json!({"model": model}), noisy_table(), 1);
+        for (model, params) in [
+            ("logistic_regression", json!({})),
+            ("gradient_boosting", json!({})),
+            // on two features `sqrt` searches one random feature a split: the
+            // box a tree draws round the flipped row 157 can then take in row
+            // 7, flipped the same way, and row 7 is ranked but not flagged
+            // (the defaults: next test); searching both features is exact
+            ("random_forest", json!({"max_features": "all"})),
+            ("knn", json!({})),
+        ] {
+            let out = run(
+                json!({"model": model, "model_params": params}),
+                noisy_table(),
+                1,
+            );
             let b = table_of(&out, "table");
             assert_eq!(b.num_rows(), 300);
             let flags = bools(&b, "is_label_issue");
@@ -1149,6 +1173,26 @@ mod tests {
                 Role::Added
             );
         }
+    }
+
+    #[test]
+    fn a_default_random_forest_ranks_the_flipped_rows_lowest() {
+        let out = run(json!({"model": "random_forest"}), noisy_table(), 1);
+        let b = table_of(&out, "table");
+        let quality = b
+            .column_by_name("label_quality")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let mut order: Vec<usize> = (0..300).collect();
+        order.sort_by(|&i, &j| quality.value(i).total_cmp(&quality.value(j)));
+        let mut lowest = order[..6].to_vec();
+        lowest.sort_unstable();
+        assert_eq!(lowest, [7, 57, 107, 157, 207, 257]);
+        // at least 5 of the 6 are flagged, and nothing else
+        let flags = bools(&b, "is_label_issue");
+        let flagged: Vec<usize> = (0..300).filter(|&i| flags[i]).collect();
+        assert!(flagged.len() >= 5, "{flagged:?}");
+        assert!(flagged.iter().all(|i| lowest.contains(i)), "{flagged:?}");
     }
 
     #[test]
@@ -1239,10 +1283,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_output() {
-        let a = run(json!({"model": "gradient_boosting"}), noisy_table(), 3);
-        let b = run(json!({"model": "gradient_boosting"}), noisy_table(), 3);
-        assert_eq!(table_of(&a, "table"), table_of(&b, "table"));
-        assert_eq!(a.summary["noise_matrix"], b.summary["noise_matrix"]);
+        for model in ["gradient_boosting", "random_forest"] {
+            let a = run(json!({"model": model}), noisy_table(), 3);
+            let b = run(json!({"model": model}), noisy_table(), 3);
+            assert_eq!(table_of(&a, "table"), table_of(&b, "table"), "{model}");
+            assert_eq!(a.summary["noise_matrix"], b.summary["noise_matrix"]);
+        }
     }
 
     #[test]
@@ -1267,6 +1313,16 @@ mod tests {
                 .is_err()
         );
         assert!(build(json!({"model": "knn", "model_params": {"k": 3}})).is_ok());
+        assert!(
+            build(json!({"model": "random_forest", "model_params": {"n_estimators": 0}})).is_err()
+        );
+        assert!(
+            build(json!({"model": "random_forest", "model_params": {"max_features": "half"}}))
+                .is_err()
+        );
+        assert!(
+            build(json!({"model": "random_forest", "model_params": {"max_features": 0.5}})).is_ok()
+        );
     }
 
     #[test]
