@@ -46,6 +46,9 @@ pub struct ClassMetrics {
     pub precision: f64,
     /// Recall (sensitivity).
     pub recall: f64,
+    /// Specificity: the fraction of the other classes' rows not predicted
+    /// as this class.
+    pub specificity: f64,
     /// F1.
     pub f1: f64,
     /// True rows of the class.
@@ -82,6 +85,7 @@ pub fn metrics(probs: &[f32], truth: &[u32], classes: usize) -> Metrics {
         .map(|c| ClassMetrics {
             precision: cm.precision(c),
             recall: cm.sensitivity(c),
+            specificity: cm.specificity(c),
             f1: cm.f1(c),
             support: cm.support(c),
         })
@@ -173,6 +177,10 @@ mod tests {
         let brier = (2.0 * 0.01 + 2.0 * 0.04 + 2.0 * 0.36 + 2.0 * 0.09) / 4.0;
         assert!((m.brier - brier).abs() < 1e-6);
         assert_eq!(m.confusion, vec![vec![2.0, 1.0], vec![0.0, 1.0]]);
+        // Specificity: class 0 = 1 of 1 other-class rows not called 0;
+        // class 1 = 2 of 3 class-0 rows not called 1.
+        assert_eq!(m.per_class[0].specificity, 1.0);
+        assert!((m.per_class[1].specificity - 2.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]

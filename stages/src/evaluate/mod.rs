@@ -400,9 +400,14 @@ impl Evaluate {
         );
 
         // The corruption grid: the same corrupted rows for every model.
-        let grid: Vec<(Corruption, u8)> = self
+        // A corruption with nothing to act on (no categorical feature, fewer
+        // than two numeric ones to swap) is left out and said so.
+        let (applicable, skipped): (Vec<Corruption>, Vec<Corruption>) = self
             .params
             .corruptions
+            .iter()
+            .partition(|c| applies(**c, &columns));
+        let grid: Vec<(Corruption, u8)> = applicable
             .iter()
             .flat_map(|&c| self.params.severities.iter().map(move |&s| (c, s)))
             .collect();
@@ -447,7 +452,8 @@ impl Evaluate {
             reference,
             clean: &clean,
             points: &points,
-            corruptions: &self.params.corruptions,
+            corruptions: &applicable,
+            skipped: &skipped,
             attack: self.params.adversarial,
             attacked: &attacked,
             severities: &self.params.severities,
@@ -507,6 +513,21 @@ impl Evaluate {
             out.push(point(m, self.params.adversarial.name(), s, &scored, base));
         }
         Ok(out)
+    }
+}
+
+/// Whether `c` changes anything in a table with these columns.
+fn applies(c: Corruption, columns: &Columns) -> bool {
+    match c {
+        Corruption::CategoricalShift => !columns.categorical.is_empty(),
+        Corruption::Swap => columns.numeric.len() >= 2,
+        Corruption::LabelNoise => columns.label.is_some(),
+        Corruption::MissingMcar | Corruption::MissingMar | Corruption::MissingMnar => {
+            !columns.numeric.is_empty() || !columns.categorical.is_empty()
+        }
+        Corruption::GaussianNoise | Corruption::Scaling | Corruption::Outliers => {
+            !columns.numeric.is_empty()
+        }
     }
 }
 

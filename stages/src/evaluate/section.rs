@@ -21,6 +21,8 @@ pub(super) struct Report<'a> {
     pub clean: &'a [Vec<(String, Metrics)>],
     pub points: &'a [CurvePoint],
     pub corruptions: &'a [Corruption],
+    /// Corruptions left out: nothing in the table for them to act on.
+    pub skipped: &'a [Corruption],
     pub attack: Attack,
     /// Models the attack applied to.
     pub attacked: &'a [String],
@@ -240,6 +242,7 @@ impl Report<'_> {
         self.verdicts(&mut s, &rob, max_sev);
         self.blocks(&mut s, &rob);
         let detail = json!({
+            "skipped_corruptions": self.skipped.iter().map(|c| c.name()).collect::<Vec<_>>(),
             "models": self.models,
             "reference": self.models[self.reference],
             "severities": self.severities,
@@ -425,6 +428,14 @@ impl Report<'_> {
                 self.severities, self.models[self.reference]
             ),
         });
+        if !self.skipped.is_empty() {
+            s.block(Block::Text {
+                text: format!(
+                    "Not applied, nothing in the test table for them to act on (no categorical feature, or fewer than two numeric ones to swap): {}.",
+                    self.skipped.iter().map(|c| c.name()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
         let mut rows = Vec::new();
         for (name, per_split) in self.models.iter().zip(self.clean) {
             for (split, x) in per_split {
@@ -488,14 +499,22 @@ impl Report<'_> {
                         json!(classes.get(i).cloned().unwrap_or_default()),
                         r4(c.precision),
                         r4(c.recall),
+                        r4(c.specificity),
                         r4(c.f1),
                         json!(c.support),
                     ]
                 })
                 .collect();
             per_class.push(Block::table(
-                &format!("{name}: per class (test)"),
-                &["class", "precision", "recall", "F1", "support"],
+                &format!("{name}: per class (test), the imbalanced classification report"),
+                &[
+                    "class",
+                    "precision",
+                    "recall (sensitivity)",
+                    "specificity",
+                    "F1",
+                    "support",
+                ],
                 rows,
             ));
             per_class.push(Block::Heatmap {
@@ -526,12 +545,19 @@ impl Report<'_> {
                     name: self.models[m].clone(),
                     values: curve.iter().map(|p| Some(p.metrics.accuracy)).collect(),
                 });
+                series.push(Series {
+                    name: format!("{} (balanced)", self.models[m]),
+                    values: curve
+                        .iter()
+                        .map(|p| Some(p.metrics.balanced_accuracy))
+                        .collect(),
+                });
             }
             if !series.is_empty() {
                 curves.push(Block::Lines {
                     title: format!("Accuracy under {c}"),
                     x_label: "severity".into(),
-                    y_label: "accuracy".into(),
+                    y_label: "accuracy, balanced accuracy".into(),
                     x,
                     series,
                     log_y: false,

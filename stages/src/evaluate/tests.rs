@@ -330,3 +330,24 @@ fn user_errors_are_clear() {
         .unwrap();
     assert_eq!(problems.len(), 2, "{problems:?}");
 }
+
+#[test]
+fn corruptions_with_nothing_to_act_on_are_left_out() {
+    let numeric_only = Columns {
+        numeric: vec![0],
+        categorical: vec![],
+        label: Some(1),
+    };
+    assert!(!applies(Corruption::CategoricalShift, &numeric_only));
+    assert!(!applies(Corruption::Swap, &numeric_only));
+    assert!(applies(Corruption::GaussianNoise, &numeric_only));
+    assert!(applies(Corruption::MissingMnar, &numeric_only));
+    let categorical_only = Columns {
+        numeric: vec![],
+        categorical: vec![0],
+        label: Some(1),
+    };
+    assert!(applies(Corruption::CategoricalShift, &categorical_only));
+    assert!(!applies(Corruption::Outliers, &categorical_only));
+    assert!(applies(Corruption::MissingMcar, &categorical_only));
+}
