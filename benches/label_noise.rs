@@ -65,6 +65,11 @@ fn cases() -> Vec<Case> {
             peer: Some(("hgb", "prune_by_noise_rate")),
         },
         Case {
+            name: "strong: random forest (100 trees; no peer row: the peer script has none)",
+            gigo: json!({"model": "random_forest"}),
+            peer: None,
+        },
+        Case {
             name: "strong: gradient boosting, filter_by low_self_confidence",
             gigo: json!({"model": "gradient_boosting", "filter_by": "low_self_confidence"}),
             peer: Some(("hgb", "low_self_confidence")),
