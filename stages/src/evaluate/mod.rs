@@ -478,7 +478,7 @@ impl Evaluate {
         let x = m
             .scorer
             .features()
-            .transform(&[test.clone()])
+            .transform(std::slice::from_ref(test))
             .map_err(ml(&m.name))?;
         // The attack raises the loss of the true label; a row without one
         // attacks the clean prediction.
@@ -556,7 +556,7 @@ fn score(m: &Candidate, batch: &RecordBatch, label: &str) -> Result<Scored, Stag
     let x = m
         .scorer
         .features()
-        .transform(&[batch.clone()])
+        .transform(std::slice::from_ref(batch))
         .map_err(ml(&m.name))?;
     let probs = m.scorer.predict_proba(&x).map_err(ml(&m.name))?;
     let classes = m.scorer.classes();
