@@ -5,6 +5,7 @@
 //! cargo bench --bench label_noise
 //! GIGO_BENCH_PEER=0 cargo bench --bench label_noise      # gigo only (needs GIGO_BENCH_NOISY)
 //! GIGO_BENCH_REPEAT=5 cargo bench --bench label_noise    # gigo repeats (median shown)
+//! GIGO_BENCH_CASES=boosting cargo bench --bench label_noise   # only cases whose name has it
 //! ```
 //!
 //! Data: Adult one-hot (`../shared/datasets/adult/adult_onehot.parquet`,
@@ -222,7 +223,14 @@ fn main() {
     let kind = registry
         .get("label_noise")
         .expect("label_noise is registered");
+    let only = std::env::var("GIGO_BENCH_CASES").ok();
     for case in cases() {
+        if only
+            .as_ref()
+            .is_some_and(|o| !case.name.contains(o.as_str()))
+        {
+            continue;
+        }
         let stage = kind.build(&case.gigo).expect("bench params are valid");
         let runs: Vec<(f64, f64, f64, f64, u64)> = (0..repeat)
             .map(|_| run_gigo(stage.as_ref(), &path))

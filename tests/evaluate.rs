@@ -6,21 +6,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::*;
-
-fn section(run_dir: &Path, stage: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    report["sections"]
-        .as_array()
-        .expect("sections")
-        .iter()
-        .find(|s| s["stage"] == stage)
-        .unwrap_or_else(|| panic!("no section for {stage}"))
-        .clone()
-}
 
 fn by_model(s: &serde_json::Value, metric: &str, model: &str) -> f64 {
     s["metrics"][metric][model]
@@ -63,7 +49,7 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = dir.path().join("runs/q");
-    let s = section(&run, "evaluate");
+    let s = report_section(&run, "evaluate");
     for model in ["baseline", "train"] {
         eprintln!("quickstart {}", describe(&s, model));
         // against the generator's true labels, on clean test rows
@@ -101,7 +87,7 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
         "train",
         "evaluate",
     ] {
-        assert_eq!(section(&run, stage)["stage"], stage);
+        assert_eq!(report_section(&run, stage)["stage"], stage);
     }
     for text in [
         "Accuracy under gaussian_noise",
@@ -133,7 +119,7 @@ fn adult_example_compares_the_baseline_with_the_cleaned_model() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let run = dir.path().join("runs/a");
-    let s = section(&run, "evaluate");
+    let s = report_section(&run, "evaluate");
     for model in ["baseline", "cleaned"] {
         eprintln!("Adult {}", describe(&s, model));
         assert!(

@@ -4,23 +4,9 @@
 
 mod common;
 
-use std::fs::File;
-use std::path::Path;
-
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
 use common::*;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-fn read(path: &Path) -> Vec<RecordBatch> {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap())
-        .collect()
-}
 
 // Measured (dev profile, 2 cores, about 4 s): 6 of the 15 among the 100
 // lowest (5, 7 and 5 with seeds 1-3; gigo-ml's direct call with its own fold
@@ -35,42 +21,31 @@ fn mnist_pipeline_ranks_the_validated_label_errors_among_the_lowest_quality_rows
     );
     assert!(o.status.success(), "{}", stderr(&o));
 
-    let errors = read(&root().join("../shared/datasets/label_errors/mnist_label_errors.parquet"));
-    let index: Vec<i64> = errors
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("index")
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let errors =
+        read_parquet(&root().join("../shared/datasets/label_errors/mnist_label_errors.parquet"));
+    let index = errors
+        .column_by_name("index")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
     let validated: Vec<usize> = errors
+        .column_by_name("validated_error")
+        .unwrap()
+        .as_boolean()
         .iter()
-        .flat_map(|b| {
-            b.column_by_name("validated_error")
-                .unwrap()
-                .as_boolean()
-                .iter()
-                .collect::<Vec<_>>()
-        })
         .enumerate()
         .filter_map(|(i, v)| (v == Some(true)).then_some(i))
         .collect();
     assert_eq!(validated.len(), 15);
 
-    let out = read(&dir.path().join("runs/m/label_noise/table.parquet"));
-    let quality: Vec<f64> = out
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name("label_quality")
-                .unwrap()
-                .as_primitive::<Float64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let out = read_parquet(&dir.path().join("runs/m/label_noise/table.parquet"));
+    let quality = out
+        .column_by_name("label_quality")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .values()
+        .to_vec();
     // ingest keeps every row, in file order: row i is the study's index i
     assert_eq!(quality.len(), index.len());
     assert!(index.iter().enumerate().all(|(i, &v)| v == i as i64));

@@ -61,15 +61,7 @@ stages:
 
 /// The metrics of the report section of `stage`.
 fn metrics(run_dir: &Path, stage: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
-    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-    report["sections"]
-        .as_array()
-        .expect("sections")
-        .iter()
-        .find(|s| s["stage"] == stage)
-        .unwrap_or_else(|| panic!("no section for {stage}"))["metrics"]
-        .clone()
+    report_section(run_dir, stage)["metrics"].clone()
 }
 
 fn accuracy(run_dir: &Path, stage: &str) -> f64 {

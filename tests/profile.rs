@@ -5,24 +5,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use common::{gigo, root, stderr};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-fn read_parquet(path: &Path) -> RecordBatch {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
-}
+use common::{gigo, read_parquet, root, stderr};
 
 fn bools(b: &RecordBatch, name: &str) -> Vec<Option<bool>> {
     b.column_by_name(name)

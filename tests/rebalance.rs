@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use common::{gigo, root, stderr, write};
+use common::{gigo, read_parquet, root, stderr, write};
 use gigo::{Artifact, Inputs, NoProgress, Role, Stage, StageContext, StageOutput, Table};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
@@ -344,16 +344,6 @@ fn pipeline(dir: &Path, input: &str, params: &str) -> String {
              report:\n    type: report\n    inputs: [rebalance.summary]\n"
         ),
     )
-}
-
-fn read_parquet(path: &Path) -> RecordBatch {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap();
-    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
-    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
 #[test]

@@ -236,7 +236,7 @@ fn a_profiled_run_gives_a_report_that_renders_cleanly() {
 }
 
 #[test]
-fn summaries_without_a_section_are_listed_by_input() {
+fn summaries_without_a_section_are_listed_by_their_output() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = "name: plumbing\nstages:\n  data:\n    type: generate\n    rows: 200\n  split:\n    type: split\n    inputs: data\n  report:\n    type: report\n    inputs: [data.summary, split.summary]\n";
     let o = run_pipeline(dir.path(), yaml, "r");
@@ -251,7 +251,8 @@ fn summaries_without_a_section_are_listed_by_input() {
     );
     let r = render(&dir.path().join("runs/r/report.html"));
     assert_clean(&r, "report.html");
-    assert!(r.dom.contains("input 1") && r.dom.contains("input 2"));
+    assert!(r.dom.contains("data.summary") && r.dom.contains("split.summary"));
+    assert_eq!(others[1]["source"], "split.summary");
 }
 
 const PAYLOADS: &[&str] = &[

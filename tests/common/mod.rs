@@ -4,8 +4,12 @@
 
 pub mod browser;
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use arrow::array::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The project root.
 pub fn root() -> PathBuf {
@@ -92,4 +96,28 @@ pub fn files_under(dir: &Path, ext: &str) -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// A Parquet file as one batch.
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// The report section of stage `stage` in `run_dir/report.json`.
+pub fn report_section(run_dir: &Path, stage: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");
+    let report: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    report["sections"]
+        .as_array()
+        .expect("sections")
+        .iter()
+        .find(|s| s["stage"] == stage)
+        .unwrap_or_else(|| panic!("no section for {stage}"))
+        .clone()
 }

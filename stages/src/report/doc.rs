@@ -39,12 +39,15 @@ pub struct ReportDoc {
     pub alerts_by_severity: BTreeMap<String, usize>,
 }
 
-/// An input summary without a report section. Summaries do not say which
-/// stage wrote them, so they are known by their position among the inputs.
+/// An input summary without a report section, known by the output it came
+/// from (when the run says) and its position among the inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OtherSummary {
     /// 1-based position among the report's inputs.
     pub input: usize,
+    /// The output it came from (`split.summary`), when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub source: String,
     /// Why it has no section (`no report section`, or the parse error).
     pub note: String,
     /// The summary as the stage wrote it (or a note when too large).
@@ -76,11 +79,13 @@ impl ReportDoc {
                 Some(Ok(section)) => sections.push(section),
                 Some(Err(e)) => other_summaries.push(OtherSummary {
                     input: i + 1,
+                    source: String::new(),
                     note: format!("its report section could not be read: {e}"),
                     summary: capped(summary),
                 }),
                 None => other_summaries.push(OtherSummary {
                     input: i + 1,
+                    source: String::new(),
                     note: "no report section".into(),
                     summary: capped(summary),
                 }),

@@ -165,8 +165,12 @@ impl Page {
                 let raw = serde_json::to_string_pretty(&o.summary).unwrap_or_default();
                 let _ = writeln!(
                     self.out,
-                    "<details><summary>input {} <span class=\"muted\">({})</span></summary><pre>{}</pre></details>",
-                    o.input,
+                    "<details><summary>{} <span class=\"muted\">({})</span></summary><pre>{}</pre></details>",
+                    if o.source.is_empty() {
+                        format!("input {}", o.input)
+                    } else {
+                        esc(&o.source)
+                    },
                     esc(&o.note),
                     esc(&cut(&raw, MAX_TEXT))
                 );

@@ -5,9 +5,8 @@
 //! [`Section`](gigo_pipeline::summary::Section) each one carries under
 //! `"report"`, without knowing which stage wrote it: a new stage gets its part
 //! of the report, and gates on its metrics, with no change here. A summary
-//! without a section is listed by its input position with its raw JSON in a
-//! collapsed block (summaries do not carry the id of the stage that wrote
-//! them).
+//! without a section is listed by the output it came from (`split.summary`)
+//! with its raw JSON in a collapsed block.
 //!
 //! Gates (`max_<metric>` / `min_<metric>`, see [`gates`]) are tested on the
 //! sections' metrics; the results go into all three files and into this
@@ -168,6 +167,12 @@ impl Stage for Report {
             })
             .collect::<Result<_, _>>()?;
         let mut doc = ReportDoc::new(&self.title, &summaries);
+        let sources = inputs.sources("summaries");
+        for o in &mut doc.other_summaries {
+            if let Some(src) = sources.get(o.input - 1) {
+                o.source = src.clone();
+            }
+        }
         doc.apply_gates(&self.gates).map_err(|errors| {
             StageError::data(format!(
                 "{} gate(s) cannot be tested: {}",

@@ -326,7 +326,11 @@ fn the_stage_writes_three_files_and_reports_gates_in_its_summary() {
         "summaries",
         Artifact::Summary(s.into_summary(json!({})).into()),
     );
-    inputs.push("summaries", Artifact::Summary(json!({"rows": 3}).into()));
+    inputs.push_from(
+        "summaries",
+        "split.summary",
+        Artifact::Summary(json!({"rows": 3}).into()),
+    );
     let build = |params: Value| ReportParams::deserialize(params).unwrap().check().unwrap();
     let stage = build(
         json!({"gates": {"max_duplicate_rate": 0.01, "max_null_rate": {"age": 0.05}}, "dir": "{run}/reports/"}),
@@ -355,6 +359,9 @@ fn the_stage_writes_three_files_and_reports_gates_in_its_summary() {
     assert_eq!(json["gates"], out.summary["gates"]);
     let html = fs::read_to_string(&out.published[0].1).unwrap();
     assert!(html.contains("1 of 2 gate check(s) failed"));
+    // a summary without a section is named by the output it came from
+    assert!(html.contains("<summary>split.summary <span"), "{html}");
+    assert_eq!(json["other_summaries"][0]["source"], "split.summary");
     let md = fs::read_to_string(&out.published[2].1).unwrap();
     assert!(
         md.contains("| ❌ | max\\_duplicate\\_rate | prof |  | 0.03 | 0.01 |"),
