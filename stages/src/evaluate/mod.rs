@@ -395,9 +395,6 @@ impl Evaluate {
             }
             clean.push(per_split);
         }
-        ctx.progress.set_total(
-            (self.params.corruptions.len() * self.params.severities.len() * models.len()) as u64,
-        );
 
         // The corruption grid: the same corrupted rows for every model.
         // A corruption with nothing to act on (no categorical feature, fewer
@@ -411,6 +408,7 @@ impl Evaluate {
             .iter()
             .flat_map(|&c| self.params.severities.iter().map(move |&s| (c, s)))
             .collect();
+        ctx.progress.set_total((grid.len() * models.len()) as u64);
         let cells: Vec<Vec<CurvePoint>> = grid
             .par_iter()
             .map(|&(c, s)| {
