@@ -188,16 +188,25 @@ struct Candidate {
     scorer: Box<dyn Scorer>,
 }
 
-/// Scores of one model on one table: probabilities of every row, and the
-/// true class of the rows whose label the model knows.
+/// Scores of one model on one table: its encoded inputs, the probabilities
+/// and predicted class of every row, and the true class of the rows whose
+/// label the model knows.
 struct Scored {
+    x: Matrix,
     probs: Matrix,
+    predicted: Vec<u32>,
     truth: Vec<Option<u32>>,
 }
 
 impl Scored {
-    fn predicted(&self) -> Vec<u32> {
-        metrics::argmax_rows(&self.probs.data, self.probs.cols)
+    fn new(x: Matrix, probs: Matrix, truth: Vec<Option<u32>>) -> Scored {
+        let predicted = metrics::argmax_rows(&probs.data, probs.cols);
+        Scored {
+            x,
+            probs,
+            predicted,
+            truth,
+        }
     }
 
     /// Metrics over the labelled rows.
@@ -432,7 +441,7 @@ impl Evaluate {
         let mut attacked: Vec<String> = Vec::new();
         if self.params.adversarial != Attack::None {
             for (m, base) in models.iter().zip(&clean_test) {
-                let adv = self.adversarial(m, &test, base)?;
+                let adv = self.adversarial(m, base)?;
                 if !adv.is_empty() {
                     attacked.push(m.name.clone());
                 }
@@ -467,24 +476,13 @@ impl Evaluate {
 
     /// Curve points of the adversarial attack on `m` (none when it is not
     /// differentiable).
-    fn adversarial(
-        &self,
-        m: &Candidate,
-        test: &RecordBatch,
-        base: &Scored,
-    ) -> Result<Vec<CurvePoint>, StageError> {
-        let x = m
-            .scorer
-            .features()
-            .transform(std::slice::from_ref(test))
-            .map_err(ml(&m.name))?;
+    fn adversarial(&self, m: &Candidate, base: &Scored) -> Result<Vec<CurvePoint>, StageError> {
         // The attack raises the loss of the true label; a row without one
         // attacks the clean prediction.
-        let clean_pred = base.predicted();
         let y: Vec<u32> = base
             .truth
             .iter()
-            .zip(&clean_pred)
+            .zip(&base.predicted)
             .map(|(t, p)| t.unwrap_or(*p))
             .collect();
         let movable = numeric_outputs(m.scorer.features());
@@ -493,7 +491,7 @@ impl Evaluate {
             let eps = robust::EPSILONS[s as usize];
             let adv = match robust::attack(
                 m.scorer.as_ref(),
-                &x,
+                &base.x,
                 &y,
                 &movable,
                 eps,
@@ -504,10 +502,7 @@ impl Evaluate {
                 Some(r) => r.map_err(ml(&m.name))?,
             };
             let probs = m.scorer.predict_proba(&adv).map_err(ml(&m.name))?;
-            let scored = Scored {
-                probs,
-                truth: base.truth.clone(),
-            };
+            let scored = Scored::new(adv, probs, base.truth.clone());
             out.push(point(m, self.params.adversarial.name(), s, &scored, base));
         }
         Ok(out)
@@ -543,7 +538,7 @@ fn point(
         model: m.name.clone(),
         corruption: corruption.to_string(),
         severity,
-        flip_rate: flip_rate(&scored.predicted(), &base.predicted()),
+        flip_rate: flip_rate(&scored.predicted, &base.predicted),
         worst_class_accuracy: worst_class_accuracy(&metrics),
         metrics,
     }
@@ -583,7 +578,7 @@ fn score(m: &Candidate, batch: &RecordBatch, label: &str) -> Result<Scored, Stag
             }
         })
         .collect();
-    Ok(Scored { probs, truth })
+    Ok(Scored::new(x, probs, truth))
 }
 
 /// The columns the corruptions may touch: every column some model reads
