@@ -42,13 +42,7 @@ fn describe(s: &serde_json::Value, model: &str) -> String {
 #[test]
 fn quickstart_ends_with_the_whole_story_in_one_report() {
     let dir = tempfile::tempdir().unwrap();
-    let quickstart = root().join("examples/quickstart.yaml");
-    let o = gigo(
-        dir.path(),
-        &["run", quickstart.to_str().unwrap(), "--run-id", "q"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let run = dir.path().join("runs/q");
+    let run = run_example(dir.path(), "examples/quickstart.yaml", "q");
     let s = report_section(&run, "evaluate");
     for model in ["baseline", "train"] {
         eprintln!("quickstart {}", describe(&s, model));
@@ -112,13 +106,7 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
 #[test]
 fn adult_example_compares_the_baseline_with_the_cleaned_model() {
     let dir = tempfile::tempdir().unwrap();
-    let example = root().join("examples/adult_robustness.yaml");
-    let o = gigo(
-        dir.path(),
-        &["run", example.to_str().unwrap(), "--run-id", "a"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let run = dir.path().join("runs/a");
+    let run = run_example(dir.path(), "examples/adult_robustness.yaml", "a");
     let s = report_section(&run, "evaluate");
     for model in ["baseline", "cleaned"] {
         eprintln!("Adult {}", describe(&s, model));

@@ -14,12 +14,7 @@ use common::*;
 #[test]
 fn mnist_pipeline_ranks_the_validated_label_errors_among_the_lowest_quality_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let example = root().join("examples/mnist_label_errors.yaml");
-    let o = gigo(
-        dir.path(),
-        &["run", example.to_str().unwrap(), "--run-id", "m"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    run_example(dir.path(), "examples/mnist_label_errors.yaml", "m");
 
     let errors =
         read_parquet(&root().join("../shared/datasets/label_errors/mnist_label_errors.parquet"));

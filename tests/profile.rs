@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use common::{gigo, read_parquet, root, stderr};
+use common::{gigo, read_parquet, root, run_example, stderr};
 
 fn bools(b: &RecordBatch, name: &str) -> Vec<Option<bool>> {
     b.column_by_name(name)
@@ -47,12 +47,7 @@ fn summary(dir: &Path, run: &str, stage: &str) -> serde_json::Value {
 #[test]
 fn quickstart_profile_finds_the_injected_duplicates_and_outliers() {
     let dir = tempfile::tempdir().unwrap();
-    let quickstart = root().join("examples/quickstart.yaml");
-    let o = gigo(
-        dir.path(),
-        &["run", quickstart.to_str().unwrap(), "--run-id", "q"],
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    run_example(dir.path(), "examples/quickstart.yaml", "q");
     let t = read_parquet(&dir.path().join("runs/q/profile/table.parquet"));
 
     let (p, r, injected) =

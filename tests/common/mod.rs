@@ -121,3 +121,12 @@ pub fn report_section(run_dir: &Path, stage: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no section for {stage}"))
         .clone()
 }
+
+/// Runs the pipeline file `file` (relative to the project root) as run
+/// `run_id` in `dir`, asserts that it succeeded, and returns its run directory.
+pub fn run_example(dir: &Path, file: &str, run_id: &str) -> PathBuf {
+    let path = root().join(file);
+    let o = gigo(dir, &["run", path.to_str().unwrap(), "--run-id", run_id]);
+    assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
+    dir.join("runs").join(run_id)
+}
