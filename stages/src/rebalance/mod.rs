@@ -70,7 +70,7 @@ use gigo_pipeline::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use data::{Classes, Features, Rows, assemble, synthetic_batch};
+use data::{ClassLabels, Classes, Features, Rows, assemble, synthetic_batch};
 use report::ClassLine;
 pub use strategy::{ClassName, Named, Strategy};
 use strategy::{Kind, targets};
@@ -607,12 +607,16 @@ impl Rebalance {
                     acc.added[c as usize] += 1;
                 }
                 let created = synthetic.len();
+                // Only the class labels are needed from here: free the
+                // per-row class index before the new columns take memory.
+                let labels = ClassLabels::of(&rows, &classes)?;
+                drop(classes);
                 let cols = if !synthetic.is_empty() {
                     Some(synthetic_batch(
                         &rows,
-                        &classes,
+                        &labels,
                         features.as_ref(),
-                        &synthetic,
+                        synthetic,
                     )?)
                 } else {
                     None
