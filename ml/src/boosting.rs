@@ -234,16 +234,44 @@ struct Binned {
 }
 
 /// The bin of every element of `x`, by column: `cols[f][row]`.
+///
+/// Works on blocks of rows, each read in row order (the matrix is row-major:
+/// reading it column by column would stream it through the cache once per
+/// feature), then copies each block's columns into place.
 pub(crate) fn bin_columns(x: &Matrix, thresholds: &[Vec<f32>]) -> Vec<Vec<u8>> {
-    (0..x.cols)
+    const BLOCK: usize = 512;
+    let d = x.cols;
+    let bin = |t: &[f32], v: f32| -> u8 {
+        // few thresholds (one-hot and other small codes): a branch-free
+        // count; else a binary search
+        if t.len() <= 8 {
+            t.iter().map(|&u| u8::from(u < v)).sum()
+        } else {
+            t.partition_point(|&u| u < v) as u8
+        }
+    };
+    let blocks: Vec<Vec<u8>> = (0..x.rows.div_ceil(BLOCK))
         .into_par_iter()
-        .map(|f| {
-            let t = &thresholds[f];
-            (0..x.rows)
-                .map(|i| t.partition_point(|&u| u < x.get(i, f)) as u8)
-                .collect()
+        .map(|b| {
+            let rows = b * BLOCK..((b + 1) * BLOCK).min(x.rows);
+            let m = rows.len();
+            let mut out = vec![0u8; d * m];
+            for (k, i) in rows.enumerate() {
+                for (f, (&v, t)) in x.row(i).iter().zip(thresholds).enumerate() {
+                    out[f * m + k] = bin(t, v);
+                }
+            }
+            out
         })
-        .collect()
+        .collect();
+    let mut cols: Vec<Vec<u8>> = (0..d).map(|_| Vec::with_capacity(x.rows)).collect();
+    for out in &blocks {
+        let m = out.len() / d.max(1);
+        for (f, col) in cols.iter_mut().enumerate() {
+            col.extend_from_slice(&out[f * m..(f + 1) * m]);
+        }
+    }
+    cols
 }
 
 fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
@@ -266,18 +294,40 @@ fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
         offset.push(total);
         total += nb;
     }
-    let mut row_start = Vec::with_capacity(x.rows + 1);
-    let mut entries = Vec::new();
-    for i in 0..x.rows {
-        row_start.push(entries.len());
-        for (f, col) in cols.iter().enumerate() {
-            let b = col[i];
-            if b != default_bin[f] {
-                entries.push((offset[f] + b as usize) as u32);
-            }
+    // rows' non-default entries: counted first, so each row's slots are
+    // written in place (in parallel) with no reallocation
+    let mut row_start = vec![0usize; x.rows + 1];
+    for (f, col) in cols.iter().enumerate() {
+        let d = default_bin[f];
+        for (count, &b) in row_start[1..].iter_mut().zip(col) {
+            *count += usize::from(b != d);
         }
     }
-    row_start.push(entries.len());
+    for i in 0..x.rows {
+        row_start[i + 1] += row_start[i];
+    }
+    let mut entries = vec![0u32; row_start[x.rows]];
+    let mut parts: Vec<(usize, &mut [u32])> = Vec::with_capacity(x.rows);
+    let mut rest = entries.as_mut_slice();
+    for i in 0..x.rows {
+        let (mine, tail) = rest.split_at_mut(row_start[i + 1] - row_start[i]);
+        parts.push((i, mine));
+        rest = tail;
+    }
+    parts
+        .into_par_iter()
+        .with_min_len(1024)
+        .for_each(|(i, out)| {
+            let mut slots = out.iter_mut();
+            for (f, col) in cols.iter().enumerate() {
+                let b = col[i];
+                if b != default_bin[f]
+                    && let Some(slot) = slots.next()
+                {
+                    *slot = (offset[f] + b as usize) as u32;
+                }
+            }
+        });
     Binned {
         cols,
         row_start,
@@ -500,8 +550,21 @@ fn grow_tree(
         let leaf = leaves.swap_remove(pick);
         let s = leaf.split.expect("picked a splittable leaf");
         let col = &b.cols[s.feature];
-        let (lrows, rrows): (Vec<u32>, Vec<u32>) =
-            leaf.rows.iter().partition(|&&r| col[r as usize] <= s.bin);
+        // Branch-free partition (which side a row goes is unpredictable):
+        // left rows fill the buffer from the front, right rows from the
+        // back; the right part is then reversed, so both keep row order.
+        let len = leaf.rows.len();
+        let mut lrows = vec![0u32; len];
+        let (mut lo, mut hi) = (0usize, len);
+        for &r in &leaf.rows {
+            let left = usize::from(col[r as usize] <= s.bin);
+            let at = if left == 1 { lo } else { hi - 1 };
+            lrows[at] = r;
+            lo += left;
+            hi -= 1 - left;
+        }
+        let mut rrows = lrows.split_off(lo);
+        rrows.reverse();
         let right_total = Stats {
             g: leaf.total.g - s.left.g,
             h: leaf.total.h - s.left.h,
@@ -643,10 +706,10 @@ impl Classifier for GradientBoosting {
         } else {
             train.extend(0..n as u32);
         }
-        let thresholds = fit_bins(
-            &x.select_rows(&train.iter().map(|&r| r as usize).collect::<Vec<_>>()),
-            p.max_bins,
-        );
+        // fit_bins samples every `stride`-th row: copy only that sample
+        let stride = train.len().div_ceil(10_000).max(1);
+        let sample: Vec<usize> = train.iter().step_by(stride).map(|&r| r as usize).collect();
+        let thresholds = fit_bins(&x.select_rows(&sample), p.max_bins);
         let binned = bin_matrix(x, &thresholds);
         // baseline: log prior odds / log priors (smoothed) over training rows
         let mut prior = vec![1e-3; k];
@@ -666,7 +729,6 @@ impl Classifier for GradientBoosting {
         let mut scores: Vec<f64> = Vec::new();
         let mut g = vec![0.0; n];
         let mut h = vec![0.0; n];
-        let mut prob = vec![0f32; k];
         for _ in 0..p.max_iter {
             let mut round = Vec::with_capacity(outputs);
             // every output's gradients come from the scores at the start of
@@ -674,22 +736,30 @@ impl Classifier for GradientBoosting {
             let start = (outputs > 1).then(|| raw.clone());
             for o in 0..outputs {
                 let at_start = start.as_deref().unwrap_or(&raw);
-                for &r in &train {
-                    let r = r as usize;
-                    let (pk, yk) = if outputs == 1 {
-                        (sigmoid(at_start[r]), (y[r] == 1) as u8 as f64)
-                    } else {
-                        probabilities(
-                            &at_start[r * outputs..(r + 1) * outputs],
-                            outputs,
-                            k,
-                            &mut prob,
-                        );
-                        (prob[o] as f64, (y[r] as usize == o) as u8 as f64)
-                    };
-                    g[r] = w[r] * (pk - yk);
-                    h[r] = w[r] * (pk * (1.0 - pk)).max(1e-16);
-                }
+                // every row, in parallel (the held-out rows' values are
+                // never read: histograms only visit training rows)
+                g.par_iter_mut()
+                    .zip(h.par_iter_mut())
+                    .enumerate()
+                    .with_min_len(4096)
+                    .for_each_init(
+                        || vec![0f32; k],
+                        |prob, (r, (gr, hr))| {
+                            let (pk, yk) = if outputs == 1 {
+                                (sigmoid(at_start[r]), (y[r] == 1) as u8 as f64)
+                            } else {
+                                probabilities(
+                                    &at_start[r * outputs..(r + 1) * outputs],
+                                    outputs,
+                                    k,
+                                    prob,
+                                );
+                                (prob[o] as f64, (y[r] as usize == o) as u8 as f64)
+                            };
+                            *gr = w[r] * (pk - yk);
+                            *hr = w[r] * (pk * (1.0 - pk)).max(1e-16);
+                        },
+                    );
                 let tree = grow_tree(
                     &binned,
                     &thresholds,
