@@ -14,7 +14,7 @@ use arrow::array::{
     new_null_array,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
-use arrow::compute::{cast, concat, filter_record_batch, interleave, take};
+use arrow::compute::{FilterBuilder, cast, concat, interleave, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
@@ -725,6 +725,24 @@ fn flag(n: usize, value: bool) -> ArrayRef {
     Arc::new(BooleanArray::new(bits, None))
 }
 
+/// The rows of `batch` where `keep` is true: one filter, prepared once and
+/// applied to the columns in parallel (arrow's `filter_record_batch` runs
+/// them one after another).
+fn filter_columns(batch: &RecordBatch, keep: &BooleanArray) -> Result<RecordBatch, StageError> {
+    let filter = FilterBuilder::new(keep).optimize().build();
+    let columns: Vec<ArrayRef> = batch
+        .columns()
+        .par_iter()
+        .map(|c| filter.filter(c))
+        .collect::<Result<_, _>>()?;
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(filter.count()));
+    Ok(RecordBatch::try_new_with_options(
+        batch.schema(),
+        columns,
+        &options,
+    )?)
+}
+
 /// Builds the output: every input row (with `is_synthetic` false, or as
 /// it was when the input has that column), then `synthetic`, minus the
 /// rows in `removed` (global indices over input rows then synthetic rows,
@@ -792,9 +810,9 @@ pub fn assemble(
         let part = &reason[start..start + b.num_rows()];
         start += b.num_rows();
         let keep = BooleanArray::from(part.iter().map(Option::is_none).collect::<Vec<_>>());
-        kept.push(filter_record_batch(b, &keep)?);
+        kept.push(filter_columns(b, &keep)?);
         let drop = BooleanArray::from(part.iter().map(Option::is_some).collect::<Vec<_>>());
-        let out = filter_record_batch(b, &drop)?;
+        let out = filter_columns(b, &drop)?;
         if out.num_rows() > 0 {
             let reasons = StringArray::from(part.iter().flatten().copied().collect::<Vec<_>>());
             let mut cols = out.columns().to_vec();
