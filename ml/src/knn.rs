@@ -325,11 +325,12 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
         Some(centre(queries, &mean))
     };
     let qc = q.as_ref().unwrap_or(&r);
-    // Norms so large that f32 sums overflow cannot go through sgemm.
+    // Norms so large that f32 sums overflow cannot go through the f32 kernel.
     let limit = (f32::MAX / 64.0) as f64;
     let finite = reference.is_finite()
         && queries.is_finite()
         && r.norms.iter().chain(&qc.norms).all(|&n| n < limit);
+    let s = Search::new(reference, queries, &r, qc, k, exclude_self);
 
     indices
         .par_chunks_mut(QUERY_BLOCK * k)
@@ -339,9 +340,9 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
             let q0 = b * QUERY_BLOCK;
             let q1 = (q0 + QUERY_BLOCK).min(nq);
             let bests = if finite {
-                block_products(reference, queries, &r, qc, q0..q1, k, exclude_self)
+                block_products(&s, q0..q1)
             } else {
-                block_exact(reference, queries, q0..q1, k, exclude_self)
+                block_exact(&s, q0..q1)
             };
             for (i, best) in bests.into_iter().enumerate() {
                 best.write(&mut idx[i * k..(i + 1) * k], &mut dist[i * k..(i + 1) * k]);
@@ -354,14 +355,61 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
     }
 }
 
-/// Exact scan without candidate selection (non-finite data).
-fn block_exact(
-    reference: &Matrix,
-    queries: &Matrix,
-    rows: std::ops::Range<usize>,
+/// What every query block of one search shares.
+struct Search<'a> {
+    reference: &'a Matrix,
+    queries: &'a Matrix,
+    /// The centred reference rows and the centred query rows (the same for
+    /// a self search).
+    r: &'a Centred,
+    qc: &'a Centred,
     k: usize,
     exclude_self: bool,
-) -> Vec<Best> {
+    /// Twice the relative `f32` error bound of a squared distance (module docs).
+    c: f64,
+    /// Each reference row's squared norm times `1 - c` and `1 + c`: its
+    /// terms of the lower and upper bounds, computed once per search.
+    r_lo: Vec<f32>,
+    r_hi: Vec<f32>,
+}
+
+impl<'a> Search<'a> {
+    fn new(
+        reference: &'a Matrix,
+        queries: &'a Matrix,
+        r: &'a Centred,
+        qc: &'a Centred,
+        k: usize,
+        exclude_self: bool,
+    ) -> Search<'a> {
+        let u = f32::EPSILON as f64 / 2.0;
+        let c = 2.0 * (reference.cols as f64 + 10.0) * u;
+        // lower bound of the exact squared distance = qn(1-c) + rn(1-c) - 2 q·r
+        let r_lo = r.norms.iter().map(|&x| (x * (1.0 - c)) as f32).collect();
+        let r_hi = r.norms.iter().map(|&x| (x * (1.0 + c)) as f32).collect();
+        Search {
+            reference,
+            queries,
+            r,
+            qc,
+            k,
+            exclude_self,
+            c,
+            r_lo,
+            r_hi,
+        }
+    }
+}
+
+/// Exact scan without candidate selection (non-finite data).
+fn block_exact(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
+    let Search {
+        reference,
+        queries,
+        k,
+        exclude_self,
+        ..
+    } = *s;
     let all: Vec<u32> = (0..reference.rows as u32).collect();
     rows.map(|i| {
         let mut best = Best::new(k);
@@ -380,60 +428,39 @@ fn block_exact(
 /// products and the candidate filter. Compiled twice: for AVX2 and FMA,
 /// used when the CPU has them (checked at run time), and for the baseline
 /// target.
-#[allow(clippy::too_many_arguments)]
-fn block_products(
-    reference: &Matrix,
-    queries: &Matrix,
-    r: &Centred,
-    qc: &Centred,
-    rows: std::ops::Range<usize>,
-    k: usize,
-    exclude_self: bool,
-) -> Vec<Best> {
+fn block_products(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features `block_avx2` is compiled for.
-            return unsafe { block_avx2(reference, queries, r, qc, rows, k, exclude_self) };
+            return unsafe { block_avx2(s, rows) };
         }
     }
-    block_body::<false>(reference, queries, r, qc, rows, k, exclude_self)
+    block_body::<false>(s, rows)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-fn block_avx2(
-    reference: &Matrix,
-    queries: &Matrix,
-    r: &Centred,
-    qc: &Centred,
-    rows: std::ops::Range<usize>,
-    k: usize,
-    exclude_self: bool,
-) -> Vec<Best> {
-    block_body::<true>(reference, queries, r, qc, rows, k, exclude_self)
+fn block_avx2(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
+    block_body::<true>(s, rows)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn block_body<const FUSED: bool>(
-    reference: &Matrix,
-    queries: &Matrix,
-    r: &Centred,
-    qc: &Centred,
-    rows: std::ops::Range<usize>,
-    k: usize,
-    exclude_self: bool,
-) -> Vec<Best> {
+fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
+    let Search {
+        reference,
+        queries,
+        r,
+        qc,
+        k,
+        exclude_self,
+        c,
+        ..
+    } = *s;
+    let (r_lo, r_hi) = (&s.r_lo, &s.r_hi);
     let d = reference.cols;
     let n = reference.rows;
-    let u = f32::EPSILON as f64 / 2.0;
-    let c = 2.0 * (d as f64 + 10.0) * u;
-    // lower bound of the exact squared distance = qn(1-c) + rn(1-c) - 2 q·r
-    let r_lo: Vec<f32> = r.norms.iter().map(|&x| (x * (1.0 - c)) as f32).collect();
-    let r_hi: Vec<f32> = r.norms.iter().map(|&x| (x * (1.0 + c)) as f32).collect();
     let mut bests: Vec<Best> = rows.clone().map(|_| Best::new(k)).collect();
     // one kernel tile of queries against one block of reference rows, padded
     // to whole panels: small enough to stay in the L1 cache while filtered
@@ -720,9 +747,10 @@ mod tests {
         let kept = |bests: Vec<Best>| -> Vec<Vec<(f64, u32)>> {
             bests.into_iter().map(|b| b.kept).collect()
         };
+        let s = Search::new(&m, &m, &r, &r, k, true);
         for rows in [0..256, 300..301, 1490..1500] {
-            let dispatched = kept(block_products(&m, &m, &r, &r, rows.clone(), k, true));
-            let baseline = kept(block_body::<false>(&m, &m, &r, &r, rows, k, true));
+            let dispatched = kept(block_products(&s, rows.clone()));
+            let baseline = kept(block_body::<false>(&s, rows));
             assert_eq!(dispatched, baseline);
         }
         assert_eq!(knn_self(&m, k), naive(&m, &m, k, true));
