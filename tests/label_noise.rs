@@ -18,12 +18,7 @@ fn mnist_pipeline_ranks_the_validated_label_errors_among_the_lowest_quality_rows
 
     let errors =
         read_parquet(&root().join("../shared/datasets/label_errors/mnist_label_errors.parquet"));
-    let index = errors
-        .column_by_name("index")
-        .unwrap()
-        .as_primitive::<Int64Type>()
-        .values()
-        .to_vec();
+    let index = column_values::<Int64Type>(&errors, "index");
     let validated: Vec<usize> = errors
         .column_by_name("validated_error")
         .unwrap()
@@ -35,12 +30,7 @@ fn mnist_pipeline_ranks_the_validated_label_errors_among_the_lowest_quality_rows
     assert_eq!(validated.len(), 15);
 
     let out = read_parquet(&dir.path().join("runs/m/label_noise/table.parquet"));
-    let quality = out
-        .column_by_name("label_quality")
-        .unwrap()
-        .as_primitive::<Float64Type>()
-        .values()
-        .to_vec();
+    let quality = column_values::<Float64Type>(&out, "label_quality");
     // ingest keeps every row, in file order: row i is the study's index i
     assert_eq!(quality.len(), index.len());
     assert!(index.iter().enumerate().all(|(i, &v)| v == i as i64));

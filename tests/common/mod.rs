@@ -109,6 +109,21 @@ pub fn read_parquet(path: &Path) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
+/// The values of primitive column `name` of `batch` (panics when it is
+/// missing or has another type).
+pub fn column_values<T: arrow::datatypes::ArrowPrimitiveType>(
+    batch: &RecordBatch,
+    name: &str,
+) -> Vec<T::Native> {
+    use arrow::array::AsArray;
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("no column `{name}`"))
+        .as_primitive::<T>()
+        .values()
+        .to_vec()
+}
+
 /// The report section of stage `stage` in `run_dir/report.json`.
 pub fn report_section(run_dir: &Path, stage: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(run_dir.join("report.json")).expect("report.json");

@@ -534,13 +534,12 @@ fn interpolate(
     f: &Features,
     schema: &SchemaRef,
     n_rows: usize,
-    base: Vec<u32>,
-    neighbour: Vec<u32>,
+    mut base: Vec<u32>,
+    mut neighbour: Vec<u32>,
     gap: &[f64],
 ) -> Result<Vec<ArrayRef>, StageError> {
     let n = gap.len();
     // the rows involved, ascending, and each one's position among them
-    let (mut base, mut neighbour) = (base, neighbour);
     let used: Vec<u32> = {
         let mut pos = vec![u32::MAX; n_rows];
         for &g in base.iter().chain(&neighbour) {
