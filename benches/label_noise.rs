@@ -71,6 +71,11 @@ fn cases() -> Vec<Case> {
             peer: None,
         },
         Case {
+            name: "neural: mlp, 2 x 128 relu, 4 epochs, batches of 256 (no peer row)",
+            gigo: json!({"model": "mlp", "model_params": {"epochs": 4, "batch_size": 256}}),
+            peer: None,
+        },
+        Case {
             name: "strong: gradient boosting, filter_by low_self_confidence",
             gigo: json!({"model": "gradient_boosting", "filter_by": "low_self_confidence"}),
             peer: Some(("hgb", "low_self_confidence")),

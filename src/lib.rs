@@ -29,9 +29,14 @@ pub fn builtin_registry() -> Registry {
     gigo_datasets::ingest::register(&mut r);
     #[allow(unused_mut)]
     let mut scorers = gigo_stages::ScorerLoaders::default();
+    #[allow(unused_mut)]
+    let mut classifiers = gigo_stages::ClassifierMakers::default();
     #[cfg(feature = "neural")]
-    gigo_neural::scorer::register_loaders(&mut scorers);
-    gigo_stages::register_all(&mut r, scorers);
+    {
+        gigo_neural::scorer::register_loaders(&mut scorers);
+        gigo_neural::classifier::register_maker(&mut classifiers);
+    }
+    gigo_stages::register_all(&mut r, scorers, classifiers);
     #[cfg(feature = "neural")]
     gigo_neural::register(&mut r);
     r

@@ -1,6 +1,8 @@
 //! The classifier interface shared by every model (classic ones here, the
 //! neural network of the training stage later), and the model catalogue.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
@@ -94,6 +96,49 @@ pub(crate) fn check_fit_inputs(
 pub(crate) fn uniform(rows: usize, n_classes: usize) -> Matrix {
     let k = n_classes.max(1);
     Matrix::new(rows, k, vec![1.0 / k as f32; rows * k])
+}
+
+/// Builds an unfitted classifier from its JSON hyper-parameters and a seed,
+/// or says what is wrong with the parameters.
+pub type MakeClassifier = fn(&serde_json::Value, u64) -> Result<Box<dyn Classifier>, MlError>;
+
+/// Classifiers that other crates add to the catalogue, by the name stages
+/// know them by (gigo-neural registers `mlp`), so that a stage can train a
+/// model family it does not depend on.
+///
+/// # Example
+/// ```
+/// use gigo_ml::classifier::{ClassifierMakers, ModelSpec};
+/// use gigo_ml::logistic::LogisticParams;
+/// let mut makers = ClassifierMakers::default();
+/// makers.register("plain_logistic", |_params, _seed| {
+///     ModelSpec::LogisticRegression(LogisticParams::default()).build()
+/// });
+/// assert_eq!(makers.names(), ["plain_logistic"]);
+/// let make = makers.get("plain_logistic").unwrap();
+/// assert_eq!(make(&serde_json::json!({}), 0).unwrap().name(), "logistic_regression");
+/// assert!(makers.get("mlp").is_none());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ClassifierMakers {
+    by_name: BTreeMap<String, MakeClassifier>,
+}
+
+impl ClassifierMakers {
+    /// Registers (or replaces) the maker of `name`.
+    pub fn register(&mut self, name: &str, make: MakeClassifier) {
+        self.by_name.insert(name.to_string(), make);
+    }
+
+    /// The maker of `name`, if one is registered.
+    pub fn get(&self, name: &str) -> Option<MakeClassifier> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        self.by_name.keys().map(String::as_str).collect()
+    }
 }
 
 /// Which classifier to build, with its hyper-parameters (the catalogue).

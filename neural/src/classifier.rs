@@ -23,6 +23,7 @@
 //! assert_eq!(again.predict_proba(&x), p);
 //! ```
 
+use gigo_ml::classifier::ClassifierMakers;
 use gigo_ml::{Classifier, Matrix, MlError};
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +135,60 @@ impl NeuralClassifier {
             report: None,
         })
     }
+}
+
+/// The name stages that cross-validate a model (`label_noise`) know the
+/// neural classifier by.
+pub const MAKER_NAME: &str = "mlp";
+
+/// Registers the neural classifier as [`MAKER_NAME`]: its parameters are the
+/// `train` stage's, less those about table columns or a pretrained encoder.
+///
+/// # Example
+/// ```
+/// let mut makers = gigo_ml::classifier::ClassifierMakers::default();
+/// gigo_neural::classifier::register_maker(&mut makers);
+/// let make = makers.get("mlp").unwrap();
+/// assert_eq!(make(&serde_json::json!({"epochs": 3}), 0).unwrap().name(), "neural_network");
+/// let err = make(&serde_json::json!({"features": ["a"]}), 0).err().unwrap();
+/// assert!(err.to_string().contains("features"));
+/// ```
+pub fn register_maker(makers: &mut ClassifierMakers) {
+    makers.register(MAKER_NAME, make);
+}
+
+fn make(params: &serde_json::Value, seed: u64) -> Result<Box<dyn Classifier>, MlError> {
+    let params: TrainParams = serde_json::from_value(params.clone())
+        .map_err(|e| MlError::param("model_params", e.to_string()))?;
+    let not_here = [
+        (
+            "features",
+            params.features.is_some(),
+            "the stage's own `features` choose the columns",
+        ),
+        (
+            "sample_weights",
+            !params.sample_weights,
+            "the stage passes the table's weight column",
+        ),
+        (
+            "freeze_encoder",
+            params.freeze_encoder,
+            "there is no pretrained encoder here",
+        ),
+        (
+            "encoder_lr",
+            params.encoder_lr.is_some(),
+            "there is no pretrained encoder here",
+        ),
+    ];
+    if let Some((name, _, why)) = not_here.iter().find(|(_, set, _)| *set) {
+        return Err(MlError::param(
+            name,
+            format!("does not apply to a cross-validated `{MAKER_NAME}`: {why}"),
+        ));
+    }
+    Ok(Box::new(NeuralClassifier::new(params, seed)?))
 }
 
 /// Reads any saved classifier: a neural one here, every other kind through

@@ -41,8 +41,9 @@ use arrow::array::{
 use arrow::compute::{cast, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use gigo_ml::boosting::BoostingParams;
+use gigo_ml::classifier::{ClassifierMakers, MakeClassifier};
 use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
-use gigo_ml::cv::cross_val_predict_proba;
+use gigo_ml::cv::cross_val_predict_proba_with;
 use gigo_ml::forest::ForestParams;
 use gigo_ml::knn_classifier::KnnParams;
 use gigo_ml::logistic::LogisticParams;
@@ -83,6 +84,23 @@ pub enum Model {
     RandomForest,
     /// k-nearest-neighbour vote on the encoded features; `model_params`: `k`.
     Knn,
+    /// The `train` stage's neural classifier (needs the `neural` feature);
+    /// `model_params`: the `train` stage's parameters (`encoder`, `epochs`,
+    /// `lr`, `batch_size`, `optimizer`, `dropout`, ...) except `features`,
+    /// `early_stopping` and the fine-tuning ones. Seeded by the stage seed.
+    Mlp,
+}
+
+impl Model {
+    fn name(self) -> &'static str {
+        match self {
+            Model::LogisticRegression => "logistic_regression",
+            Model::GradientBoosting => "gradient_boosting",
+            Model::RandomForest => "random_forest",
+            Model::Knn => "knn",
+            Model::Mlp => "mlp",
+        }
+    }
 }
 
 /// Which rows are flagged (cleanlab's `filter_by`).
@@ -250,14 +268,50 @@ fn default_true() -> bool {
 /// Where the probabilities come from, once checked.
 #[derive(Debug, Clone)]
 enum Source {
-    CrossValidation(ModelSpec),
+    CrossValidation(CvModel),
     Knn(usize),
     Columns(Vec<String>),
 }
 
+/// The cross-validated model: one of gigo-ml's catalogue, or one another
+/// crate registered (its maker and parameters).
+#[derive(Debug, Clone)]
+enum CvModel {
+    Builtin(ModelSpec),
+    Registered {
+        name: &'static str,
+        make: MakeClassifier,
+        params: Value,
+    },
+}
+
+impl CvModel {
+    fn build(&self, seed: u64) -> Result<Box<dyn gigo_ml::Classifier>, gigo_ml::MlError> {
+        match self {
+            CvModel::Builtin(spec) => spec.build(),
+            CvModel::Registered { make, params, .. } => make(params, seed),
+        }
+    }
+
+    /// The model and its parameters, for the summary.
+    fn describe(&self) -> Value {
+        match self {
+            CvModel::Builtin(spec) => serde_json::to_value(spec).unwrap_or(Value::Null),
+            CvModel::Registered { name, params, .. } => {
+                let mut v = params.clone();
+                if let Value::Object(m) = &mut v {
+                    m.insert("model".into(), json!(name));
+                }
+                v
+            }
+        }
+    }
+}
+
 impl LabelNoiseParams {
-    /// Checks every rule and reports all problems at once.
-    fn check(&self) -> Result<Source, Vec<ParamProblem>> {
+    /// Checks every rule and reports all problems at once; `makers` hold the
+    /// models other crates registered (`mlp`).
+    fn check(&self, makers: &ClassifierMakers) -> Result<Source, Vec<ParamProblem>> {
         let mut p = Vec::new();
         if self.folds < 2 {
             p.push(ParamProblem::new(
@@ -287,7 +341,7 @@ impl LabelNoiseParams {
                 "must list at least one column",
             ));
         }
-        let spec = match self.model_spec() {
+        let spec = match self.model_spec(makers) {
             Ok(s) => Some(s),
             Err(e) => {
                 p.push(e);
@@ -344,7 +398,7 @@ impl LabelNoiseParams {
     }
 
     /// The model with its parameters, checked by the model itself.
-    fn model_spec(&self) -> Result<ModelSpec, ParamProblem> {
+    fn model_spec(&self, makers: &ClassifierMakers) -> Result<CvModel, ParamProblem> {
         let params = Value::Object(
             self.model_params
                 .clone()
@@ -364,10 +418,27 @@ impl LabelNoiseParams {
                 serde_json::from_value::<ForestParams>(params).map_err(bad)?,
             ),
             Model::Knn => ModelSpec::Knn(serde_json::from_value::<KnnParams>(params).map_err(bad)?),
+            Model::Mlp => {
+                let name = self.model.name();
+                let Some(make) = makers.get(name) else {
+                    return Err(ParamProblem::new(
+                        "model",
+                        format!(
+                            "`{name}` is not in this build (gigo was built without its \
+                             `neural` feature)"
+                        ),
+                    ));
+                };
+                let model = CvModel::Registered { name, make, params };
+                model
+                    .build(0)
+                    .map_err(|e| ParamProblem::new("model_params", e.to_string()))?;
+                return Ok(model);
+            }
         };
         spec.build()
             .map_err(|e| ParamProblem::new("model_params", e.to_string()))?;
-        Ok(spec)
+        Ok(CvModel::Builtin(spec))
     }
 }
 
@@ -377,19 +448,19 @@ pub struct LabelNoise {
     source: Source,
 }
 
-/// Registers `label_noise`.
-pub fn register(registry: &mut Registry) {
+/// Registers `label_noise`; `makers` add models other crates provide (`mlp`).
+pub fn register(registry: &mut Registry, makers: ClassifierMakers) {
     registry.register::<LabelNoiseParams, _>(
         STAGE_TYPE,
         "Finds rows whose label is probably wrong: confident learning (as cleanlab 2.9) on \
          out-of-sample probabilities from k-fold cross-validation of a model \
-         (logistic_regression, gradient_boosting, random_forest, knn), from kNN consensus, \
+         (logistic_regression, gradient_boosting, random_forest, knn, mlp), from kNN consensus, \
          or from given probability columns. Adds label_quality, is_label_issue and \
          suggested_label; action flag, drop (to the `removed` port), relabel or weight. \
          Reports issues per class, the noise matrix, the top issues, and precision/recall \
          against an `is_flipped` truth column when there is one.",
-        |params: LabelNoiseParams| {
-            let source = params.check()?;
+        move |params: LabelNoiseParams| {
+            let source = params.check(&makers)?;
             Ok(Box::new(LabelNoise { params, source }))
         },
     );
@@ -531,7 +602,7 @@ impl LabelNoise {
                     json!({"source": "knn_consensus", "k": nn.k, "features": enc.output_names().len()}),
                 ))
             }
-            Source::CrossValidation(spec) => {
+            Source::CrossValidation(model) => {
                 let cols = self.feature_columns(table)?;
                 let opts = EncoderOptions {
                     max_categories: self.params.max_categories,
@@ -549,8 +620,9 @@ impl LabelNoise {
                 }
                 ctx.progress
                     .message(&format!("{folds}-fold cross-validation"));
-                let p = cross_val_predict_proba(
-                    spec,
+                let seed = ctx.seed;
+                let p = cross_val_predict_proba_with(
+                    &|| model.build(seed),
                     &x,
                     &labels.index,
                     k,
@@ -564,7 +636,7 @@ impl LabelNoise {
                     probs,
                     json!({
                         "source": "cross_validation",
-                        "model": serde_json::to_value(spec).unwrap_or(Value::Null),
+                        "model": model.describe(),
                         "folds": folds,
                         "features": enc.output_names().len(),
                     }),
@@ -1092,7 +1164,7 @@ mod tests {
 
     fn build(params: Value) -> Result<LabelNoise, Vec<ParamProblem>> {
         let params: LabelNoiseParams = serde_json::from_value(params).unwrap();
-        let source = params.check()?;
+        let source = params.check(&ClassifierMakers::default())?;
         Ok(LabelNoise { params, source })
     }
 
@@ -1292,6 +1364,55 @@ mod tests {
     }
 
     #[test]
+    fn mlp_comes_from_the_registered_makers_with_the_stage_seed() {
+        let errs = build(json!({"model": "mlp"})).err().unwrap();
+        assert_eq!(errs[0].path, vec!["model"]);
+        assert!(
+            errs[0].message.contains("`neural` feature"),
+            "{}",
+            errs[0].message
+        );
+
+        // a stand-in maker: logistic regression whose `c` comes from the
+        // params; it records the last seed it was given
+        static SEED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let mut makers = ClassifierMakers::default();
+        makers.register("mlp", |params, seed| {
+            SEED.store(seed, std::sync::atomic::Ordering::SeqCst);
+            let c = params["c"]
+                .as_f64()
+                .ok_or_else(|| gigo_ml::MlError::param("c", "missing"))?;
+            ModelSpec::LogisticRegression(LogisticParams {
+                c,
+                ..Default::default()
+            })
+            .build()
+        });
+        let params = |v: Value| serde_json::from_value::<LabelNoiseParams>(v).unwrap();
+        let errs = params(json!({"model": "mlp", "model_params": {"c": "x"}}))
+            .check(&makers)
+            .err()
+            .unwrap();
+        assert_eq!(errs[0].path, vec!["model_params"]);
+        let p = params(json!({"model": "mlp", "model_params": {"c": 1.0}}));
+        let stage = LabelNoise {
+            source: p.check(&makers).unwrap(),
+            params: p,
+        };
+        let mut inputs = Inputs::default();
+        inputs.push("table", noisy_table().into());
+        let dir = tempfile::tempdir().unwrap();
+        let c = ctx("noise", 5, dir.path());
+        let out = stage.run(&inputs, &c).unwrap();
+        assert_eq!(SEED.load(std::sync::atomic::Ordering::SeqCst), c.seed);
+        let model = &out.summary["probabilities"]["model"];
+        assert_eq!(model["model"], "mlp");
+        assert_eq!(model["c"], 1.0);
+        let truth = &out.summary["truth"];
+        assert!(truth["recall"].as_f64().unwrap() > 0.5, "{truth}");
+    }
+
+    #[test]
     fn params_are_checked_all_at_once() {
         let errs = build(json!({
             "folds": 1,
@@ -1328,7 +1449,7 @@ mod tests {
     #[test]
     fn the_registry_rejects_unknown_parameters_and_builds_known_ones() {
         let mut registry = Registry::new();
-        register(&mut registry);
+        register(&mut registry, ClassifierMakers::default());
         let kind = registry.get(STAGE_TYPE).unwrap();
         let errs = kind.build(&json!({"modle": "knn"})).err().unwrap();
         assert_eq!(errs[0].path, vec!["modle"]);

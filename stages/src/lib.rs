@@ -16,14 +16,20 @@ pub mod split;
 #[cfg(test)]
 mod testing;
 
+pub use gigo_ml::classifier::ClassifierMakers;
 pub use gigo_ml::scorer::ScorerLoaders;
 use gigo_pipeline::Registry;
 
 /// Registers every stage of this crate; `evaluate` scores the model kinds
-/// that `scorers` can load.
-pub fn register_all(registry: &mut Registry, scorers: ScorerLoaders) {
+/// that `scorers` can load, and `label_noise` can cross-validate the models
+/// `classifiers` make (besides gigo-ml's own).
+pub fn register_all(
+    registry: &mut Registry,
+    scorers: ScorerLoaders,
+    classifiers: ClassifierMakers,
+) {
     split::register(registry);
-    label_noise::register(registry);
+    label_noise::register(registry, classifiers);
     export::register(registry);
     exec::register(registry);
     profile::register(registry);
