@@ -99,6 +99,8 @@ struct Tree {
 }
 
 impl Tree {
+    /// The plain descent, one row at a time ([`Walker`]'s reference).
+    #[cfg(test)]
     fn predict(&self, x: &[f32]) -> f64 {
         let mut n = &self.nodes[0];
         while !n.is_leaf() {
@@ -111,13 +113,91 @@ impl Tree {
         n.value
     }
 
-    fn predict_binned(&self, bins: &Binned, row: usize) -> f64 {
-        let mut n = &self.nodes[0];
-        while !n.is_leaf() {
-            let b = bins.cols[n.feature as usize][row];
-            n = &self.nodes[if b <= n.bin { n.left } else { n.right } as usize];
+    /// The tree laid out for [`Walker::walk`].
+    fn walker(&self) -> Walker {
+        let steps: Vec<Step> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if n.is_leaf() {
+                    // any test leads back here
+                    Step {
+                        feature: 0,
+                        threshold: 0.0,
+                        bin: 0,
+                        next: [i as u32; 2],
+                    }
+                } else {
+                    Step {
+                        feature: n.feature,
+                        threshold: n.threshold,
+                        bin: n.bin,
+                        next: [n.left, n.right],
+                    }
+                }
+            })
+            .collect();
+        let mut depth = 0;
+        let mut stack = vec![(0usize, 0usize)];
+        while let Some((i, d)) = stack.pop() {
+            let n = &self.nodes[i];
+            if n.is_leaf() {
+                depth = depth.max(d);
+            } else {
+                stack.push((n.left as usize, d + 1));
+                stack.push((n.right as usize, d + 1));
+            }
         }
-        n.value
+        Walker {
+            steps,
+            values: self.nodes.iter().map(|n| n.value).collect(),
+            depth,
+        }
+    }
+}
+
+/// Rows that walk down one tree in lockstep.
+const WALK: usize = 8;
+
+/// A node for [`Walker`]: rows whose test holds go to `next[0]`.
+#[derive(Clone, Copy)]
+struct Step {
+    feature: u32,
+    threshold: f32,
+    bin: u8,
+    next: [u32; 2],
+}
+
+/// A tree walked without branches: a leaf leads to itself, so every row
+/// takes the tree's depth in steps, and the walks of [`WALK`] rows are
+/// independent chains of loads that the CPU overlaps (one row at a time,
+/// each step waits for the last and most end in a mispredicted exit).
+struct Walker {
+    steps: Vec<Step>,
+    values: Vec<f64>,
+    depth: usize,
+}
+
+impl Walker {
+    /// The leaf value reached by each of `m <= WALK` rows, where
+    /// `goes_left(l, step)` tests row `l` at a node.
+    #[inline(always)]
+    fn walk(&self, m: usize, goes_left: impl Fn(usize, &Step) -> bool) -> [f64; WALK] {
+        let mut at = [0u32; WALK];
+        for _ in 0..self.depth {
+            for (l, a) in at.iter_mut().enumerate().take(m) {
+                let s = &self.steps[*a as usize];
+                *a = s.next[usize::from(!goes_left(l, s))];
+            }
+        }
+        std::array::from_fn(|l| {
+            if l < m {
+                self.values[at[l] as usize]
+            } else {
+                0.0
+            }
+        })
     }
 }
 
@@ -225,7 +305,7 @@ struct Binned {
     /// Per row, the histogram slots (`offset[feature] + bin`) of its
     /// entries whose bin is not the feature's default bin.
     row_start: Vec<usize>,
-    entries: Vec<u32>,
+    entries: Entries,
     /// The most frequent bin of each feature.
     default_bin: Vec<u8>,
     /// Offset of each feature's bins in a flat histogram.
@@ -281,10 +361,16 @@ fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
         .par_iter()
         .zip(&n_bins)
         .map(|(c, &nb)| {
-            let mut counts = vec![0usize; nb];
-            c.iter().for_each(|&b| counts[b as usize] += 1);
+            // four counters per bin: runs of one bin (one-hot columns) would
+            // otherwise chain every increment on the last one
+            let mut counts = vec![[0usize; 4]; nb];
+            for quad in c.chunks(4) {
+                for (l, &b) in quad.iter().enumerate() {
+                    counts[b as usize][l] += 1;
+                }
+            }
             (0..nb)
-                .max_by_key(|&b| (counts[b], std::cmp::Reverse(b)))
+                .max_by_key(|&b| (counts[b].iter().sum::<usize>(), std::cmp::Reverse(b)))
                 .unwrap_or(0) as u8
         })
         .collect();
@@ -294,40 +380,13 @@ fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
         offset.push(total);
         total += nb;
     }
-    // rows' non-default entries: counted first, so each row's slots are
-    // written in place (in parallel) with no reallocation
-    let mut row_start = vec![0usize; x.rows + 1];
-    for (f, col) in cols.iter().enumerate() {
-        let d = default_bin[f];
-        for (count, &b) in row_start[1..].iter_mut().zip(col) {
-            *count += usize::from(b != d);
-        }
-    }
-    for i in 0..x.rows {
-        row_start[i + 1] += row_start[i];
-    }
-    let mut entries = vec![0u32; row_start[x.rows]];
-    let mut parts: Vec<(usize, &mut [u32])> = Vec::with_capacity(x.rows);
-    let mut rest = entries.as_mut_slice();
-    for i in 0..x.rows {
-        let (mine, tail) = rest.split_at_mut(row_start[i + 1] - row_start[i]);
-        parts.push((i, mine));
-        rest = tail;
-    }
-    parts
-        .into_par_iter()
-        .with_min_len(1024)
-        .for_each(|(i, out)| {
-            let mut slots = out.iter_mut();
-            for (f, col) in cols.iter().enumerate() {
-                let b = col[i];
-                if b != default_bin[f]
-                    && let Some(slot) = slots.next()
-                {
-                    *slot = (offset[f] + b as usize) as u32;
-                }
-            }
-        });
+    let (row_start, entries) = if total <= 1 << 16 {
+        let (s, e) = row_entries::<u16>(&cols, &default_bin, &offset, x.rows);
+        (s, Entries::Narrow(e))
+    } else {
+        let (s, e) = row_entries::<u32>(&cols, &default_bin, &offset, x.rows);
+        (s, Entries::Wide(e))
+    };
     Binned {
         cols,
         row_start,
@@ -336,6 +395,86 @@ fn bin_matrix(x: &Matrix, thresholds: &[Vec<f32>]) -> Binned {
         offset,
         n_bins,
     }
+}
+
+/// A histogram slot index.
+trait Slot: Copy + Default + Send + Sync {
+    fn new(slot: usize) -> Self;
+    fn get(self) -> usize;
+}
+
+impl Slot for u16 {
+    fn new(slot: usize) -> Self {
+        slot as u16
+    }
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+impl Slot for u32 {
+    fn new(slot: usize) -> Self {
+        slot as u32
+    }
+    fn get(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every row's non-default slots, row after row: `u16` when all features'
+/// bins fit in 65,536 slots (the usual case; half the bytes that each
+/// histogram streams), else `u32`.
+enum Entries {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+/// Each row's non-default histogram slots in feature order, and where each
+/// row's slots start. Rows are taken in blocks, each column of a block at
+/// a time (the columns are stored apart).
+fn row_entries<T: Slot>(
+    cols: &[Vec<u8>],
+    default_bin: &[u8],
+    offset: &[usize],
+    rows: usize,
+) -> (Vec<usize>, Vec<T>) {
+    const BLOCK: usize = 1024;
+    let blocks: Vec<(Vec<u32>, Vec<T>)> = (0..rows.div_ceil(BLOCK))
+        .into_par_iter()
+        .map(|b| {
+            let range = b * BLOCK..((b + 1) * BLOCK).min(rows);
+            let m = range.len();
+            let mut start = vec![0u32; m + 1];
+            for (col, &d) in cols.iter().zip(default_bin) {
+                for (c, &v) in start[1..].iter_mut().zip(&col[range.clone()]) {
+                    *c += u32::from(v != d);
+                }
+            }
+            for i in 0..m {
+                start[i + 1] += start[i];
+            }
+            let mut out = vec![T::default(); start[m] as usize];
+            let mut at = start[..m].to_vec();
+            for (f, (col, &d)) in cols.iter().zip(default_bin).enumerate() {
+                for (pos, &v) in at.iter_mut().zip(&col[range.clone()]) {
+                    if v != d {
+                        out[*pos as usize] = T::new(offset[f] + v as usize);
+                        *pos += 1;
+                    }
+                }
+            }
+            (start, out)
+        })
+        .collect();
+    let mut row_start = Vec::with_capacity(rows + 1);
+    row_start.push(0);
+    let mut entries = Vec::with_capacity(blocks.iter().map(|b| b.1.len()).sum());
+    for (start, out) in blocks {
+        let base = entries.len();
+        row_start.extend(start[1..].iter().map(|&s| base + s as usize));
+        entries.extend_from_slice(&out);
+    }
+    (row_start, entries)
 }
 
 /// Gradient, hessian and row count of one bin.
@@ -391,28 +530,48 @@ struct Stats {
     n: u32,
 }
 
+/// The histograms of chunks of `rows`, in chunk order. Within a chunk, rows
+/// alternate between two histograms (then added), so that runs of rows
+/// hitting one bin make two chains of additions, not one.
+fn hist_parts<T: Slot>(
+    entries: &[T],
+    row_start: &[usize],
+    rows: &[u32],
+    g: &[f64],
+    h: &[f64],
+    len: usize,
+) -> Vec<Hist> {
+    rows.par_chunks(HIST_CHUNK)
+        .map(|chunk| {
+            let mut hist = Hist::zeros(len);
+            let mut odd = Hist::zeros(len);
+            for pair in chunk.chunks(2) {
+                for (&r, hist) in pair.iter().zip([&mut hist, &mut odd]) {
+                    let r = r as usize;
+                    let (gr, hr) = (g[r], h[r]);
+                    for &e in &entries[row_start[r]..row_start[r + 1]] {
+                        let bin = &mut hist.bins[e.get()];
+                        bin.g += gr;
+                        bin.h += hr;
+                        bin.n += 1;
+                    }
+                }
+            }
+            hist.add(&odd);
+            hist
+        })
+        .collect()
+}
+
 fn build_hist(b: &Binned, rows: &[u32], g: &[f64], h: &[f64], total: Stats) -> Hist {
     let len = b
         .offset
         .last()
         .map_or(0, |o| o + b.n_bins[b.n_bins.len() - 1]);
-    let parts: Vec<Hist> = rows
-        .par_chunks(HIST_CHUNK)
-        .map(|chunk| {
-            let mut hist = Hist::zeros(len);
-            for &r in chunk {
-                let r = r as usize;
-                let (gr, hr) = (g[r], h[r]);
-                for &e in &b.entries[b.row_start[r]..b.row_start[r + 1]] {
-                    let bin = &mut hist.bins[e as usize];
-                    bin.g += gr;
-                    bin.h += hr;
-                    bin.n += 1;
-                }
-            }
-            hist
-        })
-        .collect();
+    let parts: Vec<Hist> = match &b.entries {
+        Entries::Narrow(e) => hist_parts(e, &b.row_start, rows, g, h, len),
+        Entries::Wide(e) => hist_parts(e, &b.row_start, rows, g, h, len),
+    };
     let mut hist = Hist::zeros(len);
     for p in &parts {
         hist.add(p);
@@ -771,8 +930,14 @@ impl Classifier for GradientBoosting {
                     outputs,
                     o,
                 );
-                for &r in &valid {
-                    raw[r as usize * outputs + o] += tree.predict_binned(&binned, r as usize);
+                let walker = tree.walker();
+                for rows in valid.chunks(WALK) {
+                    let v = walker.walk(rows.len(), |l, s| {
+                        binned.cols[s.feature as usize][rows[l] as usize] <= s.bin
+                    });
+                    for (&r, v) in rows.iter().zip(v) {
+                        raw[r as usize * outputs + o] += v;
+                    }
                 }
                 round.push(tree);
             }
@@ -809,17 +974,40 @@ impl Classifier for GradientBoosting {
         }
         let k = f.n_classes;
         let outputs = f.baseline.len();
+        let walkers: Vec<Vec<Walker>> = f
+            .trees
+            .iter()
+            .map(|round| round.iter().map(Tree::walker).collect())
+            .collect();
+        // blocks of rows tree by tree; each row still adds its trees' values
+        // in tree order
+        const BLOCK: usize = 512;
         let mut out = Matrix::zeros(x.rows, k);
-        out.data.par_chunks_mut(k).enumerate().for_each(|(i, o)| {
-            let row = x.row(i);
-            let mut raw = f.baseline.clone();
-            for round in &f.trees {
-                for (r, t) in raw.iter_mut().zip(round) {
-                    *r += t.predict(row);
+        out.data
+            .par_chunks_mut(k * BLOCK)
+            .enumerate()
+            .for_each(|(b, out)| {
+                let first = b * BLOCK;
+                let m = out.len() / k;
+                let mut raw: Vec<f64> = (0..m).flat_map(|_| f.baseline.iter().copied()).collect();
+                for round in &walkers {
+                    for (o, w) in round.iter().enumerate() {
+                        for s in (0..m).step_by(WALK) {
+                            let len = WALK.min(m - s);
+                            let rows: [&[f32]; WALK] =
+                                std::array::from_fn(|l| x.row(first + s + l.min(len - 1)));
+                            let v =
+                                w.walk(len, |l, st| rows[l][st.feature as usize] <= st.threshold);
+                            for (l, v) in v.iter().enumerate().take(len) {
+                                raw[(s + l) * outputs + o] += v;
+                            }
+                        }
+                    }
                 }
-            }
-            probabilities(&raw, outputs, k, o);
-        });
+                for (raw, o) in raw.chunks(outputs).zip(out.chunks_mut(k)) {
+                    probabilities(raw, outputs, k, o);
+                }
+            });
         out
     }
 
@@ -887,6 +1075,40 @@ pub(crate) mod tests {
         assert_eq!(p.cols, 3);
         assert!((p.row(0).iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(accuracy(&m, &x, &y3) > 0.9);
+    }
+
+    #[test]
+    fn walking_rows_in_lockstep_reaches_the_leaves_of_the_plain_descent() {
+        let (x, y) = checkerboard(1500);
+        let y3: Vec<u32> = y
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| c + (i % 3 == 0) as u32)
+            .collect();
+        for k in [2, 3] {
+            let labels = if k == 2 { &y } else { &y3 };
+            let mut m = GradientBoosting::new(BoostingParams::default()).unwrap();
+            m.fit(&x, labels, k, None).unwrap();
+            // an odd row count (partial blocks), NaN and infinities included
+            let (mut xt, _) = checkerboard(1037);
+            xt.data[5] = f32::NAN;
+            xt.data[100] = f32::INFINITY;
+            xt.data[301] = f32::NEG_INFINITY;
+            let f = m.fitted.as_ref().unwrap();
+            let outputs = f.baseline.len();
+            let p = m.predict_proba(&xt);
+            for i in 0..xt.rows {
+                let mut raw = f.baseline.clone();
+                for round in &f.trees {
+                    for (r, t) in raw.iter_mut().zip(round) {
+                        *r += t.predict(xt.row(i));
+                    }
+                }
+                let mut want = vec![0f32; k];
+                probabilities(&raw, outputs, k, &mut want);
+                assert_eq!(p.row(i), &want[..], "row {i}, {k} classes");
+            }
+        }
     }
 
     #[test]

@@ -20,10 +20,11 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
 use arrow::record_batch::RecordBatch;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MlError;
@@ -190,91 +191,84 @@ impl FeatureEncoder {
         columns: &[String],
         opts: &EncoderOptions,
     ) -> Result<FeatureEncoder, MlError> {
-        let mut encodings = Vec::with_capacity(columns.len());
-        for name in columns {
-            let mut kind = None;
-            for batch in batches {
-                let k = column_kind(batch, name)?;
-                if kind.is_some_and(|prev| prev != k) {
-                    return Err(MlError::data(format!(
-                        "column `{name}` changes type between batches"
-                    )));
-                }
-                kind = Some(k);
-            }
-            let encoding = match kind {
-                // No batches: nothing to learn; an identity encoding keeps
-                // the output shape meaningful.
-                None => ColumnEncoding::Numeric {
-                    mean: 0.0,
-                    std: 1.0,
-                    missing: 0.0,
-                },
-                Some("numeric") => fit_numeric(batches, name, opts.standardize)?,
-                Some(_) => fit_categorical(batches, name, opts.max_categories)?,
-            };
-            encodings.push(encoding);
-        }
+        // every column on its own, in parallel; the first failing column (in
+        // column order) is the error
+        let encodings: Vec<Result<ColumnEncoding, MlError>> = columns
+            .par_iter()
+            .map(|name| fit_column(batches, name, opts))
+            .collect();
         Ok(FeatureEncoder {
             columns: columns.to_vec(),
-            encodings,
+            encodings: encodings.into_iter().collect::<Result<_, _>>()?,
         })
     }
 
     /// Encodes `batches` (all rows, in order) into one matrix with
     /// [`FeatureEncoder::width`] columns.
+    ///
+    /// Each column is read (cast, categories looked up) on its own, in
+    /// parallel; then blocks of output rows are filled in parallel, every
+    /// column of a block while the block sits in the cache (the matrix is
+    /// row-major: filling it column by column would stream all of it through
+    /// the cache once per column).
     pub fn transform(&self, batches: &[RecordBatch]) -> Result<Matrix, MlError> {
+        /// Output rows per parallel block (a few kB per block).
+        const ROWS: usize = 64;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let width = self.width();
         let mut out = Matrix::zeros(rows, width);
+        let mut col0 = Vec::with_capacity(self.columns.len());
+        let mut next = 0;
+        for enc in &self.encodings {
+            col0.push(next);
+            next += match enc {
+                ColumnEncoding::Numeric { .. } => 1,
+                ColumnEncoding::Categorical { categories } => categories.len() + 1,
+            };
+        }
         let mut row0 = 0;
         for batch in batches {
-            let mut col0 = 0;
-            for (name, enc) in self.columns.iter().zip(&self.encodings) {
-                let array = column(batch, name)?;
-                let kind = kind_of(array.data_type());
-                match enc {
-                    ColumnEncoding::Numeric { mean, std, missing } => {
-                        if kind != Some("numeric") {
-                            return Err(MlError::TypeChanged {
-                                column: name.clone(),
-                                expected: "numeric",
-                                found: array.data_type().to_string(),
-                            });
+            let sources: Vec<Result<Source, MlError>> = self
+                .columns
+                .par_iter()
+                .zip(&self.encodings)
+                .map(|(name, enc)| Source::of(batch, name, enc))
+                .collect();
+            // the first failing column, in column order
+            let sources = sources.into_iter().collect::<Result<Vec<_>, _>>()?;
+            let m = batch.num_rows();
+            out.data[row0 * width..(row0 + m) * width]
+                .par_chunks_mut(width.max(1) * ROWS)
+                .enumerate()
+                .for_each(|(b, block)| {
+                    let first = b * ROWS;
+                    for (source, &c0) in sources.iter().zip(&col0) {
+                        let rows = block.chunks_exact_mut(width).enumerate();
+                        match source {
+                            Source::Numeric {
+                                values,
+                                mean,
+                                std,
+                                fill,
+                            } => {
+                                for (i, row) in rows {
+                                    let r = first + i;
+                                    let z = values
+                                        .is_valid(r)
+                                        .then(|| (values.value(r) - mean) / std)
+                                        .filter(|z| z.is_finite());
+                                    row[c0] = z.unwrap_or(*fill) as f32;
+                                }
+                            }
+                            Source::Slots(slots) => {
+                                for (i, row) in rows {
+                                    row[c0 + slots[first + i] as usize] = 1.0;
+                                }
+                            }
                         }
-                        let values = as_f64(array)?;
-                        let values = values.as_primitive::<Float64Type>();
-                        let fill = (missing - mean) / std;
-                        for (r, v) in values.iter().enumerate() {
-                            let z = v.map(|v| (v - mean) / std).filter(|z| z.is_finite());
-                            out.data[(row0 + r) * width + col0] = z.unwrap_or(fill) as f32;
-                        }
-                        col0 += 1;
                     }
-                    ColumnEncoding::Categorical { categories } => {
-                        if kind != Some("categorical") {
-                            return Err(MlError::TypeChanged {
-                                column: name.clone(),
-                                expected: "categorical",
-                                found: array.data_type().to_string(),
-                            });
-                        }
-                        let index: HashMap<&str, usize> = categories
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| (c.as_str(), i))
-                            .collect();
-                        let other = categories.len();
-                        let values = as_strings(array)?;
-                        for (r, v) in values.as_string::<i64>().iter().enumerate() {
-                            let slot = v.and_then(|v| index.get(v).copied()).unwrap_or(other);
-                            out.data[(row0 + r) * width + col0 + slot] = 1.0;
-                        }
-                        col0 += other + 1;
-                    }
-                }
-            }
-            row0 += batch.num_rows();
+                });
+            row0 += m;
         }
         Ok(out)
     }
@@ -314,6 +308,91 @@ impl FeatureEncoder {
     /// How each input column is encoded (same order as [`FeatureEncoder::columns`]).
     pub fn encodings(&self) -> &[ColumnEncoding] {
         &self.encodings
+    }
+}
+
+/// One input column of one batch, ready for [`FeatureEncoder::transform`].
+enum Source {
+    /// Values as `f64` and how they are standardised.
+    Numeric {
+        values: Float64Array,
+        mean: f64,
+        std: f64,
+        /// What a missing or non-finite value becomes.
+        fill: f64,
+    },
+    /// Each row's indicator among the categories (the last is "other").
+    Slots(Vec<u32>),
+}
+
+impl Source {
+    fn of(batch: &RecordBatch, name: &str, enc: &ColumnEncoding) -> Result<Source, MlError> {
+        let array = column(batch, name)?;
+        let kind = kind_of(array.data_type());
+        let expected = match enc {
+            ColumnEncoding::Numeric { .. } => "numeric",
+            ColumnEncoding::Categorical { .. } => "categorical",
+        };
+        if kind != Some(expected) {
+            return Err(MlError::TypeChanged {
+                column: name.to_string(),
+                expected,
+                found: array.data_type().to_string(),
+            });
+        }
+        Ok(match enc {
+            ColumnEncoding::Numeric { mean, std, missing } => Source::Numeric {
+                values: as_f64(array)?.as_primitive::<Float64Type>().clone(),
+                mean: *mean,
+                std: *std,
+                fill: (missing - mean) / std,
+            },
+            ColumnEncoding::Categorical { categories } => {
+                let index: HashMap<&str, u32> = categories
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.as_str(), i as u32))
+                    .collect();
+                let other = categories.len() as u32;
+                let values = as_strings(array)?;
+                Source::Slots(
+                    values
+                        .as_string::<i64>()
+                        .iter()
+                        .map(|v| v.and_then(|v| index.get(v).copied()).unwrap_or(other))
+                        .collect(),
+                )
+            }
+        })
+    }
+}
+
+/// One column's encoding, learnt from every batch.
+fn fit_column(
+    batches: &[RecordBatch],
+    name: &str,
+    opts: &EncoderOptions,
+) -> Result<ColumnEncoding, MlError> {
+    let mut kind = None;
+    for batch in batches {
+        let k = column_kind(batch, name)?;
+        if kind.is_some_and(|prev| prev != k) {
+            return Err(MlError::data(format!(
+                "column `{name}` changes type between batches"
+            )));
+        }
+        kind = Some(k);
+    }
+    match kind {
+        // No batches: nothing to learn; an identity encoding keeps the
+        // output shape meaningful.
+        None => Ok(ColumnEncoding::Numeric {
+            mean: 0.0,
+            std: 1.0,
+            missing: 0.0,
+        }),
+        Some("numeric") => fit_numeric(batches, name, opts.standardize),
+        Some(_) => fit_categorical(batches, name, opts.max_categories),
     }
 }
 
