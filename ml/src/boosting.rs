@@ -801,8 +801,9 @@ fn grow_tree(
 fn exp_nonpositive(x: f64) -> f64 {
     // adding 1.5 * 2^52 rounds to an integer, held in the low mantissa bits
     const ROUND: f64 = 6_755_399_441_055_744.0;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 = LN2_HI + LN2_LO, LN2_HI with its low 21 bits zero (so k * LN2_HI is exact)
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // 1 / n!, n = 0..=13
     const C: [f64; 14] = {
         let mut c = [1.0; 14];
