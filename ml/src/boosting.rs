@@ -826,6 +826,14 @@ fn exp_nonpositive(x: f64) -> f64 {
     p * f64::from_bits((kr.to_bits() << 52).wrapping_add(1023 << 52))
 }
 
+/// The weighted gradient and hessian of the log loss for one output, given
+/// its probability `p` and whether the row belongs to it.
+#[inline(always)]
+fn gradient(w: f64, p: f64, is_it: bool) -> (f64, f64) {
+    let y = is_it as u8 as f64;
+    (w * (p - y), w * (p * (1.0 - p)).max(1e-16))
+}
+
 fn sigmoid(z: f64) -> f64 {
     let e = exp_nonpositive(-z.abs());
     let num = if z >= 0.0 { 1.0 } else { e };
@@ -953,10 +961,7 @@ impl Classifier for GradientBoosting {
                                 .zip(at_start[rows.clone()].iter().zip(&y[rows.clone()]))
                                 .zip(&w[rows])
                             {
-                                let pk = sigmoid(z);
-                                let yk = (l == 1) as u8 as f64;
-                                *gr = wr * (pk - yk);
-                                *hr = wr * (pk * (1.0 - pk)).max(1e-16);
+                                (*gr, *hr) = gradient(wr, sigmoid(z), l == 1);
                             }
                         });
                 } else {
@@ -967,19 +972,13 @@ impl Classifier for GradientBoosting {
                         .for_each_init(
                             || vec![0f32; k],
                             |prob, (r, (gr, hr))| {
-                                let (pk, yk) = if outputs == 1 {
-                                    (sigmoid(at_start[r]), (y[r] == 1) as u8 as f64)
-                                } else {
-                                    probabilities(
-                                        &at_start[r * outputs..(r + 1) * outputs],
-                                        outputs,
-                                        k,
-                                        prob,
-                                    );
-                                    (prob[o] as f64, (y[r] as usize == o) as u8 as f64)
-                                };
-                                *gr = w[r] * (pk - yk);
-                                *hr = w[r] * (pk * (1.0 - pk)).max(1e-16);
+                                probabilities(
+                                    &at_start[r * outputs..(r + 1) * outputs],
+                                    outputs,
+                                    k,
+                                    prob,
+                                );
+                                (*gr, *hr) = gradient(w[r], prob[o] as f64, y[r] as usize == o);
                             },
                         );
                 }

@@ -98,6 +98,10 @@ pub(crate) fn uniform(rows: usize, n_classes: usize) -> Matrix {
     Matrix::new(rows, k, vec![1.0 / k as f32; rows * k])
 }
 
+/// The name gigo-neural registers its network under in [`ClassifierMakers`]
+/// (the `label_noise` stage's `model: mlp`).
+pub const MLP: &str = "mlp";
+
 /// Builds an unfitted classifier from its JSON hyper-parameters and a seed,
 /// or says what is wrong with the parameters.
 pub type MakeClassifier = fn(&serde_json::Value, u64) -> Result<Box<dyn Classifier>, MlError>;

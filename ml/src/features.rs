@@ -79,6 +79,16 @@ pub enum ColumnEncoding {
     },
 }
 
+impl ColumnEncoding {
+    /// The output columns it fills: 1, or one per category plus "other".
+    pub fn width(&self) -> usize {
+        match self {
+            ColumnEncoding::Numeric { .. } => 1,
+            ColumnEncoding::Categorical { categories } => categories.len() + 1,
+        }
+    }
+}
+
 /// A fitted encoder from named Arrow columns to a dense standardised matrix.
 ///
 /// # Example
@@ -221,10 +231,7 @@ impl FeatureEncoder {
         let mut next = 0;
         for enc in &self.encodings {
             col0.push(next);
-            next += match enc {
-                ColumnEncoding::Numeric { .. } => 1,
-                ColumnEncoding::Categorical { categories } => categories.len() + 1,
-            };
+            next += enc.width();
         }
         let mut row0 = 0;
         for batch in batches {
@@ -291,13 +298,7 @@ impl FeatureEncoder {
 
     /// The number of output columns.
     pub fn width(&self) -> usize {
-        self.encodings
-            .iter()
-            .map(|e| match e {
-                ColumnEncoding::Numeric { .. } => 1,
-                ColumnEncoding::Categorical { categories } => categories.len() + 1,
-            })
-            .sum()
+        self.encodings.iter().map(ColumnEncoding::width).sum()
     }
 
     /// The input columns, in order.

@@ -95,12 +95,8 @@ impl ScorerLoaders {
 pub fn numeric_outputs(encoder: &FeatureEncoder) -> Vec<bool> {
     let mut out = Vec::with_capacity(encoder.width());
     for enc in encoder.encodings() {
-        match enc {
-            ColumnEncoding::Numeric { .. } => out.push(true),
-            ColumnEncoding::Categorical { categories } => {
-                out.extend(std::iter::repeat_n(false, categories.len() + 1));
-            }
-        }
+        let numeric = matches!(enc, ColumnEncoding::Numeric { .. });
+        out.extend(std::iter::repeat_n(numeric, enc.width()));
     }
     out
 }

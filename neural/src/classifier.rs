@@ -139,7 +139,7 @@ impl NeuralClassifier {
 
 /// The name stages that cross-validate a model (`label_noise`) know the
 /// neural classifier by.
-pub const MAKER_NAME: &str = "mlp";
+pub const MAKER_NAME: &str = gigo_ml::classifier::MLP;
 
 /// Registers the neural classifier as [`MAKER_NAME`]: its parameters are the
 /// `train` stage's, less those about table columns or a pretrained encoder.

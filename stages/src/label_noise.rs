@@ -91,18 +91,6 @@ pub enum Model {
     Mlp,
 }
 
-impl Model {
-    fn name(self) -> &'static str {
-        match self {
-            Model::LogisticRegression => "logistic_regression",
-            Model::GradientBoosting => "gradient_boosting",
-            Model::RandomForest => "random_forest",
-            Model::Knn => "knn",
-            Model::Mlp => "mlp",
-        }
-    }
-}
-
 /// Which rows are flagged (cleanlab's `filter_by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -419,7 +407,7 @@ impl LabelNoiseParams {
             ),
             Model::Knn => ModelSpec::Knn(serde_json::from_value::<KnnParams>(params).map_err(bad)?),
             Model::Mlp => {
-                let name = self.model.name();
+                let name = gigo_ml::classifier::MLP;
                 let Some(make) = makers.get(name) else {
                     return Err(ParamProblem::new(
                         "model",
