@@ -23,22 +23,33 @@
 //! into panels of 16 rows, column by column; each step multiplies 6 query
 //! rows by one panel in 12 AVX2 registers (compiled for AVX2 and FMA, used
 //! when the CPU has them, else the same code for the baseline target). The
-//! products of one query tile and one reference block (6 x 1024) stay in
-//! the L1 cache while they are filtered.
+//! query rows are scaled by -2 (exact) and each sum starts from the
+//! reference row's norm term, so the kernel's output is already the lower
+//! bound less the query's term and the filter is one comparison per pair.
+//! The products of one query tile and one reference block (6 x 1024) stay
+//! in the L1 cache while they are filtered. A query's first threshold
+//! comes from the minima of 64 groups of its first block's upper bounds
+//! (one vectorised pass; the k-th smallest minimum is attained by k rows).
+//!
+//! A self search over 1,025 to 16,384 rows computes each product once for
+//! both rows of the pair (`symmetric`): about half the products.
 //!
 //! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
-//! uniform data, dev profile): 10,000 x 20, k = 5 in 0.055 s and
-//! 100,000 x 20, k = 10 in 5.5 s, against 0.12 s and 10.5 s with the
-//! `matrixmultiply` sgemm this replaced (which re-packed both operands on
-//! every call and, in the full workspace, started its own threads beside
-//! rayon's). The candidate filter keeps about `k (1 + ln(n / 1024))` rows
-//! per query for exact measurement.
+//! uniform data, dev profile): 10,000 x 20, k = 5 in 0.039-0.045 s
+//! (0.055-0.06 s before the symmetric search, the folded lower bound and
+//! the group bootstrap) and 100,000 x 20, k = 10 in about 5 s, against
+//! 0.12 s and 10.5 s with the `matrixmultiply` sgemm this replaced (which
+//! re-packed both operands on every call and, in the full workspace,
+//! started its own threads beside rayon's). The candidate filter keeps
+//! about `k (1 + ln(n / 1024))` rows per query for exact measurement.
 //!
 //! Error bound used: with `u = 2⁻²⁴` and `d` columns, the computed
 //! `f32` squared distance of centred rows `q`, `r` differs from the exact
-//! one by at most about `(d + 10) u (||q||² + ||r||²)` (casting to f32,
-//! the dot product's `γ_d` bound, the norms and the two additions); the
-//! filter uses twice that.
+//! one by at most about `(2d + 12) u (||q||² + ||r||²)`: casting to f32,
+//! the norms, the two additions, and the sum's `γ_(d+1)` bound, which
+//! counts twice because the kernel starts each sum from the reference
+//! row's norm term (up to `||r||²`) before adding the `d` products (up to
+//! `||q||² + ||r||²` in all). The filter uses twice that.
 
 use std::cmp::Ordering;
 
@@ -54,6 +65,11 @@ const REF_BLOCK: usize = 1024;
 const LANES: usize = 16;
 /// Query rows per step of the product kernel.
 const MR: usize = 6;
+/// Self searches over more rows than one reference block and at most this
+/// many compute each product once for both rows ([`symmetric`]). Its offers
+/// grow with the rows (about `k` per row per earlier reference block), so
+/// larger searches use the plain one.
+const SYMMETRIC_MAX_ROWS: usize = 16 * REF_BLOCK;
 
 /// The k nearest neighbours of each query row.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,27 +131,40 @@ pub fn knn(reference: &Matrix, queries: &Matrix, k: usize) -> Neighbors {
     search(reference, queries, k.min(reference.rows), false)
 }
 
-/// Exact squared distance of two raw rows, in `f64`.
+/// Exact squared distance of two raw rows, in `f64`: four partial sums
+/// (columns `p`, `p + 4`, ... in partial sum `p % 4`), added as
+/// `(s0 + s1) + (s2 + s3)`, so that several additions are in flight (a
+/// single running sum made this a tenth of the search's time). This is the
+/// distance the search ranks by; the squares of `f32` differences are
+/// exact in `f64`, so it differs from any other summation order by a few
+/// `f64` ulps.
 #[inline]
 pub(crate) fn exact_sq(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(&x, &y)| {
-            let d = x as f64 - y as f64;
-            d * d
-        })
-        .sum()
+    let mut acc = [0f64; 4];
+    let (ca, ta) = a.as_chunks::<4>();
+    let (cb, tb) = b.as_chunks::<4>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..4 {
+            let d = x[l] as f64 - y[l] as f64;
+            acc[l] += d * d;
+        }
+    }
+    for (l, (&x, &y)) in ta.iter().zip(tb).enumerate() {
+        let d = x as f64 - y as f64;
+        acc[l] += d * d;
+    }
+    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// Orders `(squared distance, index)`; NaN after everything.
 #[inline]
 fn by_distance_then_index(a: &(f64, u32), b: &(f64, u32)) -> Ordering {
-    let key = |d: f64| if d.is_nan() { f64::INFINITY } else { d };
-    key(a.0)
-        .partial_cmp(&key(b.0))
-        .unwrap_or(Ordering::Equal)
-        .then(a.0.is_nan().cmp(&b.0.is_nan()))
-        .then(a.1.cmp(&b.1))
+    match a.0.partial_cmp(&b.0) {
+        Some(Ordering::Equal) => a.1.cmp(&b.1),
+        Some(o) => o,
+        // at least one NaN: it goes last
+        None => a.0.is_nan().cmp(&b.0.is_nan()).then(a.1.cmp(&b.1)),
+    }
 }
 
 /// One query's running result: the best `k` exactly measured candidates.
@@ -175,6 +204,20 @@ impl Best {
         self.kept.truncate(self.k);
     }
 
+    /// Keeps an exactly measured candidate if it is among the best `k`.
+    fn offer(&mut self, c: (f64, u32)) {
+        if self.kept.len() == self.k {
+            if by_distance_then_index(&c, &self.kept[self.k - 1]).is_ge() {
+                return;
+            }
+            self.kept.pop();
+        }
+        let at = self
+            .kept
+            .partition_point(|x| by_distance_then_index(x, &c).is_lt());
+        self.kept.insert(at, c);
+    }
+
     fn write(self, indices: &mut [u32], distances: &mut [f32]) {
         for (s, (d2, j)) in self.kept.into_iter().enumerate() {
             indices[s] = j;
@@ -197,9 +240,12 @@ struct Centred {
 }
 
 impl Centred {
-    /// Rows `rows` in the kernel's query layout: tiles of [`MR`] rows,
-    /// column by column (element (row `a0 + a`, column `p`) of tile `t` at
-    /// `out[(t * d + p) * MR + a]`), the last tile padded with zero rows.
+    /// Rows `rows`, times -2, in the kernel's query layout: tiles of [`MR`]
+    /// rows, column by column (element (row `a0 + a`, column `p`) of tile
+    /// `t` at `out[(t * d + p) * MR + a]`), the last tile padded with zero
+    /// rows. Scaling by -2 is exact, so the kernel's products are exactly
+    /// -2 times those of the rows themselves, and it needs no multiply of
+    /// its own.
     fn gather_tiles(&self, rows: std::ops::Range<usize>, out: &mut Vec<f32>) {
         let d = self.d;
         let m = rows.len();
@@ -210,7 +256,7 @@ impl Centred {
             let (t, lane) = (a / MR, a % MR);
             let base = i / LANES * d * LANES + i % LANES;
             for p in 0..d {
-                out[(t * d + p) * MR + lane] = self.panels[base + p * LANES];
+                out[(t * d + p) * MR + lane] = -2.0 * self.panels[base + p * LANES];
             }
         }
     }
@@ -240,10 +286,12 @@ fn centre(m: &Matrix, mean: &[f64]) -> Centred {
     Centred { panels, norms, d }
 }
 
-/// `out[a * stride + j] = -2 q_a · r_(r0 + j)` for the query rows in `qt`
-/// (the layout of [`Centred::gather_tiles`], padding rows included) and the
-/// reference rows `r0..r0 + w` (`r0` a multiple of [`LANES`]), padded to a
-/// multiple of [`LANES`]: `stride` is at least that.
+/// `out[a * stride + j] = init[r0 + j] + q_a · r_(r0 + j)` for the query rows
+/// in `qt` (the layout of [`Centred::gather_tiles`]: scaled by -2, padding
+/// rows included) and the reference rows `r0..r0 + w` (`r0` a multiple of
+/// [`LANES`]), padded to a multiple of [`LANES`]: `stride` and `init`'s
+/// length are at least that. Starting the sums from `init` (the reference
+/// row's term of the lower bound) leaves the filter a plain comparison.
 ///
 /// A register tile of [`MR`] queries by [`LANES`] reference rows per step;
 /// `FUSED`: multiply-adds are fused (the AVX2 + FMA build of
@@ -253,19 +301,22 @@ fn centre(m: &Matrix, mean: &[f64]) -> Centred {
 fn products_body<const FUSED: bool>(
     qt: &[f32],
     r: &Centred,
+    init: &[f32],
     r0: usize,
     w: usize,
     out: &mut [f32],
     stride: usize,
 ) {
     let d = r.d;
-    let panels = &r.panels[r0 * d..(r0 + w.div_ceil(LANES) * LANES) * d];
+    let padded = w.div_ceil(LANES) * LANES;
+    let panels = &r.panels[r0 * d..(r0 + padded) * d];
+    let (init, _) = init[r0..r0 + padded].as_chunks::<LANES>();
     for (t, tile) in qt.chunks_exact(d * MR).enumerate() {
         let (tile, _) = tile.as_chunks::<MR>();
-        for (b, panel) in panels.chunks_exact(d * LANES).enumerate() {
+        for ((b, panel), init) in panels.chunks_exact(d * LANES).enumerate().zip(init) {
             let (panel, _) = panel.as_chunks::<LANES>();
             // fixed-size rows: the accumulators stay in registers
-            let mut acc = [[0f32; LANES]; MR];
+            let mut acc = [*init; MR];
             for (qp, rp) in tile.iter().zip(panel) {
                 for a in 0..MR {
                     let q = qp[a];
@@ -283,7 +334,7 @@ fn products_body<const FUSED: bool>(
             for (a, acc) in acc.iter().enumerate() {
                 let o = &mut out[(t * MR + a) * stride + b * LANES..][..LANES];
                 for (o, &v) in o.iter_mut().zip(acc) {
-                    *o = -2.0 * v;
+                    *o = v;
                 }
             }
         }
@@ -331,28 +382,105 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
         && queries.is_finite()
         && r.norms.iter().chain(&qc.norms).all(|&n| n < limit);
     let s = Search::new(reference, queries, &r, qc, k, exclude_self);
-
-    indices
+    let n = reference.rows;
+    let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(nq);
+    let fresh = |b: usize| -> Vec<Best> { query_block(b).map(|_| Best::new(k)).collect() };
+    let blocks = indices
         .par_chunks_mut(QUERY_BLOCK * k)
         .zip(distances.par_chunks_mut(QUERY_BLOCK * k))
-        .enumerate()
-        .for_each(|(b, (idx, dist))| {
-            let q0 = b * QUERY_BLOCK;
-            let q1 = (q0 + QUERY_BLOCK).min(nq);
-            let bests = if finite {
-                block_products(&s, q0..q1)
-            } else {
-                block_exact(&s, q0..q1)
-            };
-            for (i, best) in bests.into_iter().enumerate() {
-                best.write(&mut idx[i * k..(i + 1) * k], &mut dist[i * k..(i + 1) * k]);
-            }
+        .enumerate();
+    let write = |bests: Vec<Best>, idx: &mut [u32], dist: &mut [f32]| {
+        for (i, best) in bests.into_iter().enumerate() {
+            best.write(&mut idx[i * k..(i + 1) * k], &mut dist[i * k..(i + 1) * k]);
+        }
+    };
+    if !finite {
+        blocks.for_each(|(b, (idx, dist))| write(block_exact(&s, query_block(b)), idx, dist));
+    } else if exclude_self && n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS {
+        let all = symmetric(&s, query_block, fresh);
+        blocks
+            .zip(all)
+            .for_each(|((_, (idx, dist)), bests)| write(bests, idx, dist));
+    } else {
+        // each block's results written as soon as they are known (holding
+        // them all would cost a `Best` per row at once)
+        blocks.for_each(|(b, (idx, dist))| {
+            let mut bests = fresh(b);
+            block_products(&s, query_block(b), &mut bests, 0..n, None);
+            write(bests, idx, dist);
         });
+    }
     Neighbors {
         k,
         indices,
         distances,
     }
+}
+
+/// The self search over `n` rows, computing each product once for both
+/// rows of the pair (about half the products of the plain search).
+///
+/// 1. Each query block searches its own reference block (all pairs within
+///    it, both ways), which gives every row a finite k-th distance.
+/// 2. Each query block searches the reference blocks after its own: its
+///    rows take candidates as in the plain search, and each product also
+///    offers the query row to the reference row ([`Columns`]).
+/// 3. The offers are absorbed by the rows they were made to.
+///
+/// Every pair of rows in different reference blocks is measured exactly
+/// once, each row seeing the other; pairs within a block in step 1. The
+/// result is the plain search's: the exact k nearest by (distance, index).
+fn symmetric(
+    s: &Search,
+    query_block: impl Fn(usize) -> std::ops::Range<usize> + Sync,
+    fresh: impl Fn(usize) -> Vec<Best> + Sync,
+) -> Vec<Vec<Best>> {
+    let n = s.reference.rows;
+    let blocks = n.div_ceil(QUERY_BLOCK);
+    let own = |b: usize| {
+        let r0 = b * QUERY_BLOCK / REF_BLOCK * REF_BLOCK;
+        r0..(r0 + REF_BLOCK).min(n)
+    };
+    let mut bests: Vec<Vec<Best>> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let mut bests = fresh(b);
+            block_products(s, query_block(b), &mut bests, own(b), None);
+            bests
+        })
+        .collect();
+    let tau: Vec<f64> = bests.iter().flatten().map(Best::threshold).collect();
+    // rounded up, so that the f32 filter keeps every row the f64 test keeps
+    let tau32: Vec<f32> = tau
+        .iter()
+        .map(|&t| {
+            let t32 = t as f32;
+            if (t32 as f64) < t { t32.next_up() } else { t32 }
+        })
+        .collect();
+    let offers: Vec<Vec<Vec<(u32, u32, f64)>>> = bests
+        .par_iter_mut()
+        .enumerate()
+        .map(|(b, bests)| {
+            let mut cols = Columns {
+                tau: &tau,
+                tau32: &tau32,
+                out: vec![Vec::new(); blocks],
+            };
+            let later = own(b).end..n;
+            if !later.is_empty() {
+                block_products(s, query_block(b), bests, later, Some(&mut cols));
+            }
+            cols.out
+        })
+        .collect();
+    bests.par_iter_mut().enumerate().for_each(|(b, bests)| {
+        let q0 = b * QUERY_BLOCK;
+        for &(j, i, d2) in offers.iter().flat_map(|o| &o[b]) {
+            bests[j as usize - q0].offer((d2, i));
+        }
+    });
+    bests
 }
 
 /// What every query block of one search shares.
@@ -367,10 +495,12 @@ struct Search<'a> {
     exclude_self: bool,
     /// Twice the relative `f32` error bound of a squared distance (module docs).
     c: f64,
-    /// Each reference row's squared norm times `1 - c` and `1 + c`: its
-    /// terms of the lower and upper bounds, computed once per search.
+    /// Each reference row's squared norm times `1 - c`, its term of the lower
+    /// bound (zeros past the last row, up to a whole panel), and `2c` times
+    /// the norm, what turns the lower bound into the upper one. Computed once
+    /// per search.
     r_lo: Vec<f32>,
-    r_hi: Vec<f32>,
+    r_span: Vec<f32>,
 }
 
 impl<'a> Search<'a> {
@@ -383,10 +513,11 @@ impl<'a> Search<'a> {
         exclude_self: bool,
     ) -> Search<'a> {
         let u = f32::EPSILON as f64 / 2.0;
-        let c = 2.0 * (reference.cols as f64 + 10.0) * u;
+        let c = 2.0 * (2.0 * reference.cols as f64 + 12.0) * u;
         // lower bound of the exact squared distance = qn(1-c) + rn(1-c) - 2 q·r
-        let r_lo = r.norms.iter().map(|&x| (x * (1.0 - c)) as f32).collect();
-        let r_hi = r.norms.iter().map(|&x| (x * (1.0 + c)) as f32).collect();
+        let mut r_lo: Vec<f32> = r.norms.iter().map(|&x| (x * (1.0 - c)) as f32).collect();
+        r_lo.resize(r.norms.len().div_ceil(LANES) * LANES, 0.0);
+        let r_span = r.norms.iter().map(|&x| (x * 2.0 * c) as f32).collect();
         Search {
             reference,
             queries,
@@ -396,7 +527,7 @@ impl<'a> Search<'a> {
             exclude_self,
             c,
             r_lo,
-            r_hi,
+            r_span,
         }
     }
 }
@@ -424,30 +555,51 @@ fn block_exact(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
     .collect()
 }
 
-/// The `k` nearest reference rows of query rows `rows`, through the `f32`
-/// products and the candidate filter. Compiled twice: for AVX2 and FMA,
+/// Query rows `rows`' nearest among the reference rows `refs` (a range of
+/// whole reference blocks), through the `f32` products and the candidate
+/// filter, absorbed into `bests` (one per query row, carried over from
+/// earlier ranges). With `columns`, each product also offers the query row
+/// to the reference row (see [`Columns`]). Compiled twice: for AVX2 and FMA,
 /// used when the CPU has them (checked at run time), and for the baseline
 /// target.
-fn block_products(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
+fn block_products(
+    s: &Search,
+    rows: std::ops::Range<usize>,
+    bests: &mut [Best],
+    refs: std::ops::Range<usize>,
+    columns: Option<&mut Columns>,
+) {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU has the features `block_avx2` is compiled for.
-            return unsafe { block_avx2(s, rows) };
+            return unsafe { block_avx2(s, rows, bests, refs, columns) };
         }
     }
-    block_body::<false>(s, rows)
+    block_body::<false>(s, rows, bests, refs, columns)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn block_avx2(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
-    block_body::<true>(s, rows)
+fn block_avx2(
+    s: &Search,
+    rows: std::ops::Range<usize>,
+    bests: &mut [Best],
+    refs: std::ops::Range<usize>,
+    columns: Option<&mut Columns>,
+) {
+    block_body::<true>(s, rows, bests, refs, columns)
 }
 
 #[inline(always)]
-fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Vec<Best> {
+fn block_body<const FUSED: bool>(
+    s: &Search,
+    rows: std::ops::Range<usize>,
+    bests: &mut [Best],
+    refs: std::ops::Range<usize>,
+    mut columns: Option<&mut Columns>,
+) {
     let Search {
         reference,
         queries,
@@ -458,20 +610,19 @@ fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Ve
         c,
         ..
     } = *s;
-    let (r_lo, r_hi) = (&s.r_lo, &s.r_hi);
+    let (r_lo, r_span) = (&s.r_lo, &s.r_span);
     let d = reference.cols;
-    let n = reference.rows;
-    let mut bests: Vec<Best> = rows.clone().map(|_| Best::new(k)).collect();
     // one kernel tile of queries against one block of reference rows, padded
     // to whole panels: small enough to stay in the L1 cache while filtered
     let mut prod = vec![0f32; MR * REF_BLOCK];
     let mut pending: Vec<u32> = Vec::new();
+    let mut offered: Vec<u32> = Vec::new();
     let mut scratch: Vec<f32> = Vec::new();
     let mut qtiles = Vec::new();
     qc.gather_tiles(rows.clone(), &mut qtiles);
 
-    for r0 in (0..n).step_by(REF_BLOCK) {
-        let r1 = (r0 + REF_BLOCK).min(n);
+    for r0 in refs.clone().step_by(REF_BLOCK) {
+        let r1 = (r0 + REF_BLOCK).min(refs.end);
         let w = r1 - r0;
         let stride = w.div_ceil(LANES) * LANES;
         for (t, (tile, bests)) in qtiles
@@ -480,15 +631,15 @@ fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Ve
             .enumerate()
         {
             if d > 0 {
-                products_body::<FUSED>(tile, r, r0, w, &mut prod[..MR * stride], stride);
+                products_body::<FUSED>(tile, r, r_lo, r0, w, &mut prod[..MR * stride], stride);
             } else {
+                // no columns: every norm, so every lower bound, is 0
                 prod.fill(0.0);
             }
             for (a, best) in bests.iter_mut().enumerate() {
                 let qi = t * MR + a;
                 let gi = rows.start + qi;
                 let row = &mut prod[a * stride..a * stride + w];
-                let lo = &r_lo[r0..r1];
                 if exclude_self && (r0..r1).contains(&gi) {
                     row[gi - r0] = f32::INFINITY;
                 }
@@ -499,7 +650,10 @@ fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Ve
                     // bounds the k-th exact distance from above.
                     let needed = k - best.kept.len();
                     let qh = (qn * (1.0 + c)) as f32;
-                    if let Some(t) = kth_upper_bound(row, &r_hi[r0..r1], qh, needed, &mut scratch) {
+                    let span = &r_span[r0..r1];
+                    let bound = group_upper_bound(row, span, qh, needed)
+                        .or_else(|| kth_upper_bound(row, span, qh, needed, &mut scratch));
+                    if let Some(t) = bound {
                         // the f32 sums add at most a few ulps: absorbed by the 2x slack
                         tau = t as f64;
                         if !best.kept.is_empty() {
@@ -508,24 +662,101 @@ fn block_body<const FUSED: bool>(s: &Search, rows: std::ops::Range<usize>) -> Ve
                     }
                 }
                 pending.clear();
-                if tau.is_infinite() {
-                    pending.extend(
+                offered.clear();
+                let qlo = (qn * (1.0 - c)) as f32;
+                match (tau.is_infinite(), columns.as_deref_mut()) {
+                    (true, _) => pending.extend(
                         (r0..r1)
                             .filter(|&j| row[j - r0].is_finite())
                             .map(|j| j as u32),
-                    );
-                } else {
-                    let thr = ((tau - qn * (1.0 - c)) as f32).next_up();
-                    collect_below(row, lo, thr, r0, &mut pending);
+                    ),
+                    (false, None) => {
+                        let thr = ((tau - qn * (1.0 - c)) as f32).next_up();
+                        collect_below(row, thr, r0, &mut pending);
+                    }
+                    (false, Some(cols)) => {
+                        // both sides' tests in one pass over the products
+                        let thr = ((tau - qn * (1.0 - c)) as f32).next_up();
+                        let tau32 = &cols.tau32[r0..r1];
+                        collect_both(row, thr, qlo, tau32, r0, &mut pending, &mut offered);
+                    }
                 }
                 best.absorb(queries.row(gi), reference, &pending);
+                if let Some(cols) = columns.as_deref_mut() {
+                    if tau.is_infinite() {
+                        collect_below_each(row, qlo, &cols.tau32[r0..r1], r0, &mut offered);
+                    }
+                    cols.offer(queries.row(gi), gi, &offered, reference);
+                }
             }
         }
     }
-    bests
 }
 
-/// The `needed`-th smallest upper bound `row[j] + hi[j] + qh` over the
+/// The column side of the symmetric self search: while query row `i`'s
+/// products with reference rows `j` are in hand, row `j` (of a later
+/// reference block, whose own search never meets row `i`) gets `i` as a
+/// candidate when `i` passes `j`'s threshold. The thresholds are fixed (each
+/// row's k-th distance within its own reference block, from the first
+/// pass), so the offers are measured exactly at once and only those within
+/// the threshold are kept, filed by the query block of `j`.
+struct Columns<'a> {
+    /// Row `j`'s threshold, the exact squared distance.
+    tau: &'a [f64],
+    /// The same, rounded up to `f32`, for the filter.
+    tau32: &'a [f32],
+    /// Kept offers `(j, i, squared distance)`, by the query block of `j`.
+    out: Vec<Vec<(u32, u32, f64)>>,
+}
+
+impl Columns<'_> {
+    /// Offers query row `i` (raw values `query`) to the reference rows
+    /// `found`, those that passed the filter.
+    #[inline(always)]
+    fn offer(&mut self, query: &[f32], i: usize, found: &[u32], reference: &Matrix) {
+        for &j in found {
+            let d2 = exact_sq(query, reference.row(j as usize));
+            if d2 <= self.tau[j as usize] {
+                self.out[j as usize / QUERY_BLOCK].push((j, i as u32, d2));
+            }
+        }
+    }
+}
+
+/// Groups of [`group_upper_bound`]: one minimum per lane of eight AVX2 registers.
+const GROUPS: usize = 64;
+
+/// A cheap upper bound of the `needed`-th smallest `row[j] + span[j] + qh`:
+/// entry `j` belongs to group `j % GROUPS`, and the `needed`-th smallest of
+/// the group minima is attained by `needed` distinct entries, so at least
+/// `needed` reference rows lie within it. One vectorised pass of additions
+/// and minima (no sorted list to maintain); with `needed` much smaller than
+/// [`GROUPS`] the bound is close to the exact order statistic. `None` when
+/// `needed` is over a quarter of the groups (the bound would be loose) or
+/// fewer than `needed` groups hold a finite entry.
+#[inline(always)]
+fn group_upper_bound(row: &[f32], hi: &[f32], qh: f32, needed: usize) -> Option<f32> {
+    if needed == 0 || needed > GROUPS / 4 {
+        return None;
+    }
+    let mut mins = [f32::INFINITY; GROUPS];
+    let (rows, row_tail) = row.as_chunks::<GROUPS>();
+    let (his, hi_tail) = hi.as_chunks::<GROUPS>();
+    for (rc, hc) in rows.iter().zip(his) {
+        for l in 0..GROUPS {
+            // `min` keeps the other operand when one is NaN
+            mins[l] = mins[l].min(rc[l] + hc[l]);
+        }
+    }
+    for (l, (&p, &h)) in row_tail.iter().zip(hi_tail).enumerate() {
+        mins[l] = mins[l].min(p + h);
+    }
+    let (_, &mut nth, _) = mins.select_nth_unstable_by(needed - 1, f32::total_cmp);
+    let bound = nth + qh;
+    bound.is_finite().then_some(bound)
+}
+
+/// The `needed`-th smallest upper bound `row[j] + span[j] + qh` over the
 /// finite entries of `row`, or `None` when there are fewer than `needed`.
 /// An insertion into a short sorted list (`top`, reused): after the first
 /// few entries almost every value fails the one comparison with the
@@ -595,35 +826,102 @@ fn kth_upper_bound(
     Some(worst)
 }
 
-/// Pushes `offset + j` for every `j` with `row[j] + lo[j] <= thr`.
+/// Pushes `offset + j` for every `j` with `row[j] <= thr`.
 #[inline(always)]
-fn collect_below(row: &[f32], lo: &[f32], thr: f32, offset: usize, out: &mut Vec<u32>) {
+fn collect_below(row: &[f32], thr: f32, offset: usize, out: &mut Vec<u32>) {
     const CHUNK: usize = 16;
-    let split = row.len() - row.len() % CHUNK;
-    let (rh, rt) = row.split_at(split);
-    let (lh, lt) = lo.split_at(split);
-    for (c, (rc, lc)) in rh
-        .chunks_exact(CHUNK)
-        .zip(lh.chunks_exact(CHUNK))
-        .enumerate()
-    {
+    let (chunks, tail) = row.as_chunks::<CHUNK>();
+    for (c, rc) in chunks.iter().enumerate() {
         // a branch-free test over fixed lanes (vectorises); most chunks hold
         // no candidate
-        let mut any = false;
-        for l in 0..CHUNK {
-            any |= rc[l] + lc[l] <= thr;
-        }
-        if any {
-            for l in 0..CHUNK {
-                if rc[l] + lc[l] <= thr {
+        if rc.iter().fold(false, |any, &v| any | (v <= thr)) {
+            for (l, &v) in rc.iter().enumerate() {
+                if v <= thr {
                     out.push((offset + c * CHUNK + l) as u32);
                 }
             }
         }
     }
-    for (l, (&p, &q)) in rt.iter().zip(lt).enumerate() {
-        if p + q <= thr {
+    let split = chunks.len() * CHUNK;
+    for (l, &v) in tail.iter().enumerate() {
+        if v <= thr {
             out.push((offset + split + l) as u32);
+        }
+    }
+}
+
+/// Pushes `offset + j` for every `j` with `row[j] + add <= thr[j]`.
+#[inline(always)]
+fn collect_below_each(row: &[f32], add: f32, thr: &[f32], offset: usize, out: &mut Vec<u32>) {
+    const CHUNK: usize = 16;
+    let (chunks, tail) = row.as_chunks::<CHUNK>();
+    let (thrs, thr_tail) = thr.as_chunks::<CHUNK>();
+    for (c, (rc, tc)) in chunks.iter().zip(thrs).enumerate() {
+        let mut any = false;
+        for l in 0..CHUNK {
+            any |= rc[l] + add <= tc[l];
+        }
+        if any {
+            for l in 0..CHUNK {
+                if rc[l] + add <= tc[l] {
+                    out.push((offset + c * CHUNK + l) as u32);
+                }
+            }
+        }
+    }
+    let split = chunks.len() * CHUNK;
+    for (l, (&v, &t)) in tail.iter().zip(thr_tail).enumerate() {
+        if v + add <= t {
+            out.push((offset + split + l) as u32);
+        }
+    }
+}
+
+/// [`collect_below`] into `rows` and [`collect_below_each`] into `cols` in
+/// one pass: `offset + j` for every `j` with `row[j] <= thr`, and for every
+/// `j` with `row[j] + add <= each[j]`.
+#[inline(always)]
+fn collect_both(
+    row: &[f32],
+    thr: f32,
+    add: f32,
+    each: &[f32],
+    offset: usize,
+    rows: &mut Vec<u32>,
+    cols: &mut Vec<u32>,
+) {
+    const CHUNK: usize = 16;
+    let (chunks, tail) = row.as_chunks::<CHUNK>();
+    let (eachs, each_tail) = each.as_chunks::<CHUNK>();
+    let test = |v: f32, t: f32| (v <= thr, v + add <= t);
+    for (c, (rc, tc)) in chunks.iter().zip(eachs).enumerate() {
+        let mut any = false;
+        for l in 0..CHUNK {
+            let (a, b) = test(rc[l], tc[l]);
+            any |= a | b;
+        }
+        if any {
+            for l in 0..CHUNK {
+                let (a, b) = test(rc[l], tc[l]);
+                let j = (offset + c * CHUNK + l) as u32;
+                if a {
+                    rows.push(j);
+                }
+                if b {
+                    cols.push(j);
+                }
+            }
+        }
+    }
+    let split = chunks.len() * CHUNK;
+    for (l, (&v, &t)) in tail.iter().zip(each_tail).enumerate() {
+        let (a, b) = test(v, t);
+        let j = (offset + split + l) as u32;
+        if a {
+            rows.push(j);
+        }
+        if b {
+            cols.push(j);
         }
     }
 }
@@ -634,7 +932,8 @@ mod tests {
 
     use super::*;
 
-    /// The definition: all distances in f64, sorted by (distance, index).
+    /// The definition: all distances (as `exact_sq` sums them), sorted by
+    /// (distance, index).
     fn naive(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) -> Neighbors {
         let mut indices = Vec::new();
         let mut distances = Vec::new();
@@ -646,15 +945,7 @@ mod tests {
         for i in 0..queries.rows {
             let mut all: Vec<(f64, u32)> = (0..reference.rows)
                 .filter(|&j| !(exclude_self && i == j))
-                .map(|j| {
-                    let s: f64 = queries
-                        .row(i)
-                        .iter()
-                        .zip(reference.row(j))
-                        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-                        .sum();
-                    (s, j as u32)
-                })
+                .map(|j| (exact_sq(queries.row(i), reference.row(j)), j as u32))
                 .collect();
             all.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then(a.1.cmp(&b.1)));
             for &(d2, j) in &all[..k] {
@@ -667,6 +958,21 @@ mod tests {
             indices,
             distances,
         }
+    }
+
+    #[test]
+    fn the_exact_distance_is_the_f64_sum_of_squares() {
+        let a: Vec<f32> = (0..23).map(|i| (i as f32 * 0.37).sin() * 1e3).collect();
+        let b: Vec<f32> = (0..23).map(|i| (i as f32 * 1.91).cos() * 1e3).collect();
+        for d in 0..=23 {
+            let plain: f64 = (0..d).map(|p| (a[p] as f64 - b[p] as f64).powi(2)).sum();
+            let got = exact_sq(&a[..d], &b[..d]);
+            assert!(
+                (got - plain).abs() <= 1e-14 * plain,
+                "{d}: {got} vs {plain}"
+            );
+        }
+        assert_eq!(exact_sq(&[1.0, 2.0], &[1.0, 2.0]), 0.0);
     }
 
     #[test]
@@ -735,6 +1041,26 @@ mod tests {
     }
 
     #[test]
+    fn the_symmetric_self_search_matches_the_definition() {
+        // Over one reference block: each product serves both rows. A last
+        // block of 3 rows (fewer than k + 1) leaves its rows without a
+        // threshold from their own block; grid values give many ties.
+        for (n, k) in [
+            (3 * REF_BLOCK, 5),
+            (2 * REF_BLOCK + 3, 6),
+            (REF_BLOCK + 500, 1),
+        ] {
+            assert!(n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS);
+            let d = 4;
+            let data: Vec<f32> = (0..n * d)
+                .map(|i| ((i * 7919 + i / d * 104729) % 23) as f32 * 0.5 - 3.0)
+                .collect();
+            let m = Matrix::new(n, d, data);
+            assert_eq!(knn_self(&m, k), naive(&m, &m, k, true), "{n} rows, k = {k}");
+        }
+    }
+
+    #[test]
     fn the_baseline_kernel_agrees_with_the_dispatched_one() {
         // The dispatched build is the AVX2 one on most machines: check the
         // baseline build (no fused multiply-add) finds the same neighbours.
@@ -749,9 +1075,11 @@ mod tests {
         };
         let s = Search::new(&m, &m, &r, &r, k, true);
         for rows in [0..256, 300..301, 1490..1500] {
-            let dispatched = kept(block_products(&s, rows.clone()));
-            let baseline = kept(block_body::<false>(&s, rows));
-            assert_eq!(dispatched, baseline);
+            let fresh = || rows.clone().map(|_| Best::new(k)).collect::<Vec<_>>();
+            let (mut dispatched, mut baseline) = (fresh(), fresh());
+            block_products(&s, rows.clone(), &mut dispatched, 0..n, None);
+            block_body::<false>(&s, rows.clone(), &mut baseline, 0..n, None);
+            assert_eq!(kept(dispatched), kept(baseline));
         }
         assert_eq!(knn_self(&m, k), naive(&m, &m, k, true));
     }
