@@ -333,8 +333,7 @@ impl Features {
                 let values = rows.float64(i)?;
                 // The mean only stands in for missing values: skip it when
                 // there are none (one vectorised scan).
-                let complete =
-                    values.null_count() == 0 && values.values().iter().all(|v| v.is_finite());
+                let complete = values.null_count() == 0 && all(values.values(), f64::is_finite);
                 let (mut sum, mut n) = (0.0f64, 0usize);
                 if !complete {
                     for v in values.iter().flatten().filter(|v| v.is_finite()) {
@@ -378,34 +377,13 @@ impl Features {
     /// The numeric features of `rows` as an `f32` matrix for the kNN engine
     /// (missing values replaced by the column mean).
     pub fn matrix(&self, rows: &[u32]) -> Matrix {
-        let d = self.numeric.len();
-        let mut data = vec![0f32; rows.len() * d];
-        if d > 0 {
-            data.par_chunks_mut(d)
-                .zip(rows.par_iter())
-                .for_each(|(out, &r)| {
-                    for (o, f) in out.iter_mut().zip(&self.numeric) {
-                        *o = f.imputed(r as usize) as f32;
-                    }
-                });
-        }
-        Matrix::new(rows.len(), d, data)
+        let data = gather(&self.numeric, rows, |f, r| f.imputed(r) as f32);
+        Matrix::new(rows.len(), self.numeric.len(), data)
     }
 
     /// The numeric features of `rows`, row-major, in `f64`.
     pub fn rows_f64(&self, rows: &[u32]) -> Vec<f64> {
-        let d = self.numeric.len();
-        let mut data = vec![0f64; rows.len() * d];
-        if d > 0 {
-            data.par_chunks_mut(d)
-                .zip(rows.par_iter())
-                .for_each(|(out, &r)| {
-                    for (o, f) in out.iter_mut().zip(&self.numeric) {
-                        *o = f.imputed(r as usize);
-                    }
-                });
-        }
-        data
+        gather(&self.numeric, rows, Numeric::imputed)
     }
 
     /// Exact squared euclidean distance of rows `a` and `b` in `f64`.
@@ -419,6 +397,40 @@ impl Features {
             })
             .sum()
     }
+}
+
+/// `value(column, row)` for `rows` and `columns`, row-major. Read a column
+/// at a time over a chunk of rows: ascending rows then walk each column
+/// forwards, which the prefetcher follows (a row at a time touched every
+/// column at once, a cache miss per value).
+fn gather<T: Copy + Default + Send>(
+    columns: &[Numeric],
+    rows: &[u32],
+    value: impl Fn(&Numeric, usize) -> T + Sync,
+) -> Vec<T> {
+    const CHUNK: usize = 2048;
+    let d = columns.len();
+    let mut data = vec![T::default(); rows.len() * d];
+    if d > 0 {
+        data.par_chunks_mut(CHUNK * d)
+            .zip(rows.par_chunks(CHUNK))
+            .for_each(|(out, rows)| {
+                for (p, f) in columns.iter().enumerate() {
+                    for (o, &r) in out[p..].iter_mut().step_by(d).zip(rows) {
+                        *o = value(f, r as usize);
+                    }
+                }
+            });
+    }
+    data
+}
+
+/// Whether `test` holds for every value: a branch-free test over fixed
+/// chunks (vectorises), stopping at the first chunk that fails.
+fn all(values: &[f64], test: fn(f64) -> bool) -> bool {
+    values
+        .chunks(256)
+        .all(|c| c.iter().fold(true, |ok, &v| ok & test(v)))
 }
 
 /// Squared euclidean distance of two rows, four partial sums at a time (so
@@ -492,9 +504,10 @@ pub struct Synthetic {
     pub class: Vec<u32>,
     /// The row it starts from (global index).
     pub base: Vec<u32>,
-    /// The neighbour it moves towards (global index).
+    /// The neighbour it moves towards (global index); empty for copies.
     pub neighbour: Vec<u32>,
-    /// How far: `base + gap * (neighbour - base)`, `gap` in [0, 1].
+    /// How far: `base + gap * (neighbour - base)`, `gap` in [0, 1]; empty
+    /// for copies.
     pub gap: Vec<f64>,
     /// SMOTE-NC: for each categorical feature, the row whose value each new
     /// row takes.
@@ -562,15 +575,7 @@ fn interpolate(
         let width = group.len();
         // NaN marks a missing value; `get` never returns NaN, so no real
         // value is mistaken for one, and NaN propagates to the result.
-        let mut block = vec![0f64; used.len() * width];
-        block
-            .par_chunks_mut(width)
-            .zip(used.par_iter())
-            .for_each(|(row, &g)| {
-                for (v, col) in row.iter_mut().zip(group) {
-                    *v = col.get(g as usize).unwrap_or(f64::NAN);
-                }
-            });
+        let block = gather(group, &used, |col, g| col.get(g).unwrap_or(f64::NAN));
         let mut cols: Vec<Vec<f64>> = (0..width).map(|_| vec![0f64; n]).collect();
         let mut tasks: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(INTERPOLATE_CHUNK))
             .map(|_| Vec::with_capacity(width))
@@ -605,9 +610,7 @@ fn interpolate(
             if round {
                 values.par_iter_mut().for_each(|v| *v = v.round());
             }
-            let nulls = values
-                .iter()
-                .any(|v| v.is_nan())
+            let nulls = (!all(&values, |v| !v.is_nan()))
                 .then(|| NullBuffer::from_iter(values.iter().map(|v| !v.is_nan())));
             let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
             out.push(if data_type == &DataType::Float64 {

@@ -45,8 +45,6 @@ pub fn random_over(ctx: &StageContext, classes: &Classes, targets: &[Option<usiz
             let row = members[rng.random_range(0..members.len())];
             out.class.push(c as u32);
             out.base.push(row);
-            out.neighbour.push(row);
-            out.gap.push(0.0);
         }
     }
     out
