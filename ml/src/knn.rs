@@ -52,6 +52,7 @@
 //! `||q||² + ||r||²` in all). The filter uses twice that.
 
 use std::cmp::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AtomicOrdering};
 
 use rayon::prelude::*;
 
@@ -70,6 +71,10 @@ const MR: usize = 6;
 /// grow with the rows (about `k` per row per earlier reference block), so
 /// larger searches use the plain one.
 const SYMMETRIC_MAX_ROWS: usize = 16 * REF_BLOCK;
+/// Offers a block keeps before it adds them to the search's count.
+const OFFER_SYNC: usize = 1024;
+/// Offers the symmetric search allows beyond its expected rate.
+const OFFER_SLACK: usize = 16 * OFFER_SYNC;
 
 /// The k nearest neighbours of each query row.
 #[derive(Debug, Clone, PartialEq)]
@@ -396,8 +401,10 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
     };
     if !finite {
         blocks.for_each(|(b, (idx, dist))| write(block_exact(&s, query_block(b)), idx, dist));
-    } else if exclude_self && n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS {
-        let all = symmetric(&s, query_block, fresh);
+    } else if let Some(all) = (exclude_self && n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS)
+        .then(|| symmetric(&s, query_block, fresh))
+        .flatten()
+    {
         blocks
             .zip(all)
             .for_each(|((_, (idx, dist)), bests)| write(bests, idx, dist));
@@ -430,11 +437,20 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
 /// Every pair of rows in different reference blocks is measured exactly
 /// once, each row seeing the other; pairs within a block in step 1. The
 /// result is the plain search's: the exact k nearest by (distance, index).
+///
+/// The thresholds of step 2's offers are fixed (each row's k-th distance
+/// within its own block), so when the rows come in no particular order a
+/// pair makes an offer with probability about `k / 1024`: some `k n² /
+/// 2048` offers in all. Duplicated rows spread over many blocks make far
+/// more (each copy beats the later copies' neighbours by index, so the
+/// offers grow with the square of the copies). When the offers pass twice
+/// that rate (plus [`OFFER_SLACK`]), the search gives up (`None`) and the
+/// caller runs the plain search.
 fn symmetric(
     s: &Search,
     query_block: impl Fn(usize) -> std::ops::Range<usize> + Sync,
     fresh: impl Fn(usize) -> Vec<Best> + Sync,
-) -> Vec<Vec<Best>> {
+) -> Option<Vec<Vec<Best>>> {
     let n = s.reference.rows;
     let blocks = n.div_ceil(QUERY_BLOCK);
     let own = |b: usize| {
@@ -458,6 +474,8 @@ fn symmetric(
             if (t32 as f64) < t { t32.next_up() } else { t32 }
         })
         .collect();
+    let total = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let over = AtomicBool::new(false);
     let offers: Vec<Vec<Vec<(u32, u32, f64)>>> = bests
         .par_iter_mut()
         .enumerate()
@@ -466,6 +484,10 @@ fn symmetric(
                 tau: &tau,
                 tau32: &tau32,
                 out: vec![Vec::new(); blocks],
+                unsynced: (0, 0),
+                total: &total,
+                over: &over,
+                k: s.k,
             };
             let later = own(b).end..n;
             if !later.is_empty() {
@@ -474,13 +496,16 @@ fn symmetric(
             cols.out
         })
         .collect();
+    if over.into_inner() {
+        return None;
+    }
     bests.par_iter_mut().enumerate().for_each(|(b, bests)| {
         let q0 = b * QUERY_BLOCK;
         for &(j, i, d2) in offers.iter().flat_map(|o| &o[b]) {
             bests[j as usize - q0].offer((d2, i));
         }
     });
-    bests
+    Some(bests)
 }
 
 /// What every query block of one search shares.
@@ -622,6 +647,9 @@ fn block_body<const FUSED: bool>(
     qc.gather_tiles(rows.clone(), &mut qtiles);
 
     for r0 in refs.clone().step_by(REF_BLOCK) {
+        if columns.as_deref().is_some_and(Columns::stopped) {
+            return;
+        }
         let r1 = (r0 + REF_BLOCK).min(refs.end);
         let w = r1 - r0;
         let stride = w.div_ceil(LANES) * LANES;
@@ -686,7 +714,7 @@ fn block_body<const FUSED: bool>(
                     if tau.is_infinite() {
                         collect_below_each(row, qlo, &cols.tau32[r0..r1], r0, &mut offered);
                     }
-                    cols.offer(queries.row(gi), gi, &offered, reference);
+                    cols.offer(queries.row(gi), gi, &offered, w, reference);
                 }
             }
         }
@@ -707,19 +735,46 @@ struct Columns<'a> {
     tau32: &'a [f32],
     /// Kept offers `(j, i, squared distance)`, by the query block of `j`.
     out: Vec<Vec<(u32, u32, f64)>>,
+    /// Offers kept and pairs tested by this block, not yet added to `total`.
+    unsynced: (usize, usize),
+    /// Offers kept and pairs tested by all blocks (updated every
+    /// [`OFFER_SYNC`] offers).
+    total: &'a (AtomicUsize, AtomicUsize),
+    /// Set when the offers outgrew the pairs tested (see [`symmetric`]):
+    /// every block stops.
+    over: &'a AtomicBool,
+    /// Neighbours wanted per row.
+    k: usize,
 }
 
 impl Columns<'_> {
     /// Offers query row `i` (raw values `query`) to the reference rows
     /// `found`, those that passed the filter.
     #[inline(always)]
-    fn offer(&mut self, query: &[f32], i: usize, found: &[u32], reference: &Matrix) {
+    fn offer(&mut self, query: &[f32], i: usize, found: &[u32], tested: usize, reference: &Matrix) {
+        self.unsynced.1 += tested;
         for &j in found {
             let d2 = exact_sq(query, reference.row(j as usize));
             if d2 <= self.tau[j as usize] {
                 self.out[j as usize / QUERY_BLOCK].push((j, i as u32, d2));
+                self.unsynced.0 += 1;
             }
         }
+        if self.unsynced.0 >= OFFER_SYNC {
+            let (offers, pairs) = std::mem::take(&mut self.unsynced);
+            let offers = offers + self.total.0.fetch_add(offers, AtomicOrdering::Relaxed);
+            let pairs = pairs + self.total.1.fetch_add(pairs, AtomicOrdering::Relaxed);
+            // a pair passes with probability about k / REF_BLOCK when the
+            // rows come in no particular order
+            if offers > OFFER_SLACK + 2 * self.k * pairs / REF_BLOCK {
+                self.over.store(true, AtomicOrdering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the search gave up (too many offers).
+    fn stopped(&self) -> bool {
+        self.over.load(AtomicOrdering::Relaxed)
     }
 }
 
@@ -1044,7 +1099,8 @@ mod tests {
     fn the_symmetric_self_search_matches_the_definition() {
         // Over one reference block: each product serves both rows. A last
         // block of 3 rows (fewer than k + 1) leaves its rows without a
-        // threshold from their own block; grid values give many ties.
+        // threshold from their own block; some rows are exact copies of
+        // others (in other blocks), some coordinates tie.
         for (n, k) in [
             (3 * REF_BLOCK, 5),
             (2 * REF_BLOCK + 3, 6),
@@ -1052,12 +1108,45 @@ mod tests {
         ] {
             assert!(n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS);
             let d = 4;
-            let data: Vec<f32> = (0..n * d)
-                .map(|i| ((i * 7919 + i / d * 104729) % 23) as f32 * 0.5 - 3.0)
+            let mut x = 7u64;
+            let mut data: Vec<f32> = (0..n * d)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((x >> 40) % 2000) as f32 * 0.01
+                })
                 .collect();
+            for i in (0..n).step_by(97).skip(1) {
+                let src = (i * 31) % n;
+                data.copy_within(src * d..(src + 1) * d, i * d);
+            }
             let m = Matrix::new(n, d, data);
+            // the symmetric search answers (it does not give way)
+            let r = centre(&m, &column_means(&m));
+            let s = Search::new(&m, &m, &r, &r, k, true);
+            let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(n);
+            let fresh = |b: usize| query_block(b).map(|_| Best::new(k)).collect::<Vec<_>>();
+            assert!(symmetric(&s, query_block, fresh).is_some());
             assert_eq!(knn_self(&m, k), naive(&m, &m, k, true), "{n} rows, k = {k}");
         }
+    }
+
+    #[test]
+    fn many_copies_of_a_row_make_the_symmetric_search_give_way() {
+        // 4 distinct rows, each copied 1,024 times across every block:
+        // each copy beats the later copies' neighbours by index, so the
+        // offers would grow with the square of the copies.
+        let (n, k) = (4 * REF_BLOCK, 5);
+        let data: Vec<f32> = (0..n * 2).map(|i| ((i / 2) % 4) as f32).collect();
+        let m = Matrix::new(n, 2, data);
+        let r = centre(&m, &column_means(&m));
+        let s = Search::new(&m, &m, &r, &r, k, true);
+        let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(n);
+        let fresh = |b: usize| query_block(b).map(|_| Best::new(k)).collect::<Vec<_>>();
+        assert!(symmetric(&s, query_block, fresh).is_none());
+        // the plain search answers instead
+        assert_eq!(knn_self(&m, k), naive(&m, &m, k, true));
     }
 
     #[test]
