@@ -31,7 +31,7 @@
 //! comes from the minima of 64 groups of its first block's upper bounds
 //! (one vectorised pass; the k-th smallest minimum is attained by k rows).
 //!
-//! A self search over 1,025 to 16,384 rows computes each product once for
+//! A self search over more than 1,024 rows computes each product once for
 //! both rows of the pair (`symmetric`): about half the products.
 //!
 //! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
@@ -66,11 +66,6 @@ const REF_BLOCK: usize = 1024;
 const LANES: usize = 16;
 /// Query rows per step of the product kernel.
 const MR: usize = 6;
-/// Self searches over more rows than one reference block and at most this
-/// many compute each product once for both rows ([`symmetric`]). Its offers
-/// grow with the rows (about `k` per row per earlier reference block), so
-/// larger searches use the plain one.
-const SYMMETRIC_MAX_ROWS: usize = 16 * REF_BLOCK;
 /// Offers a block keeps before it adds them to the search's count.
 const OFFER_SYNC: usize = 1024;
 /// Offers the symmetric search allows beyond its expected rate.
@@ -181,7 +176,7 @@ struct Best {
 impl Best {
     fn new(k: usize) -> Best {
         Best {
-            kept: Vec::with_capacity(k + 16),
+            kept: Vec::with_capacity(k),
             k,
         }
     }
@@ -195,18 +190,12 @@ impl Best {
         }
     }
 
-    /// Measures `candidates` exactly and keeps the best `k` overall.
+    /// Measures `candidates` exactly and keeps the best `k` overall (never
+    /// more than `k` held: the symmetric search holds every row's at once).
     fn absorb(&mut self, query: &[f32], reference: &Matrix, candidates: &[u32]) {
-        if candidates.is_empty() {
-            return;
+        for &j in candidates {
+            self.offer((exact_sq(query, reference.row(j as usize)), j));
         }
-        self.kept.extend(
-            candidates
-                .iter()
-                .map(|&j| (exact_sq(query, reference.row(j as usize)), j)),
-        );
-        self.kept.sort_unstable_by(by_distance_then_index);
-        self.kept.truncate(self.k);
     }
 
     /// Keeps an exactly measured candidate if it is among the best `k`.
@@ -401,7 +390,7 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
     };
     if !finite {
         blocks.for_each(|(b, (idx, dist))| write(block_exact(&s, query_block(b)), idx, dist));
-    } else if let Some(all) = (exclude_self && n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS)
+    } else if let Some(all) = (exclude_self && n > REF_BLOCK)
         .then(|| symmetric(&s, query_block, fresh))
         .flatten()
     {
@@ -429,23 +418,26 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
 ///
 /// 1. Each query block searches its own reference block (all pairs within
 ///    it, both ways), which gives every row a finite k-th distance.
-/// 2. Each query block searches the reference blocks after its own: its
-///    rows take candidates as in the plain search, and each product also
-///    offers the query row to the reference row ([`Columns`]).
-/// 3. The offers are absorbed by the rows they were made to.
+/// 2. In bands of reference blocks after its own (the next one, the two
+///    after it, the four after those, ...), each query block's rows take
+///    candidates as in the plain search, and each product also offers the
+///    query row to the reference row ([`Columns`]), against that row's
+///    k-th distance at the start of the band.
+/// 3. After each band, the offers are absorbed by the rows they were made
+///    to, so that the next band's thresholds are tighter.
 ///
 /// Every pair of rows in different reference blocks is measured exactly
 /// once, each row seeing the other; pairs within a block in step 1. The
 /// result is the plain search's: the exact k nearest by (distance, index).
 ///
-/// The thresholds of step 2's offers are fixed (each row's k-th distance
-/// within its own block), so when the rows come in no particular order a
-/// pair makes an offer with probability about `k / 1024`: some `k n² /
-/// 2048` offers in all. Duplicated rows spread over many blocks make far
-/// more (each copy beats the later copies' neighbours by index, so the
-/// offers grow with the square of the copies). When the offers pass twice
-/// that rate (plus [`OFFER_SLACK`]), the search gives up (`None`) and the
-/// caller runs the plain search.
+/// When the rows come in no particular order, a row has seen about twice
+/// as many blocks at the start of a band as the band offers it, so it keeps
+/// about `k / 2` offers per band: `k / 2 log2(n / 1024)` in all. Duplicated
+/// rows spread over many blocks make far more (each copy beats the later
+/// copies' neighbours by index, so the offers grow with the square of the
+/// copies). When the offers pass twice the rate of fixed thresholds (`k /
+/// 1024` of the pairs tested, plus [`OFFER_SLACK`]), the search gives up
+/// (`None`) and the caller runs the plain search.
 fn symmetric(
     s: &Search,
     query_block: impl Fn(usize) -> std::ops::Range<usize> + Sync,
@@ -465,46 +457,59 @@ fn symmetric(
             bests
         })
         .collect();
-    let tau: Vec<f64> = bests.iter().flatten().map(Best::threshold).collect();
-    // rounded up, so that the f32 filter keeps every row the f64 test keeps
-    let tau32: Vec<f32> = tau
-        .iter()
-        .map(|&t| {
-            let t32 = t as f32;
-            if (t32 as f64) < t { t32.next_up() } else { t32 }
-        })
-        .collect();
     let total = (AtomicUsize::new(0), AtomicUsize::new(0));
     let over = AtomicBool::new(false);
-    let offers: Vec<Vec<Vec<(u32, u32, f64)>>> = bests
-        .par_iter_mut()
-        .enumerate()
-        .map(|(b, bests)| {
-            let mut cols = Columns {
-                tau: &tau,
-                tau32: &tau32,
-                out: vec![Vec::new(); blocks],
-                unsynced: (0, 0),
-                total: &total,
-                over: &over,
-                k: s.k,
-            };
-            let later = own(b).end..n;
-            if !later.is_empty() {
-                block_products(s, query_block(b), bests, later, Some(&mut cols));
-            }
-            cols.out
-        })
-        .collect();
-    if over.into_inner() {
-        return None;
-    }
-    bests.par_iter_mut().enumerate().for_each(|(b, bests)| {
-        let q0 = b * QUERY_BLOCK;
-        for &(j, i, d2) in offers.iter().flat_map(|o| &o[b]) {
-            bests[j as usize - q0].offer((d2, i));
+    let super_blocks = n.div_ceil(REF_BLOCK);
+    // bands of reference blocks 1, 2-3, 4-7, ... blocks after a row's own
+    let mut near = 1;
+    while near < super_blocks {
+        let far = (2 * near).min(super_blocks);
+        let tau: Vec<f64> = bests.iter().flatten().map(Best::threshold).collect();
+        // rounded up, so that the f32 filter keeps every row the f64 test keeps
+        let tau32: Vec<f32> = tau
+            .iter()
+            .map(|&t| {
+                let t32 = t as f32;
+                if (t32 as f64) < t { t32.next_up() } else { t32 }
+            })
+            .collect();
+        let offers: Vec<Vec<(u32, u32, f64)>> = bests
+            .par_iter_mut()
+            .enumerate()
+            .map(|(b, bests)| {
+                let mut cols = Columns {
+                    tau: &tau,
+                    tau32: &tau32,
+                    out: Vec::new(),
+                    unsynced: (0, 0),
+                    total: &total,
+                    over: &over,
+                    k: s.k,
+                };
+                let first = own(b).start / REF_BLOCK;
+                let band = ((first + near) * REF_BLOCK).min(n)..((first + far) * REF_BLOCK).min(n);
+                if !band.is_empty() {
+                    block_products(s, query_block(b), bests, band, Some(&mut cols));
+                }
+                cols.out.sort_unstable_by_key(|o| o.0);
+                cols.out
+            })
+            .collect();
+        if over.load(AtomicOrdering::Relaxed) {
+            return None;
         }
-    });
+        bests.par_iter_mut().enumerate().for_each(|(b, bests)| {
+            let rows = query_block(b);
+            for o in &offers {
+                let from = o.partition_point(|x| (x.0 as usize) < rows.start);
+                let to = o.partition_point(|x| (x.0 as usize) < rows.end);
+                for &(j, i, d2) in &o[from..to] {
+                    bests[j as usize - rows.start].offer((d2, i));
+                }
+            }
+        });
+        near = far;
+    }
     Some(bests)
 }
 
@@ -733,8 +738,8 @@ struct Columns<'a> {
     tau: &'a [f64],
     /// The same, rounded up to `f32`, for the filter.
     tau32: &'a [f32],
-    /// Kept offers `(j, i, squared distance)`, by the query block of `j`.
-    out: Vec<Vec<(u32, u32, f64)>>,
+    /// Kept offers `(j, i, squared distance)`.
+    out: Vec<(u32, u32, f64)>,
     /// Offers kept and pairs tested by this block, not yet added to `total`.
     unsynced: (usize, usize),
     /// Offers kept and pairs tested by all blocks (updated every
@@ -756,7 +761,7 @@ impl Columns<'_> {
         for &j in found {
             let d2 = exact_sq(query, reference.row(j as usize));
             if d2 <= self.tau[j as usize] {
-                self.out[j as usize / QUERY_BLOCK].push((j, i as u32, d2));
+                self.out.push((j, i as u32, d2));
                 self.unsynced.0 += 1;
             }
         }
@@ -1105,8 +1110,10 @@ mod tests {
             (3 * REF_BLOCK, 5),
             (2 * REF_BLOCK + 3, 6),
             (REF_BLOCK + 500, 1),
+            // bands of 1, 2 and 3 blocks
+            (6 * REF_BLOCK + 100, 3),
         ] {
-            assert!(n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS);
+            assert!(n > REF_BLOCK);
             let d = 4;
             let mut x = 7u64;
             let mut data: Vec<f32> = (0..n * d)
