@@ -729,10 +729,10 @@ fn block_body<const FUSED: bool>(
 /// The column side of the symmetric self search: while query row `i`'s
 /// products with reference rows `j` are in hand, row `j` (of a later
 /// reference block, whose own search never meets row `i`) gets `i` as a
-/// candidate when `i` passes `j`'s threshold. The thresholds are fixed (each
-/// row's k-th distance within its own reference block, from the first
-/// pass), so the offers are measured exactly at once and only those within
-/// the threshold are kept, filed by the query block of `j`.
+/// candidate when `i` passes `j`'s threshold. The thresholds are fixed for
+/// the band (each row's k-th distance when it started), so the offers are
+/// measured exactly at once and only those within the threshold are kept,
+/// to be absorbed by `j` after the band.
 struct Columns<'a> {
     /// Row `j`'s threshold, the exact squared distance.
     tau: &'a [f64],
