@@ -37,8 +37,9 @@
 //! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
 //! uniform data, dev profile): 10,000 x 20, k = 5 in 0.039-0.045 s
 //! (0.055-0.06 s before the symmetric search, the folded lower bound and
-//! the group bootstrap) and 100,000 x 20, k = 10 in about 5 s, against
-//! 0.12 s and 10.5 s with the `matrixmultiply` sgemm this replaced (which
+//! the group bootstrap) and 100,000 x 20, k = 10 in 3.8 s (5.1-5.4 s
+//! before), against 0.12 s and 10.5 s with the `matrixmultiply` sgemm this
+//! replaced (which
 //! re-packed both operands on every call and, in the full workspace,
 //! started its own threads beside rayon's). The candidate filter keeps
 //! about `k (1 + ln(n / 1024))` rows per query for exact measurement.
