@@ -67,6 +67,10 @@ const REF_BLOCK: usize = 1024;
 const LANES: usize = 16;
 /// Query rows per step of the product kernel.
 const MR: usize = 6;
+/// The most neighbours per row for which a self search is symmetric: its
+/// first thresholds come from the row's own block of [`REF_BLOCK`] rows,
+/// which must hold many more than `k`.
+const SYMMETRIC_MAX_K: usize = REF_BLOCK / 16;
 /// Offers a block keeps before it adds them to the search's count.
 const OFFER_SYNC: usize = 1024;
 /// Offers the symmetric search allows beyond its expected rate.
@@ -391,7 +395,7 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
     };
     if !finite {
         blocks.for_each(|(b, (idx, dist))| write(block_exact(&s, query_block(b)), idx, dist));
-    } else if let Some(all) = (exclude_self && n > REF_BLOCK)
+    } else if let Some(all) = (exclude_self && n > REF_BLOCK && k <= SYMMETRIC_MAX_K)
         .then(|| symmetric(&s, query_block, fresh))
         .flatten()
     {
@@ -436,9 +440,10 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
 /// about `k / 2` offers per band: `k / 2 log2(n / 1024)` in all. Duplicated
 /// rows spread over many blocks make far more (each copy beats the later
 /// copies' neighbours by index, so the offers grow with the square of the
-/// copies). When the offers pass twice the rate of fixed thresholds (`k /
-/// 1024` of the pairs tested, plus [`OFFER_SLACK`]), the search gives up
-/// (`None`) and the caller runs the plain search.
+/// copies). When a band's offers pass twice the rate of fixed thresholds
+/// (`k / 1024` of the pairs tested, plus [`OFFER_SLACK`]) or `4 k n` (they
+/// are held until the band ends), the search gives up (`None`) and the
+/// caller runs the plain search.
 fn symmetric(
     s: &Search,
     query_block: impl Fn(usize) -> std::ops::Range<usize> + Sync,
@@ -458,13 +463,13 @@ fn symmetric(
             bests
         })
         .collect();
-    let total = (AtomicUsize::new(0), AtomicUsize::new(0));
     let over = AtomicBool::new(false);
     let super_blocks = n.div_ceil(REF_BLOCK);
     // bands of reference blocks 1, 2-3, 4-7, ... blocks after a row's own
     let mut near = 1;
     while near < super_blocks {
         let far = (2 * near).min(super_blocks);
+        let total = (AtomicUsize::new(0), AtomicUsize::new(0));
         let tau: Vec<f64> = bests.iter().flatten().map(Best::threshold).collect();
         // rounded up, so that the f32 filter keeps every row the f64 test keeps
         let tau32: Vec<f32> = tau
@@ -486,6 +491,7 @@ fn symmetric(
                     total: &total,
                     over: &over,
                     k: s.k,
+                    cap: 4 * s.k * n,
                 };
                 let first = own(b).start / REF_BLOCK;
                 let band = ((first + near) * REF_BLOCK).min(n)..((first + far) * REF_BLOCK).min(n);
@@ -751,6 +757,8 @@ struct Columns<'a> {
     over: &'a AtomicBool,
     /// Neighbours wanted per row.
     k: usize,
+    /// The most offers a band may keep.
+    cap: usize,
 }
 
 impl Columns<'_> {
@@ -770,9 +778,10 @@ impl Columns<'_> {
             let (offers, pairs) = std::mem::take(&mut self.unsynced);
             let offers = offers + self.total.0.fetch_add(offers, AtomicOrdering::Relaxed);
             let pairs = pairs + self.total.1.fetch_add(pairs, AtomicOrdering::Relaxed);
-            // a pair passes with probability about k / REF_BLOCK when the
-            // rows come in no particular order
-            if offers > OFFER_SLACK + 2 * self.k * pairs / REF_BLOCK {
+            // a pair passes with probability at most about k / REF_BLOCK
+            // when the rows come in no particular order; and the band's
+            // offers, all held until it ends, stay within `cap`
+            if offers > OFFER_SLACK + 2 * self.k * pairs / REF_BLOCK || offers > self.cap {
                 self.over.store(true, AtomicOrdering::Relaxed);
             }
         }
@@ -1097,6 +1106,9 @@ mod tests {
         }
         let m = Matrix::new(n, d, data);
         assert_eq!(knn_self(&m, 6), naive(&m, &m, 6, true));
+        // more neighbours than the symmetric search takes
+        let k = SYMMETRIC_MAX_K + 3;
+        assert_eq!(knn_self(&m, k), naive(&m, &m, k, true));
         let q = m.select_rows(&(0..300).map(|i| (i * 13) % n).collect::<Vec<_>>());
         assert_eq!(knn(&m, &q, 6), naive(&m, &q, 6, false));
     }
