@@ -3,8 +3,10 @@
 //! (the best of `repeat` runs; with `levels`, every value is one of that
 //! many, so that rows repeat).
 //!
-//! Measured on the 2-core development machine: 3.8 s (5.1-5.4 s before
-//! the symmetric self search; 6-8 s while other builds shared the cores).
+//! Measured on the 2-core development machine: 5.1-5.4 s (6-8 s while
+//! other builds shared the cores); 3.8 s with the symmetric self search,
+//! which the kNN keeps to 16,384 rows (see `SYMMETRIC_MAX_ROWS` in
+//! `src/knn.rs`).
 
 use gigo_ml::{Matrix, knn_self};
 

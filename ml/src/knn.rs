@@ -31,15 +31,16 @@
 //! comes from the minima of 64 groups of its first block's upper bounds
 //! (one vectorised pass; the k-th smallest minimum is attained by k rows).
 //!
-//! A self search over more than 1,024 rows computes each product once for
+//! A self search over 1,025 to 16,384 rows computes each product once for
 //! both rows of the pair (`symmetric`): about half the products.
 //!
 //! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
 //! uniform data, dev profile): 10,000 x 20, k = 5 in 0.039-0.045 s
 //! (0.055-0.06 s before the symmetric search, the folded lower bound and
-//! the group bootstrap) and 100,000 x 20, k = 10 in 3.8 s (5.1-5.4 s
-//! before), against 0.12 s and 10.5 s with the `matrixmultiply` sgemm this
-//! replaced (which
+//! the group bootstrap) and 100,000 x 20, k = 10 in about 5 s (3.8 s
+//! with the symmetric search, which is not used at that size: see
+//! `SYMMETRIC_MAX_ROWS`), against 0.12 s and 10.5 s with the
+//! `matrixmultiply` sgemm this replaced (which
 //! re-packed both operands on every call and, in the full workspace,
 //! started its own threads beside rayon's). The candidate filter keeps
 //! about `k (1 + ln(n / 1024))` rows per query for exact measurement.
@@ -67,6 +68,13 @@ const REF_BLOCK: usize = 1024;
 const LANES: usize = 16;
 /// Query rows per step of the product kernel.
 const MR: usize = 6;
+/// The most rows for which a self search is symmetric. The symmetric
+/// search holds every row's running best and a band's offers at once (about
+/// 130 + 40 bytes per row at k = 5, on top of the rows themselves): SMOTE
+/// over 1M x 50 rows (100k minority rows) peaked 23 MB higher with it, which
+/// its memory goal (2x the input) cannot spare. It was also 35% faster there
+/// (6.1 s against 9.4 s), so this limit is a trade of memory for time.
+const SYMMETRIC_MAX_ROWS: usize = 16 * REF_BLOCK;
 /// The most neighbours per row for which a self search is symmetric: its
 /// first thresholds come from the row's own block of [`REF_BLOCK`] rows,
 /// which must hold many more than `k`.
@@ -395,9 +403,10 @@ fn search(reference: &Matrix, queries: &Matrix, k: usize, exclude_self: bool) ->
     };
     if !finite {
         blocks.for_each(|(b, (idx, dist))| write(block_exact(&s, query_block(b)), idx, dist));
-    } else if let Some(all) = (exclude_self && n > REF_BLOCK && k <= SYMMETRIC_MAX_K)
-        .then(|| symmetric(&s, query_block, fresh))
-        .flatten()
+    } else if let Some(all) =
+        (exclude_self && n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS && k <= SYMMETRIC_MAX_K)
+            .then(|| symmetric(&s, query_block, fresh))
+            .flatten()
     {
         blocks
             .zip(all)
@@ -821,8 +830,18 @@ fn group_upper_bound(row: &[f32], hi: &[f32], qh: f32, needed: usize) -> Option<
     for (l, (&p, &h)) in row_tail.iter().zip(hi_tail).enumerate() {
         mins[l] = mins[l].min(p + h);
     }
-    let (_, &mut nth, _) = mins.select_nth_unstable_by(needed - 1, f32::total_cmp);
-    let bound = nth + qh;
+    // the `needed` smallest minima, sorted, by insertion (a general
+    // selection took longer than the pass above)
+    let mut top = [f32::INFINITY; GROUPS / 4];
+    let top = &mut top[..needed];
+    for &v in &mins {
+        if v < top[needed - 1] {
+            let at = top.partition_point(|&t| t <= v);
+            top.copy_within(at..needed - 1, at + 1);
+            top[at] = v;
+        }
+    }
+    let bound = top[needed - 1] + qh;
     bound.is_finite().then_some(bound)
 }
 
@@ -1126,7 +1145,7 @@ mod tests {
             // bands of 1, 2 and 3 blocks
             (6 * REF_BLOCK + 100, 3),
         ] {
-            assert!(n > REF_BLOCK);
+            assert!(n > REF_BLOCK && n <= SYMMETRIC_MAX_ROWS);
             let d = 4;
             let mut x = 7u64;
             let mut data: Vec<f32> = (0..n * d)

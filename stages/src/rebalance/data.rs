@@ -333,7 +333,8 @@ impl Features {
                 let values = rows.float64(i)?;
                 // The mean only stands in for missing values: skip it when
                 // there are none (one vectorised scan).
-                let complete = values.null_count() == 0 && all(values.values(), f64::is_finite);
+                let complete =
+                    values.null_count() == 0 && all(values.values(), |v| v.abs() < f64::INFINITY);
                 let (mut sum, mut n) = (0.0f64, 0usize);
                 if !complete {
                     for v in values.iter().flatten().filter(|v| v.is_finite()) {
