@@ -35,15 +35,15 @@
 //! both rows of the pair (`symmetric`): about half the products.
 //!
 //! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
-//! uniform data, dev profile): 10,000 x 20, k = 5 in 0.039-0.045 s
+//! uniform data, dev profile): 10,000 x 20, k = 5 in 0.036-0.045 s
 //! (0.055-0.06 s before the symmetric search, the folded lower bound and
 //! the group bootstrap) and 100,000 x 20, k = 10 in about 5 s (3.8 s
 //! with the symmetric search, which is not used at that size: see
 //! `SYMMETRIC_MAX_ROWS`), against 0.12 s and 10.5 s with the
-//! `matrixmultiply` sgemm this replaced (which
-//! re-packed both operands on every call and, in the full workspace,
-//! started its own threads beside rayon's). The candidate filter keeps
-//! about `k (1 + ln(n / 1024))` rows per query for exact measurement.
+//! `matrixmultiply` sgemm this replaced (which re-packed both operands on
+//! every call and, in the full workspace, started its own threads beside
+//! rayon's). The candidate filter keeps about `k (1 + ln(n / 1024))` rows
+//! per query for exact measurement.
 //!
 //! Error bound used: with `u = 2⁻²⁴` and `d` columns, the computed
 //! `f32` squared distance of centred rows `q`, `r` differs from the exact
@@ -146,8 +146,8 @@ pub fn knn(reference: &Matrix, queries: &Matrix, k: usize) -> Neighbors {
 
 /// Exact squared distance of two raw rows, in `f64`: four partial sums
 /// (columns `p`, `p + 4`, ... in partial sum `p % 4`), added as
-/// `(s0 + s1) + (s2 + s3)`, so that several additions are in flight (a
-/// single running sum made this a tenth of the search's time). This is the
+/// `(s0 + s1) + (s2 + s3)`, so that several additions are in flight (the
+/// exact measurements were about a tenth of the search's time). This is the
 /// distance the search ranks by; the squares of `f32` differences are
 /// exact in `f64`, so it differs from any other summation order by a few
 /// `f64` ulps.
@@ -712,29 +712,28 @@ fn block_body<const FUSED: bool>(
                 }
                 pending.clear();
                 offered.clear();
-                let qlo = (qn * (1.0 - c)) as f32;
-                match (tau.is_infinite(), columns.as_deref_mut()) {
-                    (true, _) => pending.extend(
+                let q_lo = qn * (1.0 - c);
+                let thr = if tau.is_infinite() {
+                    // no threshold yet: every finite product is a candidate
+                    pending.extend(
                         (r0..r1)
                             .filter(|&j| row[j - r0].is_finite())
                             .map(|j| j as u32),
-                    ),
-                    (false, None) => {
-                        let thr = ((tau - qn * (1.0 - c)) as f32).next_up();
-                        collect_below(row, thr, r0, &mut pending);
-                    }
-                    (false, Some(cols)) => {
-                        // both sides' tests in one pass over the products
-                        let thr = ((tau - qn * (1.0 - c)) as f32).next_up();
-                        let tau32 = &cols.tau32[r0..r1];
-                        collect_both(row, thr, qlo, tau32, r0, &mut pending, &mut offered);
+                    );
+                    f32::NEG_INFINITY
+                } else {
+                    ((tau - q_lo) as f32).next_up()
+                };
+                match columns.as_deref() {
+                    None => collect_below(row, thr, r0, &mut pending),
+                    // both sides' tests in one pass over the products
+                    Some(cols) => {
+                        let each = &cols.tau32[r0..r1];
+                        collect_both(row, thr, q_lo as f32, each, r0, &mut pending, &mut offered);
                     }
                 }
                 best.absorb(queries.row(gi), reference, &pending);
                 if let Some(cols) = columns.as_deref_mut() {
-                    if tau.is_infinite() {
-                        collect_below_each(row, qlo, &cols.tau32[r0..r1], r0, &mut offered);
-                    }
                     cols.offer(queries.row(gi), gi, &offered, w, reference);
                 }
             }
@@ -939,34 +938,7 @@ fn collect_below(row: &[f32], thr: f32, offset: usize, out: &mut Vec<u32>) {
     }
 }
 
-/// Pushes `offset + j` for every `j` with `row[j] + add <= thr[j]`.
-#[inline(always)]
-fn collect_below_each(row: &[f32], add: f32, thr: &[f32], offset: usize, out: &mut Vec<u32>) {
-    const CHUNK: usize = 16;
-    let (chunks, tail) = row.as_chunks::<CHUNK>();
-    let (thrs, thr_tail) = thr.as_chunks::<CHUNK>();
-    for (c, (rc, tc)) in chunks.iter().zip(thrs).enumerate() {
-        let mut any = false;
-        for l in 0..CHUNK {
-            any |= rc[l] + add <= tc[l];
-        }
-        if any {
-            for l in 0..CHUNK {
-                if rc[l] + add <= tc[l] {
-                    out.push((offset + c * CHUNK + l) as u32);
-                }
-            }
-        }
-    }
-    let split = chunks.len() * CHUNK;
-    for (l, (&v, &t)) in tail.iter().zip(thr_tail).enumerate() {
-        if v + add <= t {
-            out.push((offset + split + l) as u32);
-        }
-    }
-}
-
-/// [`collect_below`] into `rows` and [`collect_below_each`] into `cols` in
+/// [`collect_below`] into `rows`, and the column side's test into `cols`, in
 /// one pass: `offset + j` for every `j` with `row[j] <= thr`, and for every
 /// `j` with `row[j] + add <= each[j]`.
 #[inline(always)]
@@ -1132,6 +1104,16 @@ mod tests {
         assert_eq!(knn(&m, &q, 6), naive(&m, &q, 6, false));
     }
 
+    /// Whether the symmetric self search of `m` answers (does not give way).
+    fn symmetric_answers(m: &Matrix, k: usize) -> bool {
+        let n = m.rows;
+        let r = centre(m, &column_means(m));
+        let s = Search::new(m, m, &r, &r, k, true);
+        let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(n);
+        let fresh = |b: usize| query_block(b).map(|_| Best::new(k)).collect::<Vec<_>>();
+        symmetric(&s, query_block, fresh).is_some()
+    }
+
     #[test]
     fn the_symmetric_self_search_matches_the_definition() {
         // Over one reference block: each product serves both rows. A last
@@ -1162,11 +1144,7 @@ mod tests {
             }
             let m = Matrix::new(n, d, data);
             // the symmetric search answers (it does not give way)
-            let r = centre(&m, &column_means(&m));
-            let s = Search::new(&m, &m, &r, &r, k, true);
-            let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(n);
-            let fresh = |b: usize| query_block(b).map(|_| Best::new(k)).collect::<Vec<_>>();
-            assert!(symmetric(&s, query_block, fresh).is_some());
+            assert!(symmetric_answers(&m, k));
             assert_eq!(knn_self(&m, k), naive(&m, &m, k, true), "{n} rows, k = {k}");
         }
     }
@@ -1179,11 +1157,7 @@ mod tests {
         let (n, k) = (4 * REF_BLOCK, 5);
         let data: Vec<f32> = (0..n * 2).map(|i| ((i / 2) % 4) as f32).collect();
         let m = Matrix::new(n, 2, data);
-        let r = centre(&m, &column_means(&m));
-        let s = Search::new(&m, &m, &r, &r, k, true);
-        let query_block = |b: usize| b * QUERY_BLOCK..((b + 1) * QUERY_BLOCK).min(n);
-        let fresh = |b: usize| query_block(b).map(|_| Best::new(k)).collect::<Vec<_>>();
-        assert!(symmetric(&s, query_block, fresh).is_none());
+        assert!(!symmetric_answers(&m, k));
         // the plain search answers instead
         assert_eq!(knn_self(&m, k), naive(&m, &m, k, true));
     }
