@@ -10,6 +10,7 @@ pub mod config;
 pub mod diag;
 pub mod error;
 pub mod executor;
+pub mod memory;
 pub mod plan;
 pub mod registry;
 pub mod stage;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, UInt32Array, UInt64Array,
     new_null_array,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
@@ -20,6 +20,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
 use gigo_pipeline::{REASON_COLUMN, Role, StageError, Table, field_with_role, role_of};
 use rayon::prelude::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 /// Name of the column that marks synthetic rows.
 pub const IS_SYNTHETIC: &str = "is_synthetic";
@@ -703,9 +705,40 @@ pub struct Outcome {
     pub removed: Table,
 }
 
-/// The schema of removed rows: the output's columns and `removed_reason`.
-fn removed_schema(schema: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+/// What the `removed` port holds for each removed row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RemovedRows {
+    /// Every column of the row, and `removed_reason`.
+    #[default]
+    Full,
+    /// The row's position (`input_row`), its label, its `id` columns,
+    /// `is_synthetic` and `removed_reason`: enough to count, audit and join
+    /// back, without copying every removed row's features (random
+    /// under-sampling of a 10% minority copies 80% of the table otherwise).
+    Index,
+}
+
+/// The column of [`RemovedRows::Index`] that holds a removed row's position.
+pub const INPUT_ROW: &str = "input_row";
+
+/// The schema of removed rows: the output's columns (with `Index`, only the
+/// label, `id` columns and `is_synthetic`, after `input_row`) and
+/// `removed_reason`.
+fn removed_schema(schema: &SchemaRef, mode: RemovedRows) -> SchemaRef {
+    let mut fields: Vec<Field> = match mode {
+        RemovedRows::Full => schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
+        RemovedRows::Index => std::iter::once(field_with_role(
+            Field::new(INPUT_ROW, DataType::UInt64, false),
+            Role::Added,
+        ))
+        .chain(
+            index_columns(schema)
+                .into_iter()
+                .map(|i| schema.field(i).clone()),
+        )
+        .collect(),
+    };
     fields.push(field_with_role(
         Field::new(REASON_COLUMN, DataType::Utf8, false),
         Role::Added,
@@ -713,9 +746,31 @@ fn removed_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// The columns [`RemovedRows::Index`] keeps: label, `id`, `is_synthetic`.
+fn index_columns(schema: &SchemaRef) -> Vec<usize> {
+    (0..schema.fields().len())
+        .filter(|&i| {
+            let f = schema.field(i);
+            matches!(role_of(f), Role::Label | Role::Id) || f.name() == IS_SYNTHETIC
+        })
+        .collect()
+}
+
 /// An empty table of removed rows for output schema `schema`.
-pub fn empty_removed(schema: &SchemaRef) -> Table {
-    Table::empty(removed_schema(schema))
+pub fn empty_removed(schema: &SchemaRef, mode: RemovedRows) -> Table {
+    Table::empty(removed_schema(schema, mode))
+}
+
+/// Refuses [`RemovedRows::Index`] when the input already has `input_row`.
+pub fn check_removed_rows(schema: &SchemaRef, mode: RemovedRows) -> Result<(), StageError> {
+    if mode == RemovedRows::Index && schema.index_of(INPUT_ROW).is_ok() {
+        return Err(StageError::data(format!(
+            "`removed_rows: index` reports removed rows in a column `{INPUT_ROW}`, and the \
+             input already has a column of that name: rename it upstream, or use \
+             `removed_rows: full`"
+        )));
+    }
+    Ok(())
 }
 
 /// A boolean column of `n` times `value`.
@@ -754,6 +809,7 @@ pub fn assemble(
     rows: &Rows,
     synthetic: Option<Vec<(Field, ArrayRef)>>,
     removed: &[(u32, &'static str)],
+    mode: RemovedRows,
 ) -> Result<Outcome, StageError> {
     let mut fields: Vec<Field> = rows
         .schema
@@ -795,33 +851,62 @@ pub fn assemble(
         }
         batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
     }
-    let gone_schema = removed_schema(&schema);
+    let gone_schema = removed_schema(&schema, mode);
     if removed.is_empty() {
         return Ok(Outcome {
             table: Table::new(schema, batches)?,
             removed: Table::empty(gone_schema),
         });
     }
+    // Each row's reason as a code: 0 kept, i + 1 for `reasons[i]`.
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut reason: Vec<Option<&'static str>> = vec![None; total];
+    let mut reasons: Vec<&'static str> = Vec::new();
+    let mut code = vec![0u8; total];
     for &(g, r) in removed {
-        reason[g as usize] = Some(r);
+        let i = reasons.iter().position(|&n| n == r).unwrap_or_else(|| {
+            reasons.push(r);
+            reasons.len() - 1
+        });
+        code[g as usize] = u8::try_from(i + 1)
+            .map_err(|_| StageError::internal("more than 255 removal reasons"))?;
     }
+    let index_cols = index_columns(&schema);
     let (mut kept, mut gone) = (Vec::new(), Vec::new());
     let mut start = 0;
     for b in &batches {
-        let part = &reason[start..start + b.num_rows()];
-        start += b.num_rows();
-        let keep = BooleanArray::from(part.iter().map(Option::is_none).collect::<Vec<_>>());
+        let part = &code[start..start + b.num_rows()];
+        let keep = BooleanArray::from(part.iter().map(|&c| c == 0).collect::<Vec<_>>());
         kept.push(filter_columns(b, &keep)?);
-        let drop = BooleanArray::from(part.iter().map(Option::is_some).collect::<Vec<_>>());
-        let out = filter_columns(b, &drop)?;
-        if out.num_rows() > 0 {
-            let reasons = StringArray::from(part.iter().flatten().copied().collect::<Vec<_>>());
-            let mut cols = out.columns().to_vec();
-            cols.push(Arc::new(reasons));
+        let n_gone = part.iter().filter(|&&c| c != 0).count();
+        if n_gone > 0 {
+            let drop = BooleanArray::from(part.iter().map(|&c| c != 0).collect::<Vec<_>>());
+            let mut cols = match mode {
+                RemovedRows::Full => filter_columns(b, &drop)?.columns().to_vec(),
+                RemovedRows::Index => {
+                    let rows: UInt64Array = (0..part.len())
+                        .filter(|&i| part[i] != 0)
+                        .map(|i| (start + i) as u64)
+                        .collect();
+                    let picked = b.project(&index_cols)?;
+                    let mut cols: Vec<ArrayRef> = vec![Arc::new(rows)];
+                    cols.extend(filter_columns(&picked, &drop)?.columns().iter().cloned());
+                    cols
+                }
+            };
+            let mut text = arrow::array::StringBuilder::with_capacity(
+                n_gone,
+                part.iter()
+                    .filter(|&&c| c != 0)
+                    .map(|&c| reasons[c as usize - 1].len())
+                    .sum(),
+            );
+            for &c in part.iter().filter(|&&c| c != 0) {
+                text.append_value(reasons[c as usize - 1]);
+            }
+            cols.push(Arc::new(text.finish()));
             gone.push(RecordBatch::try_new(gone_schema.clone(), cols)?);
         }
+        start += b.num_rows();
     }
     Ok(Outcome {
         table: Table::new(schema, kept)?,

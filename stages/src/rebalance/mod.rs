@@ -34,7 +34,9 @@
 //! their order (minus removed ones), then the synthetic rows, class by class.
 //!
 //! **Removed rows** go to the `removed` port with `removed_reason`
-//! (`random_under`, `tomek_link`, `enn`, `near_miss`).
+//! (`random_under`, `tomek_link`, `enn`, `near_miss`): every column, or
+//! with `removed_rows: index` only the row's position (`input_row`), its
+//! label, `id` columns and `is_synthetic`.
 //!
 //! **Weights**: `balanced` gives class c the weight `n / (K * n_c)` (row
 //! weights sum to n); `effective_number` gives `(1 - beta) / (1 - beta^n_c)`,
@@ -63,6 +65,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use gigo_pipeline::memory::release_free_memory;
 use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
@@ -70,7 +73,10 @@ use gigo_pipeline::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use data::{ClassLabels, Classes, Features, Rows, assemble, synthetic_batch};
+use data::{
+    ClassLabels, Classes, Features, RemovedRows, Rows, assemble, check_removed_rows,
+    synthetic_batch,
+};
 use report::ClassLine;
 pub use strategy::{ClassName, Named, Strategy};
 use strategy::{Kind, targets};
@@ -226,6 +232,14 @@ pub struct RebalanceParams {
     /// Weighting methods: the column to write (default `sample_weight`).
     #[serde(default)]
     pub weight_column: Option<String>,
+    /// Methods that remove rows: what the `removed` port holds per removed
+    /// row. `full` (default): every column and `removed_reason`. `index`:
+    /// `input_row` (its position in the input; for `smote_tomek` /
+    /// `smote_enn`, among the rows after SMOTE, synthetic ones last), the
+    /// label, `id` columns, `is_synthetic` and `removed_reason`, without
+    /// copying the removed rows' features.
+    #[serde(default)]
+    pub removed_rows: Option<RemovedRows>,
 }
 
 impl RebalanceParams {
@@ -303,6 +317,11 @@ impl RebalanceParams {
             "class_weights",
             self.class_weights.is_some(),
             &[ClassWeights],
+        );
+        unused(
+            "removed_rows",
+            self.removed_rows.is_some(),
+            &[RandomUnder, Tomek, Enn, NearMiss, SmoteTomek, SmoteEnn],
         );
         unused(
             "weight_column",
@@ -544,7 +563,7 @@ impl Rebalance {
                     weight: Some(w[c]),
                 })
                 .collect();
-            let removed = data::empty_removed(out.schema());
+            let removed = data::empty_removed(out.schema(), RemovedRows::Full);
             return Ok(StageOutput::new()
                 .with("table", out)
                 .with("removed", removed)
@@ -556,6 +575,8 @@ impl Rebalance {
                 )));
         }
 
+        let mode = p.removed_rows.unwrap_or_default();
+        check_removed_rows(&rows.schema, mode)?;
         let kind = method.strategy_kind().unwrap_or(Kind::Over);
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
         let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
@@ -611,6 +632,9 @@ impl Rebalance {
                 // per-row class index before the new columns take memory.
                 let labels = ClassLabels::of(&rows, &classes)?;
                 drop(classes);
+                // The neighbour search's memory is free: give it back before
+                // the new columns take theirs (see `gigo_pipeline::memory`).
+                release_free_memory();
                 let cols = if !synthetic.is_empty() {
                     Some(synthetic_batch(
                         &rows,
@@ -622,7 +646,7 @@ impl Rebalance {
                     None
                 };
                 drop(features);
-                let grown = assemble(&rows, cols, &[])?;
+                let grown = assemble(&rows, cols, &[], mode)?;
                 if method.family() == Family::Over {
                     (grown, created)
                 } else {
@@ -644,8 +668,9 @@ impl Rebalance {
                         )
                     };
                     drop(f2);
+                    release_free_memory();
                     acc.count_removed(&removal, &classes2, &names);
-                    (assemble(&rows2, None, &removal)?, created)
+                    (assemble(&rows2, None, &removal, mode)?, created)
                 }
             }
             Family::Under | Family::Clean => {
@@ -679,7 +704,8 @@ impl Rebalance {
                     }
                 };
                 acc.count_removed(&removal, &classes, &names);
-                (assemble(&rows, None, &removal)?, 0)
+                release_free_memory();
+                (assemble(&rows, None, &removal, mode)?, 0)
             }
             Family::Weight => return Err(StageError::internal("weighting handled above")),
         };

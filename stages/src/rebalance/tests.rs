@@ -799,3 +799,85 @@ fn booleans_in_labels_and_features_work() {
         &DataType::Boolean
     );
 }
+
+#[test]
+fn removed_rows_index_reports_positions_labels_and_ids_only() {
+    // Two batches, so that positions continue across them.
+    let pts = random_points(&[40, 9], 8);
+    let one = table(&pts);
+    let mut batches = Vec::new();
+    for (start, len) in [(0, 20), (20, 29)] {
+        batches.push(one.batches()[0].slice(start, len));
+    }
+    let t = Table::new(one.schema().clone(), batches).unwrap();
+    for params in [
+        serde_json::json!({"method": "random_under"}),
+        serde_json::json!({"method": "smote_enn", "strategy": "auto"}),
+    ] {
+        let full = run(params.clone(), &t, 3);
+        let mut p = params.clone();
+        p["removed_rows"] = "index".into();
+        let index = run(p, &t, 3);
+        // The kept rows and the counts do not depend on the mode.
+        assert_eq!(
+            ints(&port(&full, "table"), "id"),
+            ints(&port(&index, "table"), "id")
+        );
+        assert_accounting(&t, &index);
+        let (rf, ri) = (port(&full, "removed"), port(&index, "removed"));
+        assert!(ri.num_rows() > 0, "{params}");
+        let names: Vec<String> = ri
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(
+            names,
+            ["input_row", "id", "label", "is_synthetic", "removed_reason"],
+            "{params}"
+        );
+        assert_eq!(ints(&rf, "id"), ints(&ri, "id"));
+        assert_eq!(ints(&rf, "label"), ints(&ri, "label"));
+        assert_eq!(flags(&rf), flags(&ri));
+        assert_eq!(
+            rf.value_counts("removed_reason").unwrap(),
+            ri.value_counts("removed_reason").unwrap()
+        );
+        // `input_row` points at the removed row: for input rows, its `id`
+        // is its position; for synthetic rows (ids null), past the input.
+        let pos = column(&ri, "input_row");
+        let pos: Vec<u64> = pos
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .values()
+            .to_vec();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "{pos:?}");
+        for (p, id) in pos.iter().zip(ints(&ri, "id")) {
+            match id {
+                Some(id) => assert_eq!(*p, id as u64),
+                None => assert!(*p >= t.num_rows() as u64),
+            }
+        }
+    }
+    // `input_row` taken already, and the option on a method that removes nothing
+    let extra = Arc::new(Int64Array::from(vec![0i64; one.num_rows()])) as ArrayRef;
+    let taken = Table::from_batch(
+        gigo_pipeline::append_columns(
+            &one.batches()[0],
+            vec![(Field::new("input_row", DataType::Int64, false), extra)],
+        )
+        .unwrap(),
+    );
+    let e = run_on(
+        serde_json::json!({"method": "random_under", "removed_rows": "index"}),
+        &taken,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("already has a column"), "{e}");
+    let p: RebalanceParams =
+        serde_json::from_value(serde_json::json!({"method": "smote", "removed_rows": "index"}))
+            .unwrap();
+    let errs = p.check().unwrap_err();
+    assert_eq!(errs[0].path, vec!["removed_rows".to_string()]);
+}
