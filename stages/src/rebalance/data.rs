@@ -18,6 +18,7 @@ use arrow::compute::{FilterBuilder, cast, concat, interleave, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
+use gigo_pipeline::memory::F64Columns;
 use gigo_pipeline::{REASON_COLUMN, Role, StageError, Table, field_with_role, role_of};
 use rayon::prelude::*;
 use schemars::JsonSchema;
@@ -128,6 +129,9 @@ pub struct Classes {
     pub members: Vec<Vec<u32>>,
 }
 
+/// Up to this many classes, an integer label is looked up by a scan.
+const SCAN_CLASSES: usize = 16;
+
 impl Classes {
     /// Reads the label column. Every row needs a label.
     pub fn load(rows: &Rows, table: &Table) -> Result<Classes, StageError> {
@@ -149,6 +153,10 @@ impl Classes {
                 // text only once per class (as the formatter prints it).
                 let ints = cast(col, &DataType::Int64)?;
                 let ints = ints.as_primitive::<arrow::datatypes::Int64Type>();
+                // Classes seen so far: a short list scanned first (a few
+                // classes is the common case; a hash per row cost more than
+                // the scan), then a map once there are many.
+                let mut seen: Vec<(i64, u32)> = Vec::new();
                 let mut by_value: HashMap<i64, u32> = HashMap::new();
                 for v in ints.iter() {
                     let Some(v) = v else {
@@ -156,8 +164,13 @@ impl Classes {
                         raw.push(0);
                         continue;
                     };
-                    let c = match by_value.get(&v) {
-                        Some(&c) => c,
+                    let known = if seen.len() < SCAN_CLASSES {
+                        seen.iter().find(|e| e.0 == v).map(|e| e.1)
+                    } else {
+                        by_value.get(&v).copied()
+                    };
+                    let c = match known {
+                        Some(c) => c,
                         None => {
                             let key = v.to_string();
                             let next = index.len() as u32;
@@ -165,6 +178,9 @@ impl Classes {
                                 names.push(key);
                                 next
                             });
+                            if seen.len() < SCAN_CLASSES {
+                                seen.push((v, c));
+                            }
                             by_value.insert(v, c);
                             c
                         }
@@ -573,57 +589,97 @@ fn interpolate(
             .for_each(|g| *g = pos[*g as usize]);
         used
     };
-    let mut out = Vec::with_capacity(f.numeric.len());
-    for group in f.numeric.chunks(INTERPOLATE_GROUP) {
+    // `Float64` columns are written in place into one shared allocation
+    // (huge pages when large, see `F64Columns`); other types through a
+    // `f64` column that is rounded or cast afterwards.
+    let is_f64: Vec<bool> = f
+        .numeric
+        .iter()
+        .map(|c| schema.field(c.field).data_type() == &DataType::Float64)
+        .collect();
+    let mut region = F64Columns::zeroed(is_f64.iter().filter(|&&k| k).count(), n);
+    let mut region_cols = region.columns_mut();
+    let mut f64_nulls: Vec<Option<NullBuffer>> = Vec::new();
+    let mut others: Vec<Option<ArrayRef>> = vec![None; f.numeric.len()];
+    let nan_nulls = |values: &[f64]| {
+        (!all(values, |v| !v.is_nan()))
+            .then(|| NullBuffer::from_iter(values.iter().map(|v| !v.is_nan())))
+    };
+    for (g, group) in f.numeric.chunks(INTERPOLATE_GROUP).enumerate() {
         let width = group.len();
+        let first = g * INTERPOLATE_GROUP;
+        let kinds = &is_f64[first..first + width];
+        let in_region = kinds.iter().filter(|&&k| k).count();
         // NaN marks a missing value; `get` never returns NaN, so no real
         // value is mistaken for one, and NaN propagates to the result.
         let block = gather(group, &used, |col, g| col.get(g).unwrap_or(f64::NAN));
-        let mut cols: Vec<Vec<f64>> = (0..width).map(|_| vec![0f64; n]).collect();
-        let mut tasks: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(INTERPOLATE_CHUNK))
-            .map(|_| Vec::with_capacity(width))
-            .collect();
-        for col in cols.iter_mut() {
-            for (task, part) in tasks.iter_mut().zip(col.chunks_mut(INTERPOLATE_CHUNK)) {
-                task.push(part);
-            }
-        }
-        tasks
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(t, mut parts)| {
-                let i0 = t * INTERPOLATE_CHUNK;
-                let len = parts.first().map_or(0, |p| p.len());
-                for (r, i) in (i0..i0 + len).enumerate() {
-                    let a = &block[base[i] as usize * width..][..width];
-                    let b = &block[neighbour[i] as usize * width..][..width];
-                    let g = gap[i];
-                    for ((part, &a), &b) in parts.iter_mut().zip(a).zip(b) {
-                        part[r] = a + g * (b - a);
-                    }
+        let mut own: Vec<Vec<f64>> = (in_region..width).map(|_| vec![0f64; n]).collect();
+        let region_from = f64_nulls.len();
+        {
+            let mut from_region = region_cols[region_from..region_from + in_region].iter_mut();
+            let mut from_own = own.iter_mut();
+            let mut tasks: Vec<Vec<&mut [f64]>> = (0..n.div_ceil(INTERPOLATE_CHUNK))
+                .map(|_| Vec::with_capacity(width))
+                .collect();
+            for &k in kinds {
+                let col: &mut [f64] = if k {
+                    from_region
+                        .next()
+                        .expect("one region column per Float64 one")
+                } else {
+                    from_own.next().expect("one own column per other type")
+                };
+                for (task, part) in tasks.iter_mut().zip(col.chunks_mut(INTERPOLATE_CHUNK)) {
+                    task.push(part);
                 }
-            });
+            }
+            tasks
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(t, mut parts)| {
+                    let i0 = t * INTERPOLATE_CHUNK;
+                    let len = parts.first().map_or(0, |p| p.len());
+                    for (r, i) in (i0..i0 + len).enumerate() {
+                        let a = &block[base[i] as usize * width..][..width];
+                        let b = &block[neighbour[i] as usize * width..][..width];
+                        let g = gap[i];
+                        for ((part, &a), &b) in parts.iter_mut().zip(a).zip(b) {
+                            part[r] = a + g * (b - a);
+                        }
+                    }
+                });
+        }
         drop(block);
-        for (col, mut values) in group.iter().zip(cols) {
+        let mut own = own.into_iter();
+        for (i, (col, &k)) in group.iter().zip(kinds).enumerate() {
+            if k {
+                f64_nulls.push(nan_nulls(region_cols[f64_nulls.len()]));
+                continue;
+            }
+            let mut values = own.next().expect("one own column per other type");
             let data_type = schema.field(col.field).data_type();
-            let round = !matches!(
-                data_type,
-                DataType::Float16 | DataType::Float32 | DataType::Float64
-            );
-            if round {
+            if !matches!(data_type, DataType::Float16 | DataType::Float32) {
                 values.par_iter_mut().for_each(|v| *v = v.round());
             }
-            let nulls = (!all(&values, |v| !v.is_nan()))
-                .then(|| NullBuffer::from_iter(values.iter().map(|v| !v.is_nan())));
+            let nulls = nan_nulls(&values);
             let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
-            out.push(if data_type == &DataType::Float64 {
-                array
-            } else {
-                cast(&array, data_type)?
-            });
+            others[first + i] = Some(cast(&array, data_type)?);
         }
     }
-    Ok(out)
+    drop(region_cols);
+    let mut buffers = region.into_buffers().into_iter();
+    let mut nulls = f64_nulls.into_iter();
+    is_f64
+        .iter()
+        .zip(others)
+        .map(|(&k, other)| match (k, other) {
+            (false, Some(a)) => Ok(a),
+            _ => match (buffers.next(), nulls.next()) {
+                (Some(b), Some(nulls)) => Ok(Arc::new(Float64Array::new(b, nulls)) as ArrayRef),
+                _ => Err(StageError::internal("interpolated columns out of step")),
+            },
+        })
+        .collect()
 }
 
 /// The synthetic rows as a batch with the input's columns plus

@@ -65,7 +65,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use gigo_pipeline::memory::release_free_memory;
+use gigo_pipeline::memory::release_before;
 use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
@@ -634,7 +634,7 @@ impl Rebalance {
                 drop(classes);
                 // The neighbour search's memory is free: give it back before
                 // the new columns take theirs (see `gigo_pipeline::memory`).
-                release_free_memory();
+                release_before(synthetic.len() * rows.schema.fields().len() * 8);
                 let cols = if !synthetic.is_empty() {
                     Some(synthetic_batch(
                         &rows,
@@ -668,7 +668,7 @@ impl Rebalance {
                         )
                     };
                     drop(f2);
-                    release_free_memory();
+                    release_before(rows2.n * rows2.schema.fields().len() * 8);
                     acc.count_removed(&removal, &classes2, &names);
                     (assemble(&rows2, None, &removal, mode)?, created)
                 }
@@ -704,7 +704,7 @@ impl Rebalance {
                     }
                 };
                 acc.count_removed(&removal, &classes, &names);
-                release_free_memory();
+                release_before(rows.n * rows.schema.fields().len() * 8);
                 (assemble(&rows, None, &removal, mode)?, 0)
             }
             Family::Weight => return Err(StageError::internal("weighting handled above")),
