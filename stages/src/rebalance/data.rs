@@ -10,12 +10,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, UInt32Array, UInt64Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, RecordBatch,
+    UInt32Array, UInt64Array, new_null_array,
 };
 use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::{FilterBuilder, cast, concat, interleave, take};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, Schema, SchemaRef,
+};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
 use gigo_pipeline::memory::F64Columns;
@@ -81,23 +83,26 @@ impl Rows {
             .collect()
     }
 
-    /// Column `field` over all rows as one `Float64` array (a view when the
-    /// column is one `Float64` batch).
-    fn float64(&self, field: usize) -> Result<Float64Array, StageError> {
+    /// Column `field` over all rows as one `T` array, cast (a view when the
+    /// column is one batch of that type).
+    fn primitive<T: ArrowPrimitiveType>(
+        &self,
+        field: usize,
+    ) -> Result<PrimitiveArray<T>, StageError> {
         let parts: Vec<ArrayRef> = self
             .batches
             .iter()
-            .map(|b| cast(b.column(field), &DataType::Float64))
+            .map(|b| cast(b.column(field), &T::DATA_TYPE))
             .collect::<Result<_, _>>()?;
         let one = match parts.as_slice() {
-            [] => Arc::new(Float64Array::from(Vec::<f64>::new())) as ArrayRef,
+            [] => arrow::array::new_empty_array(&T::DATA_TYPE),
             [one] => one.clone(),
             many => {
                 let refs: Vec<&dyn Array> = many.iter().map(|a| a.as_ref()).collect();
                 concat(&refs)?
             }
         };
-        Ok(one.as_primitive::<Float64Type>().clone())
+        Ok(one.as_primitive::<T>().clone())
     }
 
     /// Copies of the rows `rows` (global indices) of column `field`: a
@@ -248,20 +253,32 @@ impl Classes {
 pub struct Numeric {
     /// Position in the schema.
     pub field: usize,
-    values: Float64Array,
+    values: Values,
     /// Mean of the present values: stands in for missing ones in distances.
     pub mean: f64,
+}
+
+/// A numeric column's values: `Int64` as it is (casting it would copy
+/// the column), every other type cast to `Float64` (a view for `Float64`).
+enum Values {
+    F64(Float64Array),
+    I64(Int64Array),
 }
 
 impl Numeric {
     /// The value of row `i`; `None` when null, NaN or infinite.
     #[inline]
     pub fn get(&self, i: usize) -> Option<f64> {
-        if self.values.is_null(i) {
-            return None;
+        match &self.values {
+            Values::F64(a) => {
+                if a.is_null(i) {
+                    return None;
+                }
+                let v = a.value(i);
+                v.is_finite().then_some(v)
+            }
+            Values::I64(a) => (!a.is_null(i)).then(|| a.value(i) as f64),
         }
-        let v = self.values.value(i);
-        v.is_finite().then_some(v)
     }
 
     /// The value of row `i`, the column mean when missing.
@@ -348,23 +365,30 @@ impl Features {
             if listed || (categorical.is_some() && is_text_type(t)) {
                 cat.push(load_categorical(rows, i)?);
             } else if is_numeric_type(t) {
-                let values = rows.float64(i)?;
+                let values = if t == &DataType::Int64 {
+                    Values::I64(rows.primitive::<Int64Type>(i)?)
+                } else {
+                    Values::F64(rows.primitive::<Float64Type>(i)?)
+                };
                 // The mean only stands in for missing values: skip it when
                 // there are none (one vectorised scan).
-                let complete =
-                    values.null_count() == 0 && all(values.values(), |v| v.abs() < f64::INFINITY);
-                let (mut sum, mut n) = (0.0f64, 0usize);
-                if !complete {
-                    for v in values.iter().flatten().filter(|v| v.is_finite()) {
-                        sum += v;
-                        n += 1;
+                let complete = match &values {
+                    Values::F64(v) => {
+                        v.null_count() == 0 && all(v.values(), |v| v.abs() < f64::INFINITY)
                     }
-                }
-                numeric.push(Numeric {
+                    Values::I64(v) => v.null_count() == 0,
+                };
+                let mut col = Numeric {
                     field: i,
                     values,
-                    mean: if n > 0 { sum / n as f64 } else { 0.0 },
-                });
+                    mean: 0.0,
+                };
+                if !complete {
+                    let present = (0..rows.n).filter_map(|r| col.get(r));
+                    let (sum, n) = present.fold((0.0f64, 0usize), |(s, n), v| (s + v, n + 1));
+                    col.mean = if n > 0 { sum / n as f64 } else { 0.0 };
+                }
+                numeric.push(col);
             } else if is_text_type(t) {
                 return Err(StageError::data(format!(
                     "feature column `{}` is text ({t}): `{method}` interpolates and measures \
