@@ -13,7 +13,7 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray, RecordBatch,
     UInt32Array, UInt64Array, new_null_array,
 };
-use arrow::buffer::{BooleanBuffer, NullBuffer};
+use arrow::buffer::{BooleanBuffer, NullBuffer, ScalarBuffer};
 use arrow::compute::{FilterBuilder, cast, concat, interleave, take};
 use arrow::datatypes::{
     ArrowPrimitiveType, DataType, Field, Float64Type, Int64Type, Schema, SchemaRef,
@@ -682,12 +682,22 @@ fn interpolate(
             }
             let mut values = own.next().expect("one own column per other type");
             let data_type = schema.field(col.field).data_type();
-            if !matches!(data_type, DataType::Float16 | DataType::Float32) {
-                values.par_iter_mut().for_each(|v| *v = v.round());
-            }
             let nulls = nan_nulls(&values);
-            let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
-            others[first + i] = Some(cast(&array, data_type)?);
+            others[first + i] = Some(if data_type == &DataType::Int64 {
+                // Rounded in place, each value's bits then those of the
+                // i64 (same width), so the buffer becomes the column as is.
+                values
+                    .par_iter_mut()
+                    .for_each(|v| *v = f64::from_bits(v.round() as i64 as u64));
+                let bits = arrow::buffer::Buffer::from_vec(values);
+                Arc::new(Int64Array::new(ScalarBuffer::new(bits, 0, n), nulls))
+            } else {
+                if !matches!(data_type, DataType::Float16 | DataType::Float32) {
+                    values.par_iter_mut().for_each(|v| *v = v.round());
+                }
+                let array: ArrayRef = Arc::new(Float64Array::new(values.into(), nulls));
+                cast(&array, data_type)?
+            });
         }
     }
     drop(region_cols);
