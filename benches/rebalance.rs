@@ -22,10 +22,10 @@
 //! 1.5x on a shared machine), 1 on 1M x 50 and for methods whose first gigo
 //! run takes over a second (`GIGO_BENCH_REPEAT` sets it for all).
 //!
-//! `random_under_index` is random under-sampling with `removed_rows: index`:
-//! the `removed` port holds each removed row's position, label and reason
-//! instead of a copy of the row (the peer runs the same RandomUnderSampler,
-//! which returns the kept rows only).
+//! `random_under` reports its removed rows by position (its default
+//! `removed_rows: index`); `random_under_full` copies them whole to the
+//! `removed` port (`removed_rows: full`). The peer runs the same
+//! RandomUnderSampler for both, which returns the kept rows only.
 //!
 //! Peak memory: for gigo ("gigo MB"), the process's high-water mark (VmHWM)
 //! over the stage run, reset just before it (`/proc/self/clear_refs`, after
@@ -86,7 +86,7 @@ make = {
     "adasyn": lambda: ADASYN(random_state=0),
     "smote_nc": lambda: SMOTENC(categorical_features=[feats.index(c) for c in cats], random_state=0),
     "random_under": lambda: RandomUnderSampler(random_state=0),
-    "random_under_index": lambda: RandomUnderSampler(random_state=0),
+    "random_under_full": lambda: RandomUnderSampler(random_state=0),
     "tomek": lambda: TomekLinks(),
     "enn": lambda: EditedNearestNeighbours(),
     "near_miss_1": lambda: NearMiss(version=1),
@@ -269,7 +269,7 @@ fn params(method: &str, b: &Bench) -> Value {
         "near_miss_2" => json!({"method": "near_miss", "version": 2}),
         "near_miss_3" => json!({"method": "near_miss", "version": 3}),
         "smote_nc" => json!({"method": "smote_nc", "categorical": b.categorical}),
-        "random_under_index" => json!({"method": "random_under", "removed_rows": "index"}),
+        "random_under_full" => json!({"method": "random_under", "removed_rows": "full"}),
         m => json!({ "method": m }),
     }
 }
@@ -336,7 +336,7 @@ const METHODS: [&str; 15] = [
     "adasyn",
     "smote_nc",
     "random_under",
-    "random_under_index",
+    "random_under_full",
     "tomek",
     "enn",
     "near_miss_1",

@@ -796,11 +796,10 @@ pub struct Outcome {
 }
 
 /// What the `removed` port holds for each removed row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RemovedRows {
     /// Every column of the row, and `removed_reason`.
-    #[default]
     Full,
     /// The row's position (`input_row`), its label, its `id` columns,
     /// `is_synthetic` and `removed_reason`: enough to count, audit and join

@@ -34,9 +34,12 @@
 //! their order (minus removed ones), then the synthetic rows, class by class.
 //!
 //! **Removed rows** go to the `removed` port with `removed_reason`
-//! (`random_under`, `tomek_link`, `enn`, `near_miss`): every column, or
-//! with `removed_rows: index` only the row's position (`input_row`), its
-//! label, `id` columns and `is_synthetic`.
+//! (`random_under`, `tomek_link`, `enn`, `near_miss`): every column
+//! (`removed_rows: full`, the default but for `random_under`), or only the
+//! row's position (`input_row`), its label, `id` columns and
+//! `is_synthetic` (`removed_rows: index`, the default of `random_under`:
+//! its removed rows are a random draw, often most of the table, and a copy
+//! of them would double the memory the stage needs).
 //!
 //! **Weights**: `balanced` gives class c the weight `n / (K * n_c)` (row
 //! weights sum to n); `effective_number` gives `(1 - beta) / (1 - beta^n_c)`,
@@ -233,11 +236,14 @@ pub struct RebalanceParams {
     #[serde(default)]
     pub weight_column: Option<String>,
     /// Methods that remove rows: what the `removed` port holds per removed
-    /// row. `full` (default): every column and `removed_reason`. `index`:
+    /// row. `full`: every column and `removed_reason` (the default of the
+    /// methods that remove rows for a reason found in the data: `tomek`,
+    /// `enn`, `near_miss`, `smote_tomek`, `smote_enn`). `index`:
     /// `input_row` (its position in the input; for `smote_tomek` /
     /// `smote_enn`, among the rows after SMOTE, synthetic ones last), the
     /// label, `id` columns, `is_synthetic` and `removed_reason`, without
-    /// copying the removed rows' features.
+    /// copying the removed rows' features (the default of `random_under`,
+    /// whose removed rows are a random draw, often most of the table).
     #[serde(default)]
     pub removed_rows: Option<RemovedRows>,
 }
@@ -575,7 +581,11 @@ impl Rebalance {
                 )));
         }
 
-        let mode = p.removed_rows.unwrap_or_default();
+        let mode = p.removed_rows.unwrap_or(if method == Method::RandomUnder {
+            RemovedRows::Index
+        } else {
+            RemovedRows::Full
+        });
         check_removed_rows(&rows.schema, mode)?;
         let kind = method.strategy_kind().unwrap_or(Kind::Over);
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));

@@ -814,10 +814,24 @@ fn removed_rows_index_reports_positions_labels_and_ids_only() {
         serde_json::json!({"method": "random_under"}),
         serde_json::json!({"method": "smote_enn", "strategy": "auto"}),
     ] {
-        let full = run(params.clone(), &t, 3);
-        let mut p = params.clone();
-        p["removed_rows"] = "index".into();
-        let index = run(p, &t, 3);
+        let with = |mode: &str| {
+            let mut p = params.clone();
+            p["removed_rows"] = mode.into();
+            run(p, &t, 3)
+        };
+        let (full, index) = (with("full"), with("index"));
+        // the default: index for random_under, full for the others
+        let default = port(&run(params.clone(), &t, 3), "removed");
+        let expected = if params["method"] == "random_under" {
+            &index
+        } else {
+            &full
+        };
+        assert_eq!(
+            default.schema(),
+            port(expected, "removed").schema(),
+            "{params}"
+        );
         // The kept rows and the counts do not depend on the mode.
         assert_eq!(
             ints(&port(&full, "table"), "id"),
@@ -868,12 +882,7 @@ fn removed_rows_index_reports_positions_labels_and_ids_only() {
         )
         .unwrap(),
     );
-    let e = run_on(
-        serde_json::json!({"method": "random_under", "removed_rows": "index"}),
-        &taken,
-        1,
-    )
-    .unwrap_err();
+    let e = run_on(serde_json::json!({"method": "random_under"}), &taken, 1).unwrap_err();
     assert!(e.to_string().contains("already has a column"), "{e}");
     let p: RebalanceParams =
         serde_json::from_value(serde_json::json!({"method": "smote", "removed_rows": "index"}))
