@@ -36,7 +36,7 @@
 //! matrix). "input matrix" is rows x features x 8 bytes; "gigo/in" is gigo
 //! MB over it. That peak also counts the process's own pages (code, thread
 //! stacks, the smaller tables: the RSS before the run, after the trim, less
-//! the table; about 18 MB at 1M x 50), so "(tbl+run)/in" gives the input
+//! the table; 15-20 MB at 1M x 50), so "(tbl+run)/in" gives the input
 //! table's own Arrow buffers plus "+run MB", over the input matrix: the
 //! memory a run holding only its input needs.
 //!
@@ -132,16 +132,7 @@ fn status_kb(key: &str) -> f64 {
 /// memory back to the OS so that the baseline is the live data (the table
 /// generators and the Parquet writer leave freed memory with the allocator).
 fn reset_peak() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: glibc's malloc_trim only releases free heap pages.
-        unsafe {
-            malloc_trim(0);
-        }
-    }
+    gigo::memory::release_free_memory();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

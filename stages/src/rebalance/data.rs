@@ -41,6 +41,12 @@ pub struct Rows {
 }
 
 impl Rows {
+    /// About the bytes `rows` rows of this schema take (8 per value): the
+    /// size of an output, for `release_before`.
+    pub fn bytes(&self, rows: usize) -> usize {
+        rows * self.schema.fields().len() * 8
+    }
+
     /// The rows of `table`.
     pub fn of(table: &Table) -> Result<Rows, StageError> {
         let batches: Vec<RecordBatch> = table
@@ -638,6 +644,7 @@ fn interpolate(
         // value is mistaken for one, and NaN propagates to the result.
         let block = gather(group, &used, |col, g| col.get(g).unwrap_or(f64::NAN));
         let mut own: Vec<Vec<f64>> = (in_region..width).map(|_| vec![0f64; n]).collect();
+        // one null mask per Float64 column done so far: the next one's index
         let region_from = f64_nulls.len();
         {
             let mut from_region = region_cols[region_from..region_from + in_region].iter_mut();
@@ -966,9 +973,8 @@ pub fn assemble(
         let part = &code[start..start + b.num_rows()];
         let keep = BooleanArray::from(part.iter().map(|&c| c == 0).collect::<Vec<_>>());
         kept.push(filter_columns(b, &keep)?);
-        let n_gone = part.iter().filter(|&&c| c != 0).count();
-        if n_gone > 0 {
-            let drop = BooleanArray::from(part.iter().map(|&c| c != 0).collect::<Vec<_>>());
+        let drop = arrow::compute::not(&keep)?;
+        if drop.true_count() > 0 {
             let mut cols = match mode {
                 RemovedRows::Full => filter_columns(b, &drop)?.columns().to_vec(),
                 RemovedRows::Index => {
@@ -982,14 +988,12 @@ pub fn assemble(
                     cols
                 }
             };
-            let mut text = arrow::array::StringBuilder::with_capacity(
-                n_gone,
-                part.iter()
-                    .filter(|&&c| c != 0)
-                    .map(|&c| reasons[c as usize - 1].len())
-                    .sum(),
-            );
-            for &c in part.iter().filter(|&&c| c != 0) {
+            // sized exactly: at 1M rows, growing it by doubling would copy
+            // and over-allocate the 800k reasons of random under-sampling
+            let gone_codes = || part.iter().filter(|&&c| c != 0);
+            let bytes = gone_codes().map(|&c| reasons[c as usize - 1].len()).sum();
+            let mut text = arrow::array::StringBuilder::with_capacity(drop.true_count(), bytes);
+            for &c in gone_codes() {
                 text.append_value(reasons[c as usize - 1]);
             }
             cols.push(Arc::new(text.finish()));

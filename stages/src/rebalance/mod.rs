@@ -644,7 +644,7 @@ impl Rebalance {
                 drop(classes);
                 // The neighbour search's memory is free: give it back before
                 // the new columns take theirs (see `gigo_pipeline::memory`).
-                release_before(synthetic.len() * rows.schema.fields().len() * 8);
+                release_before(rows.bytes(synthetic.len()));
                 let cols = if !synthetic.is_empty() {
                     Some(synthetic_batch(
                         &rows,
@@ -678,7 +678,7 @@ impl Rebalance {
                         )
                     };
                     drop(f2);
-                    release_before(rows2.n * rows2.schema.fields().len() * 8);
+                    release_before(rows2.bytes(rows2.n));
                     acc.count_removed(&removal, &classes2, &names);
                     (assemble(&rows2, None, &removal, mode)?, created)
                 }
@@ -714,7 +714,7 @@ impl Rebalance {
                     }
                 };
                 acc.count_removed(&removal, &classes, &names);
-                release_before(rows.n * rows.schema.fields().len() * 8);
+                release_before(rows.bytes(rows.n));
                 (assemble(&rows, None, &removal, mode)?, 0)
             }
             Family::Weight => return Err(StageError::internal("weighting handled above")),
