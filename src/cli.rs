@@ -97,6 +97,45 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline files (for editor completion).
     Schema,
+    /// Inspect and prune the cache of stage outputs.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+        /// The cache directory.
+        #[arg(long, default_value = ".gigo/cache", global = true)]
+        cache_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// List entries: key, stage, size, last use, and which pipelines' latest runs use them.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete entries that no pipeline's latest run uses: all of them, or
+    /// those last used before `--older-than`, or the least recently used
+    /// until the rest fit `--max-size`.
+    Gc {
+        /// E.g. `7d`, `12h`, `30m`.
+        #[arg(long, value_parser = parse_duration)]
+        older_than: Option<Duration>,
+        /// E.g. `10GB`, `500MiB`.
+        #[arg(long, value_parser = parse_size)]
+        max_size: Option<u64>,
+    },
+    /// Delete every entry.
+    Clean,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    gigo_pipeline::cache::parse_duration(s)
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    gigo_pipeline::cache::parse_size(s)
 }
 
 fn default_jobs() -> usize {
@@ -201,6 +240,7 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                 EXIT_IO
             }
         },
+        Command::Cache { action, cache_dir } => cache_command(action, &cache_dir),
         Command::Run {
             pipeline,
             jobs,
@@ -226,6 +266,7 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                 run_id,
                 jobs,
                 force,
+                build_id: None,
             };
             let terminal = !quiet && std::io::stderr().is_terminal();
             let observer = TerminalObserver::new(terminal);
@@ -250,6 +291,11 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                     .count()
             };
             let (ran, cached) = (count(StageStatus::Ran), count(StageStatus::Cached));
+            for r in result.record.stages.values() {
+                if let Some(why) = &r.cache_repair {
+                    eprintln!("{} in stage `{}`: {why}", paint("1;33", "warning"), r.id);
+                }
+            }
             for (id, err) in result.failures() {
                 eprintln!("{} in stage `{id}`: {err}", paint("1;31", "error"));
             }
@@ -281,16 +327,128 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                 for (stage, message) in &failed_gates {
                     // Messages quote data (column names): no control characters
                     // reach the terminal.
-                    let message: String = message
-                        .chars()
-                        .map(|c| if c.is_control() { '?' } else { c })
-                        .collect();
+                    let message = sanitize(message);
                     eprintln!("{} ({stage}): {message}", paint("1;31", "gate failed"));
                 }
                 return EXIT_GATE_FAILED;
             }
             0
         }
+    }
+}
+
+fn cache_command(action: CacheAction, dir: &std::path::Path) -> u8 {
+    use gigo_pipeline::cache::{Cache, GcPolicy};
+    let fail = |e: std::io::Error| {
+        eprintln!("{}: {}: {e}", paint("1;31", "error"), dir.display());
+        EXIT_IO
+    };
+    if !dir.is_dir() {
+        eprintln!("no cache at {}: nothing to list or remove", dir.display());
+        return 0;
+    }
+    let opened = if matches!(action, CacheAction::Ls { .. }) {
+        Cache::open(dir)
+    } else {
+        Cache::open_exclusive(dir, || {
+            eprintln!("waiting until no gigo run uses {} ...", dir.display())
+        })
+    };
+    let cache = match opened {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match action {
+        CacheAction::Ls { json } => {
+            let entries = match cache.entries() {
+                Ok(e) => e,
+                Err(e) => return fail(e),
+            };
+            if json {
+                match serde_json::to_string_pretty(&entries) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("internal error (this is a bug): {e}");
+                        return EXIT_IO;
+                    }
+                }
+                return 0;
+            }
+            println!(
+                "{:<12}  {:<24}  {:>10}  {:<20}  kept by",
+                "key", "stage (type)", "size", "last used"
+            );
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let mut total = 0;
+            for e in &entries {
+                total += e.size;
+                let stage = format!("{} ({})", e.stage, e.type_name);
+                println!(
+                    "{:<12}  {:<24}  {:>10}  {:<20}  {}",
+                    &e.key[..e.key.len().min(12)],
+                    sanitize(&stage),
+                    human_size(e.size),
+                    format!("{} ago", human_age(now.saturating_sub(e.last_used))),
+                    sanitize(&e.kept_by.join(", "))
+                );
+            }
+            println!("{} entries, {}", entries.len(), human_size(total));
+            0
+        }
+        CacheAction::Gc {
+            older_than,
+            max_size,
+        } => match cache.gc(&GcPolicy {
+            older_than,
+            max_size,
+        }) {
+            Ok(r) => {
+                println!(
+                    "removed {} entries ({}), kept {}",
+                    r.entries,
+                    human_size(r.bytes),
+                    r.kept
+                );
+                0
+            }
+            Err(e) => fail(e),
+        },
+        CacheAction::Clean => match cache.clean() {
+            Ok(r) => {
+                println!("removed {} entries ({})", r.entries, human_size(r.bytes));
+                0
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+/// Text that came from files (stage ids, paths) with control characters replaced.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", b / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", b / 1e6),
+        _ => format!("{:.2} GB", b / 1e9),
+    }
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7_200 => format!("{}m", secs / 60),
+        7_200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
     }
 }
 

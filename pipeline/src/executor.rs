@@ -12,10 +12,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::cache::{Cache, Lookup, Manifest};
 use crate::error::{Error, StageError};
 use crate::plan::{Plan, PlannedStage};
 use crate::stage::{Flow, Inputs, NoProgress, Progress, SUMMARY_PORT, StageContext};
-use crate::store::{self, Cache, Manifest, PortEntry, ReasonCount, RowAccount};
+use crate::store::{self, PortEntry, ReasonCount, RowAccount};
 use crate::table::{Artifact, PortKind, REASON_COLUMN};
 
 /// Version of the `run.json` format.
@@ -47,6 +48,10 @@ pub struct RunOptions {
     pub jobs: usize,
     /// Re-run every stage, ignoring the cache.
     pub force: bool,
+    /// The build id in every cache key; `None`: the running executable's
+    /// hash ([`crate::cache::build_id`]). A program that embeds gigo may pin
+    /// its own, and then owns the promise that other code gets another id.
+    pub build_id: Option<String>,
 }
 
 /// Outcome of one stage.
@@ -101,6 +106,10 @@ pub struct StageRecord {
     pub error: Option<String>,
     /// Messages the stage logged.
     pub messages: Vec<String>,
+    /// Why a cache entry under this stage's key was found damaged, discarded
+    /// and recomputed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_repair: Option<String>,
     /// Files the stage published outside the run directory's stage folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<String>,
@@ -190,6 +199,12 @@ type Slots = HashMap<(String, String), Arc<Slot>>;
 /// directory or cache themselves.
 pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<RunResult, Error> {
     let cache = Cache::open(&opts.cache_dir).map_err(|e| Error::io(&opts.cache_dir, e))?;
+    let build = match &opts.build_id {
+        Some(b) => b.clone(),
+        None => cache
+            .build_id()
+            .map_err(|e| Error::io(&opts.cache_dir, e))?,
+    };
     let run_id = match &opts.run_id {
         Some(id) => id.clone(),
         None => default_run_id(&opts.runs_dir, &plan.name),
@@ -266,8 +281,13 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
                         let tx = tx.clone();
                         let (slots, cache, run_dir) = (&slots, &cache, &run_dir);
                         let progress = observer.stage_started(&st.id, &st.type_name);
+                        let at = Where {
+                            cache,
+                            build: &build,
+                            run_dir,
+                        };
                         scope.spawn(move || {
-                            let rec = run_stage(plan, st, opts, cache, slots, run_dir, progress);
+                            let rec = run_stage(plan, st, opts, at, slots, progress);
                             let _ = tx.send(rec);
                         });
                         progressed = true;
@@ -304,6 +324,15 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
     r.status = if ok { "succeeded" } else { "failed" }.into();
     r.finished_at = Some(rfc3339(SystemTime::now()));
     write_record(&r)?;
+    // `gigo cache gc` keeps what this run used.
+    let keys = r
+        .stages
+        .values()
+        .filter_map(|s| s.cache_key.clone())
+        .collect();
+    cache
+        .record_run(Path::new(&*plan.file), &plan.name, &run_id, keys)
+        .map_err(|e| Error::io(&opts.cache_dir, e))?;
     Ok(RunResult { run_dir, record: r })
 }
 
@@ -323,17 +352,26 @@ fn skipped_record(st: &PlannedStage, up: &str) -> StageRecord {
         outputs: BTreeMap::new(),
         error: Some(format!("not run: upstream stage `{up}` did not succeed")),
         messages: vec![],
+        cache_repair: None,
         published: vec![],
     }
+}
+
+/// What every stage of a run shares: the cache, the build id in its keys,
+/// the run directory.
+#[derive(Clone, Copy)]
+struct Where<'a> {
+    cache: &'a Cache,
+    build: &'a str,
+    run_dir: &'a Path,
 }
 
 fn run_stage(
     plan: &Plan,
     st: &PlannedStage,
     opts: &RunOptions,
-    cache: &Cache,
+    at: Where<'_>,
     slots: &Mutex<Slots>,
-    run_dir: &Path,
     progress: Arc<dyn Progress>,
 ) -> StageRecord {
     let start = Instant::now();
@@ -348,30 +386,34 @@ fn run_stage(
         outputs: BTreeMap::new(),
         error: None,
         messages: vec![],
+        cache_repair: None,
         published: vec![],
     };
-    if let Err(e) = execute(plan, st, opts, cache, slots, run_dir, progress, &mut rec) {
+    if let Err(e) = execute(plan, st, opts, at, slots, progress, &mut rec) {
         rec.status = StageStatus::Failed;
         rec.error = Some(e.to_string());
     }
-    let scratch = run_dir.join(".scratch");
+    let scratch = at.run_dir.join(".scratch");
     let _ = fs::remove_dir_all(scratch.join(&st.id));
     let _ = fs::remove_dir(&scratch); // only once empty
     rec.wall_ms = start.elapsed().as_millis() as u64;
     rec
 }
 
-#[allow(clippy::too_many_arguments)]
 fn execute(
     plan: &Plan,
     st: &PlannedStage,
     opts: &RunOptions,
-    cache: &Cache,
+    at: Where<'_>,
     slots: &Mutex<Slots>,
-    run_dir: &Path,
     progress: Arc<dyn Progress>,
     rec: &mut StageRecord,
 ) -> Result<(), StageError> {
+    let Where {
+        cache,
+        build,
+        run_dir,
+    } = at;
     // Inputs, by port, as slots.
     let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
     let mut input_sources: Vec<String> = Vec::new();
@@ -403,15 +445,29 @@ fn execute(
         progress,
     );
     let extra = st.stage.fingerprint(&plan.base_dir)?;
-    let key = cache_key(st, ctx.seed, &input_slots, extra.as_deref());
+    let key = cache_key(st, build, ctx.seed, &input_slots, extra.as_deref());
     rec.cache_key = Some(key.clone());
-    let (dir, manifest) = match (!opts.force).then(|| cache.lookup(&key)).flatten() {
-        Some(m) => {
+    let found = if opts.force {
+        Lookup::Miss
+    } else {
+        cache.lookup(&key)
+    };
+    if let Lookup::Damaged(why) = &found {
+        rec.cache_repair = Some(format!(
+            "cache entry {key} was damaged ({why}): discarded and recomputed"
+        ));
+        cache
+            .discard(&key)
+            .map_err(|e| StageError::io(cache.entry_dir(&key), e))?;
+    }
+    let (dir, manifest) = match found {
+        Lookup::Hit(m) => {
             rec.status = StageStatus::Cached;
             rec.cache_hit = true;
-            (cache.entry_dir(&key), m)
+            cache.touch(&key);
+            (cache.entry_dir(&key), *m)
         }
-        None => {
+        Lookup::Miss | Lookup::Damaged(_) => {
             let mut inputs = Inputs::default();
             for ((port, _, slot), source) in input_slots.iter().zip(&input_sources) {
                 inputs.push_from(port, source, slot.get()?);
@@ -455,16 +511,25 @@ fn execute(
                 store::write_artifact(&tmp, SUMMARY_PORT, &summary)?,
             );
             values.insert(SUMMARY_PORT.to_string(), summary);
-            let manifest = Manifest {
+            let mut manifest = Manifest {
+                format: crate::cache::MANIFEST_FORMAT,
                 gigo_version: crate::VERSION.to_string(),
+                build: build.to_string(),
                 key: key.clone(),
+                stage: st.id.clone(),
+                type_name: st.type_name.clone(),
+                created_at: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
                 ports,
                 rows,
                 messages: ctx.messages(),
                 published,
+                files: BTreeMap::new(),
             };
             let dir = cache
-                .commit(&tmp, &manifest, opts.force)
+                .commit(&tmp, &mut manifest, opts.force)
                 .map_err(|e| StageError::io(cache.entry_dir(&key), e))?;
             rec.status = StageStatus::Ran;
             // Downstream stages in this run reuse the in-memory values.
@@ -527,11 +592,12 @@ fn execute(
     Ok(())
 }
 
-/// The cache key: gigo version, stage type, resolved parameters, the stage's
-/// seed, the fingerprints of its inputs by port, and the stage's own extra
-/// fingerprint (e.g. the files it reads).
+/// The cache key: gigo version, the build that runs, stage type, resolved
+/// parameters, the stage's seed, the fingerprints of its inputs by port, and
+/// the stage's own extra fingerprint (e.g. the files it reads).
 fn cache_key(
     st: &PlannedStage,
+    build: &str,
     seed: u64,
     inputs: &[(String, Flow, Arc<Slot>)],
     extra: Option<&str>,
@@ -542,6 +608,7 @@ fn cache_key(
         .collect();
     let material = serde_json::json!({
         "gigo": crate::VERSION,
+        "build": build,
         "type": st.type_name,
         "params": st.params,
         "seed": seed,
@@ -693,7 +760,99 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::Registry;
+    use crate::stage::{PortSpec, Stage, StageOutput};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct NoParams {}
+
+    /// A stage with no inputs that counts its runs and says `{"n": 1}`.
+    struct Counting(Arc<AtomicUsize>);
+    impl Stage for Counting {
+        fn inputs(&self) -> Vec<PortSpec> {
+            vec![]
+        }
+        fn outputs(&self) -> Vec<PortSpec> {
+            vec![]
+        }
+        fn run(
+            &self,
+            _: &crate::stage::Inputs,
+            _: &StageContext,
+        ) -> Result<StageOutput, StageError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(StageOutput::new().with_summary(serde_json::json!({"n": 1})))
+        }
+    }
+
+    fn counting_plan(dir: &Path, runs: Arc<AtomicUsize>) -> Plan {
+        let mut registry = Registry::new();
+        registry.register::<NoParams, _>("count", "Counts.", move |_| {
+            Ok(Box::new(Counting(runs.clone())))
+        });
+        let spec = crate::config::parse_str(
+            "name: t\nseed: 1\nstages:\n  c:\n    type: count\n",
+            "t.yaml".into(),
+            dir.to_path_buf(),
+            &[],
+        )
+        .unwrap();
+        crate::plan::build_plan(&spec, &registry).unwrap()
+    }
+
+    fn options(dir: &Path, build: &str) -> RunOptions {
+        RunOptions {
+            runs_dir: dir.join("runs"),
+            cache_dir: dir.join("cache"),
+            run_id: None,
+            jobs: 1,
+            force: false,
+            build_id: Some(build.into()),
+        }
+    }
+
+    #[test]
+    fn another_build_misses_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let plan = counting_plan(dir.path(), runs.clone());
+        let status = |build: &str| {
+            let r = run(&plan, &options(dir.path(), build), &Silent).unwrap();
+            r.record.stages["c"].status
+        };
+        assert_eq!(status("one"), StageStatus::Ran);
+        assert_eq!(status("one"), StageStatus::Cached);
+        assert_eq!(status("two"), StageStatus::Ran);
+        assert_eq!(status("two"), StageStatus::Cached);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_damaged_entry_is_recomputed_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let plan = counting_plan(dir.path(), runs.clone());
+        let opts = options(dir.path(), "b");
+        let first = run(&plan, &opts, &Silent).unwrap();
+        let key = first.record.stages["c"].cache_key.clone().unwrap();
+        let summary = opts.cache_dir.join(&key).join("summary.json");
+        // Seven bytes of garbage, written in place (through the run
+        // directory's hard link, as a user's slip would).
+        fs::write(&summary, b"garbage").unwrap();
+        let second = run(&plan, &opts, &Silent).unwrap();
+        let rec = &second.record.stages["c"];
+        assert_eq!(rec.status, StageStatus::Ran);
+        let why = rec.cache_repair.as_deref().unwrap();
+        assert!(why.contains("summary.json"), "{why}");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(second.summary("c").unwrap(), serde_json::json!({"n": 1}));
+        let third = run(&plan, &opts, &Silent).unwrap();
+        assert_eq!(third.record.stages["c"].status, StageStatus::Cached);
+        assert!(third.record.stages["c"].cache_repair.is_none());
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {

@@ -6,6 +6,7 @@
 //! and `gigo-datasets`, and a user's program registers its own the same way.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod diag;
 pub mod error;
@@ -30,7 +31,7 @@ pub use table::{
     Artifact, Model, PortKind, REASON_COLUMN, Role, Table, append_columns, field_with_role, role_of,
 };
 
-/// gigo's version: part of every cache key.
+/// gigo's version: part of every cache key (with the build id, [`cache::build_id`]).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Loads a pipeline file, applies overrides (typed by each stage's parameter

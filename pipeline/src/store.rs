@@ -1,9 +1,9 @@
-//! Artifacts on disk: Parquet tables, model files, JSON summaries, and the
-//! content-addressed cache whose entries appear atomically.
+//! Artifacts on disk: Parquet tables, model files, JSON summaries (the cache
+//! that holds them is [`crate::cache`]).
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -109,25 +109,6 @@ pub struct ReasonCount {
     pub rows: usize,
 }
 
-/// The manifest of a cache entry, written last: its presence means the entry
-/// is complete.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// gigo version that wrote it.
-    pub gigo_version: String,
-    /// The cache key.
-    pub key: String,
-    /// Output ports (summary included).
-    pub ports: std::collections::BTreeMap<String, PortEntry>,
-    /// Row accounting of the run that produced it.
-    pub rows: RowAccount,
-    /// Messages the stage logged.
-    pub messages: Vec<String>,
-    /// Files published outside the cache: (target as written, file in the entry).
-    #[serde(default)]
-    pub published: Vec<(String, String)>,
-}
-
 /// Writes an artifact as `dir/<port>.<ext>` and returns its entry.
 pub fn write_artifact(
     dir: &Path,
@@ -214,109 +195,11 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), next_nonce()));
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nonce = N.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
-}
-
-fn next_nonce() -> u64 {
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-/// The content-addressed cache: `<root>/<key>/` holds a stage's outputs and a
-/// manifest. An entry is written in a temporary directory and renamed into
-/// place once complete, so a run killed at any moment leaves nothing that a
-/// later run would trust.
-pub struct Cache {
-    root: PathBuf,
-}
-
-impl Cache {
-    /// A cache under `root` (created if needed).
-    pub fn open(root: &Path) -> std::io::Result<Cache> {
-        fs::create_dir_all(root)?;
-        let cache = Cache {
-            root: root.to_path_buf(),
-        };
-        cache.remove_stale_temporaries();
-        Ok(cache)
-    }
-
-    /// Directory of entry `key`.
-    pub fn entry_dir(&self, key: &str) -> PathBuf {
-        self.root.join(key)
-    }
-
-    /// The manifest of a complete entry, if there is one.
-    pub fn lookup(&self, key: &str) -> Option<Manifest> {
-        let bytes = fs::read(self.entry_dir(key).join("manifest.json")).ok()?;
-        let m: Manifest = serde_json::from_slice(&bytes).ok()?;
-        // Every file must still be there (a user may have pruned the cache).
-        m.ports
-            .values()
-            .all(|p| self.entry_dir(key).join(&p.file).is_file())
-            .then_some(m)
-    }
-
-    /// A fresh temporary directory for building entry `key`.
-    pub fn begin(&self, key: &str) -> std::io::Result<PathBuf> {
-        let dir = self.root.join(format!(
-            ".tmp-{key}-{}-{}",
-            std::process::id(),
-            next_nonce()
-        ));
-        fs::create_dir_all(&dir)?;
-        Ok(dir)
-    }
-
-    /// Writes the manifest into `tmp` and renames it to the entry's place.
-    ///
-    /// With `replace` (a forced run), an existing entry under the same key is
-    /// swapped out, so what the forced run produced is what gets published.
-    pub fn commit(
-        &self,
-        tmp: &Path,
-        manifest: &Manifest,
-        replace: bool,
-    ) -> std::io::Result<PathBuf> {
-        let bytes = serde_json::to_vec_pretty(manifest).map_err(std::io::Error::other)?;
-        fs::write(tmp.join("manifest.json"), bytes)?;
-        let dest = self.entry_dir(&manifest.key);
-        if replace && dest.exists() {
-            let old = tmp.with_extension("replaced");
-            fs::rename(&dest, &old)?;
-            let _ = fs::remove_dir_all(&old);
-        }
-        match fs::rename(tmp, &dest) {
-            Ok(()) => Ok(dest),
-            Err(_) if dest.join("manifest.json").is_file() => {
-                // Another run committed the same entry first: same key, same content.
-                let _ = fs::remove_dir_all(tmp);
-                Ok(dest)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Removes temporary directories left by runs that were killed.
-    fn remove_stale_temporaries(&self) {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            let Some(rest) = name.strip_prefix(".tmp-") else {
-                continue;
-            };
-            // .tmp-<key>-<pid>-<nonce>
-            let pid = rest.rsplit('-').nth(1).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive || pid == Some(std::process::id()) {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
 }
 
 /// Makes `dest` hold the content of `src`: a hard link when possible, else a copy.
@@ -370,24 +253,5 @@ mod tests {
         assert_eq!(read_model(&p).unwrap(), m);
         fs::write(&p, b"garbage").unwrap();
         assert!(read_model(&p).is_err());
-    }
-
-    #[test]
-    fn uncommitted_entries_are_invisible() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::open(dir.path()).unwrap();
-        let tmp = cache.begin("k1").unwrap();
-        fs::write(tmp.join("x.json"), b"{}").unwrap();
-        assert!(cache.lookup("k1").is_none());
-        let m = Manifest {
-            gigo_version: "t".into(),
-            key: "k1".into(),
-            ports: Default::default(),
-            rows: RowAccount::default(),
-            messages: vec![],
-            published: vec![],
-        };
-        cache.commit(&tmp, &m, false).unwrap();
-        assert!(cache.lookup("k1").is_some());
     }
 }
