@@ -2,11 +2,7 @@
 //! story (a baseline on the raw rows against the cleaned, rebalanced,
 //! pretrained model, on clean and corrupted test rows), and the Adult example
 //! on its official train / test split.
-#![cfg(feature = "neural")]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn by_model(s: &serde_json::Value, metric: &str, model: &str) -> f64 {
     s["metrics"][metric][model]

@@ -2,9 +2,7 @@
 //! reasons, a malformed file is an error naming file and line, and changed
 //! data invalidates the cache.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const CONTRACT: &str = "columns:\n  age: {type: int, nullable: false, min: 0, max: 120}\n  city: {type: string, allowed: [Paris, Oslo]}\n  y: {type: int, role: label, allowed: [0, 1]}\n";
 

@@ -2,13 +2,11 @@
 //! test set, read by `ingest` (UInt8 pixels), scored by gigo's own
 //! cross-validated models, against the 15 human-validated label errors.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::*;
 use arrow::array::AsArray;
 use arrow::datatypes::{Float64Type, Int64Type};
-use common::*;
 
 /// How many of the 15 validated errors are among the 100 lowest
 /// `label_quality` rows of the run's `label_noise` output.

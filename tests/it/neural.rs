@@ -2,13 +2,9 @@
 //! `gigo` binary: the quickstart's data pretrained and fine-tuned, identical
 //! bytes whatever the thread count; the MNIST and Adult example pipelines;
 //! parameter errors with their location.
-#![cfg(feature = "neural")]
-
-mod common;
-
 use std::path::Path;
 
-use common::*;
+use crate::common::*;
 
 /// The quickstart's data (generate -> profile -> split), then pretraining on
 /// every row and fine-tuning on the training split: the snippet the

@@ -2,12 +2,10 @@
 //! caching, resuming after kill -9, determinism, every invalid config with its
 //! message and location, the custom stage example and the exec stage.
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn quickstart() -> String {
     root()
@@ -260,6 +258,65 @@ fn a_run_killed_mid_stage_resumes_to_identical_bytes() {
         a, b,
         "a resumed run writes the same bytes as an uninterrupted one"
     );
+}
+
+/// The bytes a run leaves that must not depend on interruptions: every
+/// table, the reports (run.json holds times and is left out).
+fn run_outputs(run_dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = files_under(run_dir, "parquet");
+    out.extend(files_under(run_dir, "md"));
+    out.extend(files_under(run_dir, "html"));
+    out.push((
+        "report.json".into(),
+        std::fs::read(run_dir.join("report.json")).unwrap(),
+    ));
+    out
+}
+
+#[test]
+fn the_quickstart_killed_at_ten_random_moments_resumes_to_identical_bytes() {
+    use rand::{Rng, SeedableRng};
+    let reference = tempfile::tempdir().unwrap();
+    let start = Instant::now();
+    let o = gigo(reference.path(), &["run", &quickstart(), "--run-id", "r"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let full = start.elapsed();
+    let expected = run_outputs(&reference.path().join("runs/r"));
+    assert!(expected.len() > 10, "{}", expected.len());
+
+    // One cache through all ten: every killed run is forced (each stage
+    // re-runs and replaces its entry), so a kill can land in any stage, in
+    // any step of writing an entry; the next run must finish and agree.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    for i in 0..10 {
+        let killed = format!("k{i}");
+        let mut child = Command::new(gigo_bin())
+            .args(["run", &quickstart(), "--run-id", &killed, "--force"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(full.mul_f64(rng.random_range(0.0..1.0)));
+        let _ = child.kill(); // SIGKILL, unless it already finished
+        child.wait().unwrap();
+        let resumed = format!("resumed{i}");
+        let o = gigo(dir.path(), &["run", &quickstart(), "--run-id", &resumed]);
+        assert!(o.status.success(), "after kill {i}: {}", stderr(&o));
+        let got = run_outputs(&dir.path().join("runs").join(&resumed));
+        let differ: Vec<&str> = expected
+            .iter()
+            .filter(|e| !got.contains(e))
+            .map(|e| e.0.as_str())
+            .collect();
+        assert!(
+            got.len() == expected.len() && differ.is_empty(),
+            "after kill {i}: {differ:?} differ ({} files, {} expected)",
+            got.len(),
+            expected.len()
+        );
+    }
 }
 
 #[test]

@@ -2,15 +2,13 @@
 //! (scored against the generator's ground truth) and on real data (Adult,
 //! checked against figures computed here, independently of the stage).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::common::{gigo, read_parquet, root, run_example, stderr};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
-use common::{gigo, read_parquet, root, run_example, stderr};
 
 fn bools(b: &RecordBatch, name: &str) -> Vec<Option<bool>> {
     b.column_by_name(name)
@@ -139,7 +137,7 @@ fn adult_profile_matches_independently_computed_figures() {
          profile:\n    type: profile\n    inputs: raw\n    drift: {{column: split, reference: train}}\n",
         adult().display()
     );
-    let p = common::write(dir.path(), "adult.yaml", &yaml);
+    let p = crate::common::write(dir.path(), "adult.yaml", &yaml);
     let o = gigo(dir.path(), &["run", &p, "--run-id", "a"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let s = summary(dir.path(), "a", "profile");

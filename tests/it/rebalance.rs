@@ -2,16 +2,14 @@
 //! sets (golden files made by `tests/golden/imblearn/make_golden.py`, whose
 //! header has the command), and end to end in pipelines.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::common::{gigo, read_parquet, root, stderr, write};
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use common::{gigo, read_parquet, root, stderr, write};
 use gigo::{Artifact, Inputs, NoProgress, Role, Stage, StageContext, StageOutput, Table};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
@@ -352,7 +350,7 @@ fn a_pipeline_rebalances_its_training_part_and_reports_before_and_after() {
     let p = pipeline(dir.path(), "split.train", "    method: smote_tomek\n");
     let o = gigo(dir.path(), &["run", &p, "--run-id", "r"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let record = common::run_record(dir.path(), "r");
+    let record = crate::common::run_record(dir.path(), "r");
     let rows = &record["stages"]["rebalance"]["rows"];
     let out = read_parquet(&dir.path().join("runs/r/rebalance/table.parquet"));
     let removed = read_parquet(&dir.path().join("runs/r/rebalance/removed.parquet"));

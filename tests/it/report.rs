@@ -3,12 +3,10 @@
 //! fetches, the expected headings), hostile strings that must execute
 //! nothing, and quality gates deciding the exit code.
 
-mod common;
-
 use std::path::Path;
 
-use common::browser::{Rendered, render};
-use common::*;
+use crate::common::browser::{Rendered, render};
+use crate::common::*;
 use gigo_pipeline::summary::{Block, Section, Series, Severity};
 use gigo_stages::report::{CSP, ReportDoc, esc, parse_gates, render_html};
 use serde_json::{Value, json};

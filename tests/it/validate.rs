@@ -1,9 +1,7 @@
 //! `gigo validate`: every kind of invalid pipeline, with its exact message and
 //! location, all problems in one go, exit code 2; plus graph, stages, schema.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Validates `yaml` and returns (exit code, stderr).
 fn validate(yaml: &str) -> (Option<i32>, String) {
