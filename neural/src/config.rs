@@ -19,6 +19,39 @@ pub fn no_effect(path: &str, needs: &str, actual: &str) -> ParamProblem {
     problem
 }
 
+/// A range a number must lie in, and how a message says it.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    /// Whether a value lies in it.
+    pub ok: fn(f64) -> bool,
+    /// The range in words, after "must be".
+    pub says: &'static str,
+}
+
+impl Range {
+    /// Finite and at least 0.
+    pub const NON_NEGATIVE: Range = Range {
+        ok: |v| v >= 0.0 && v.is_finite(),
+        says: "a non-negative number",
+    };
+
+    /// Above 0, at most 1.
+    pub const SHARE: Range = Range {
+        ok: |v| v > 0.0 && v <= 1.0,
+        says: "in (0, 1]",
+    };
+
+    /// Pushes a problem at `path` unless `v` lies in the range.
+    pub fn check(self, path: &str, v: f64, p: &mut Vec<ParamProblem>) {
+        if !(self.ok)(v) {
+            p.push(ParamProblem::new(
+                path,
+                format!("must be {}, got {v}", self.says),
+            ));
+        }
+    }
+}
+
 /// A unit variant as the YAML writes it (`snake_case`), for messages.
 pub fn word<T: Serialize>(v: &T) -> String {
     match serde_json::to_value(v) {

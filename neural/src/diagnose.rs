@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::config::{LossKind, no_effect, word};
+use crate::config::{LossKind, Range, no_effect, word};
 
 /// One epoch of training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,59 +191,42 @@ impl Thresholds {
     /// is the training loss (`underfit_fraction` needs cross-entropy).
     pub fn check(&self, prefix: &str, loss: LossKind, p: &mut Vec<ParamProblem>) {
         let at = |name: &str| format!("{prefix}.{name}");
-        let ranges: [(&str, f64, fn(f64) -> bool, &str); 6] = [
-            (
-                "vanishing_ratio",
-                self.vanishing_ratio,
-                |v| v > 0.0 && v < 1.0,
-                "in (0, 1)",
-            ),
-            (
-                "exploding_growth",
-                self.exploding_growth,
-                |v| v > 1.0 && v.is_finite(),
-                "a number above 1",
-            ),
+        let unit_open = Range {
+            ok: |v| v > 0.0 && v < 1.0,
+            says: "in (0, 1)",
+        };
+        let above_one = Range {
+            ok: |v| v > 1.0 && v.is_finite(),
+            says: "a number above 1",
+        };
+        let fraction = Range {
+            ok: |v| (0.0..1.0).contains(&v),
+            says: "in [0, 1)",
+        };
+        for (name, v, range) in [
+            ("vanishing_ratio", self.vanishing_ratio, unit_open),
+            ("exploding_growth", self.exploding_growth, above_one),
             (
                 "exploding_min_norm",
                 self.exploding_min_norm,
-                |v| v >= 0.0 && v.is_finite(),
-                "a non-negative number",
+                Range::NON_NEGATIVE,
             ),
-            (
-                "overfit_rise",
-                self.overfit_rise,
-                |v| v >= 0.0 && v.is_finite(),
-                "a non-negative number",
-            ),
+            ("overfit_rise", self.overfit_rise, Range::NON_NEGATIVE),
             (
                 "overfit_min_rise",
                 self.overfit_min_rise,
-                |v| v >= 0.0 && v.is_finite(),
-                "a non-negative number",
+                Range::NON_NEGATIVE,
             ),
             (
                 "underfit_accuracy_margin",
                 self.underfit_accuracy_margin,
-                |v| (0.0..1.0).contains(&v),
-                "in [0, 1)",
+                fraction,
             ),
-        ];
-        for (name, v, ok, want) in ranges {
-            if !ok(v) {
-                p.push(ParamProblem::new(
-                    &at(name),
-                    format!("must be {want}, got {v}"),
-                ));
-            }
+        ] {
+            range.check(&at(name), v, p);
         }
         if let Some(f) = self.underfit_fraction {
-            if !(f > 0.0 && f <= 1.0) {
-                p.push(ParamProblem::new(
-                    &at("underfit_fraction"),
-                    format!("must be in (0, 1], got {f}"),
-                ));
-            }
+            Range::SHARE.check(&at("underfit_fraction"), f, p);
             if loss != LossKind::CrossEntropy {
                 p.push(no_effect(
                     &at("underfit_fraction"),

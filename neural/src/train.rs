@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::backend::backend_name;
 use crate::config::{
     BatchSize, ClassWeights, EarlyStopping, EncoderParams, EncoderSpec, LossKind, OptimParams,
-    OptimizerKind, Schedule, no_effect, word,
+    OptimizerKind, Range, Schedule, no_effect, word,
 };
 use crate::data;
 use crate::diagnose::{Baseline, Thresholds, curve_blocks, diagnose};
@@ -189,42 +189,15 @@ impl TrainParams {
 
     /// The loss constants: in range, and set only under their loss.
     fn check_loss(&self, p: &mut Vec<ParamProblem>) {
-        let non_negative = |v: f64| v >= 0.0 && v.is_finite();
-        let constants: [(&str, Option<f64>, LossKind, fn(f64) -> bool, &str); 4] = [
-            (
-                "focal_gamma",
-                self.focal_gamma,
-                LossKind::Focal,
-                non_negative,
-                "a non-negative number",
-            ),
-            (
-                "gce_q",
-                self.gce_q,
-                LossKind::Gce,
-                |v| v > 0.0 && v <= 1.0,
-                "in (0, 1]",
-            ),
-            (
-                "sce_alpha",
-                self.sce_alpha,
-                LossKind::Sce,
-                non_negative,
-                "a non-negative number",
-            ),
-            (
-                "sce_beta",
-                self.sce_beta,
-                LossKind::Sce,
-                non_negative,
-                "a non-negative number",
-            ),
-        ];
-        for (name, v, needs, ok, want) in constants {
+        let nn = Range::NON_NEGATIVE;
+        for (name, v, needs, range) in [
+            ("focal_gamma", self.focal_gamma, LossKind::Focal, nn),
+            ("gce_q", self.gce_q, LossKind::Gce, Range::SHARE),
+            ("sce_alpha", self.sce_alpha, LossKind::Sce, nn),
+            ("sce_beta", self.sce_beta, LossKind::Sce, nn),
+        ] {
             let Some(v) = v else { continue };
-            if !ok(v) {
-                p.push(ParamProblem::new(name, format!("must be {want}, got {v}")));
-            }
+            range.check(name, v, p);
             if self.loss != needs {
                 p.push(no_effect(
                     name,
