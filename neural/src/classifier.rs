@@ -3,8 +3,8 @@
 //! model.
 //!
 //! It trains with [`TrainParams`] (the `train` stage's parameters; `features`,
-//! `sample_weights` and fine-tuning ones do not apply: the caller passes a
-//! matrix and weights) on a matrix already encoded by gigo-ml's
+//! `sample_weights`, `diagnosis` and fine-tuning ones do not apply: the
+//! caller passes a matrix and weights, and no report is written) on a matrix already encoded by gigo-ml's
 //! `FeatureEncoder`. No validation rows are given to `fit`, so early
 //! stopping is refused.
 //!
@@ -142,7 +142,7 @@ impl NeuralClassifier {
 pub const MAKER_NAME: &str = gigo_ml::classifier::MLP;
 
 /// Registers the neural classifier as [`MAKER_NAME`]: its parameters are the
-/// `train` stage's, less those about table columns or a pretrained encoder.
+/// `train` stage's, less those about table columns, a pretrained encoder or the report.
 ///
 /// # Example
 /// ```
@@ -180,6 +180,11 @@ fn make(params: &serde_json::Value, seed: u64) -> Result<Box<dyn Classifier>, Ml
             "encoder_lr",
             params.encoder_lr.is_some(),
             "there is no pretrained encoder here",
+        ),
+        (
+            "diagnosis",
+            params.diagnosis.is_some(),
+            "the cross-validated models are not diagnosed in a report",
         ),
     ];
     if let Some((name, _, why)) = not_here.iter().find(|(_, set, _)| *set) {
@@ -301,5 +306,30 @@ impl Classifier for NeuralClassifier {
             },
         };
         Ok(serde_json::to_vec(&saved)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn refusal(params: serde_json::Value) -> String {
+        match make(&params, 0) {
+            Ok(_) => panic!("{params} accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn label_noise_model_params_get_train_checks_and_refuse_diagnosis() {
+        let err = refusal(json!({"loss": "gce", "focal_gamma": 2.0}));
+        assert!(
+            err.contains("focal_gamma") && err.contains("`loss: focal`") && err.contains("gce"),
+            "{err}"
+        );
+        let err = refusal(json!({"diagnosis": {"vanishing_ratio": 0.01}}));
+        assert!(err.contains("diagnosis"), "{err}");
+        assert!(make(&json!({"optimizer": "sgd", "weight_decay": 0.001}), 0).is_ok());
     }
 }

@@ -6,6 +6,60 @@ use gigo_pipeline::ParamProblem;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The problem of a parameter the chosen options ignore: `needs` names the
+/// option it depends on, `actual` what was chosen instead, e.g. "`gce_q` has
+/// no effect unless `loss: gce` (loss is focal)".
+pub fn no_effect(path: &str, needs: &str, actual: &str) -> ParamProblem {
+    let name = path.rsplit('.').next().unwrap_or(path);
+    let mut problem = ParamProblem::new(
+        path,
+        format!("`{name}` has no effect unless {needs} ({actual})"),
+    );
+    problem.help = Some(format!("remove `{name}`, or choose what it depends on"));
+    problem
+}
+
+/// A range a number must lie in, and how a message says it.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    /// Whether a value lies in it.
+    pub ok: fn(f64) -> bool,
+    /// The range in words, after "must be".
+    pub says: &'static str,
+}
+
+impl Range {
+    /// Finite and at least 0.
+    pub const NON_NEGATIVE: Range = Range {
+        ok: |v| v >= 0.0 && v.is_finite(),
+        says: "a non-negative number",
+    };
+
+    /// Above 0, at most 1.
+    pub const SHARE: Range = Range {
+        ok: |v| v > 0.0 && v <= 1.0,
+        says: "in (0, 1]",
+    };
+
+    /// Pushes a problem at `path` unless `v` lies in the range.
+    pub fn check(self, path: &str, v: f64, p: &mut Vec<ParamProblem>) {
+        if !(self.ok)(v) {
+            p.push(ParamProblem::new(
+                path,
+                format!("must be {}, got {v}", self.says),
+            ));
+        }
+    }
+}
+
+/// A unit variant as the YAML writes it (`snake_case`), for messages.
+pub fn word<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        other => format!("{other:?}"),
+    }
+}
+
 /// The non-linearity between layers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -74,19 +128,19 @@ pub struct EncoderParams {
     /// Normalisation: `none` (default), `batch`, `layer` or `group`.
     #[serde(default)]
     pub norm: Norm,
-    /// Groups for `norm: group`; must divide `width`. Default 8.
-    #[serde(default = "default_groups")]
-    pub groups: usize,
+    /// `norm: group` only: groups of units; must divide `width`. Default 8.
+    #[serde(default)]
+    pub groups: Option<usize>,
     /// Dropout probability after each hidden layer (training only). Default 0.
     #[serde(default)]
     pub dropout: f64,
-    /// `cnn` only: image height and width; their product must equal the
+    /// `kind: cnn` only: image height and width; their product must equal the
     /// number of encoded features. Default `[28, 28]`.
-    #[serde(default = "default_image")]
-    pub image: [usize; 2],
-    /// `cnn` only: output channels of each convolution. Default `[16, 32]`.
-    #[serde(default = "default_channels")]
-    pub channels: Vec<usize>,
+    #[serde(default)]
+    pub image: Option<[usize; 2]>,
+    /// `kind: cnn` only: output channels of each convolution. Default `[16, 32]`.
+    #[serde(default)]
+    pub channels: Option<Vec<usize>>,
 }
 
 fn default_depth() -> usize {
@@ -94,15 +148,6 @@ fn default_depth() -> usize {
 }
 fn default_width() -> usize {
     128
-}
-fn default_groups() -> usize {
-    8
-}
-fn default_image() -> [usize; 2] {
-    [28, 28]
-}
-fn default_channels() -> Vec<usize> {
-    vec![16, 32]
 }
 
 impl Default for EncoderParams {
@@ -114,18 +159,61 @@ impl Default for EncoderParams {
             activation: Activation::Relu,
             residual: false,
             norm: Norm::None,
-            groups: default_groups(),
+            groups: None,
             dropout: 0.0,
-            image: default_image(),
-            channels: default_channels(),
+            image: None,
+            channels: None,
         }
     }
 }
 
 impl EncoderParams {
+    /// Groups of `norm: group` (default 8).
+    pub fn groups(&self) -> usize {
+        self.groups.unwrap_or(8)
+    }
+
+    /// A CNN's image height and width (default 28 x 28).
+    pub fn image(&self) -> [usize; 2] {
+        self.image.unwrap_or([28, 28])
+    }
+
+    /// A CNN's channels per convolution (default 16, 32).
+    pub fn channels(&self) -> Vec<usize> {
+        self.channels.clone().unwrap_or_else(|| vec![16, 32])
+    }
+
     /// Every problem, with paths under `prefix` (e.g. `encoder`).
     pub fn check(&self, prefix: &str, p: &mut Vec<ParamProblem>) {
         let at = |name: &str| format!("{prefix}.{name}");
+        if self.groups.is_some() && self.norm != Norm::Group {
+            p.push(no_effect(
+                &at("groups"),
+                "`norm: group`",
+                &format!("norm is {}", word(&self.norm)),
+            ));
+        }
+        if self.kind != EncoderKind::Cnn {
+            for (name, set) in [
+                ("image", self.image.is_some()),
+                ("channels", self.channels.is_some()),
+            ] {
+                if set {
+                    p.push(no_effect(
+                        &at(name),
+                        "`kind: cnn`",
+                        &format!("kind is {}", word(&self.kind)),
+                    ));
+                }
+            }
+        }
+        if self.residual && self.depth == 1 {
+            p.push(no_effect(
+                &at("residual"),
+                "`depth` is at least 2 (the first hidden layer has no skip connection)",
+                "depth is 1",
+            ));
+        }
         if self.depth == 0 || self.depth > 64 {
             p.push(ParamProblem::new(
                 &at("depth"),
@@ -138,13 +226,13 @@ impl EncoderParams {
                 format!("must be in 1..=16384, got {}", self.width),
             ));
         }
-        if self.norm == Norm::Group && (self.groups == 0 || !self.width.is_multiple_of(self.groups))
-        {
+        let groups = self.groups();
+        if self.norm == Norm::Group && (groups == 0 || !self.width.is_multiple_of(groups)) {
             p.push(ParamProblem::new(
                 &at("groups"),
                 format!(
-                    "group normalisation needs `groups` to divide `width` ({}), got {}",
-                    self.width, self.groups
+                    "group normalisation needs `groups` to divide `width` ({}), got {groups}",
+                    self.width
                 ),
             ));
         }
@@ -155,31 +243,29 @@ impl EncoderParams {
             ));
         }
         if self.kind == EncoderKind::Cnn {
-            if self.image[0] == 0 || self.image[1] == 0 {
+            let (image, channels) = (self.image(), self.channels());
+            if image[0] == 0 || image[1] == 0 {
                 p.push(ParamProblem::new(
                     &at("image"),
-                    format!("height and width must be positive, got {:?}", self.image),
+                    format!("height and width must be positive, got {image:?}"),
                 ));
             }
-            if self.channels.is_empty() || self.channels.contains(&0) {
+            if channels.is_empty() || channels.contains(&0) {
                 p.push(ParamProblem::new(
                     &at("channels"),
-                    format!(
-                        "needs at least one positive channel count, got {:?}",
-                        self.channels
-                    ),
+                    format!("needs at least one positive channel count, got {channels:?}"),
                 ));
             }
-            let pools = 1usize << self.channels.len().min(16);
-            if self.image[0] < pools || self.image[1] < pools {
+            let pools = 1usize << channels.len().min(16);
+            if image[0] < pools || image[1] < pools {
                 p.push(ParamProblem::new(
                     &at("channels"),
                     format!(
                         "{} convolutions halve a {}x{} image {} times: too many for its size",
-                        self.channels.len(),
-                        self.image[0],
-                        self.image[1],
-                        self.channels.len()
+                        channels.len(),
+                        image[0],
+                        image[1],
+                        channels.len()
                     ),
                 ));
             }
@@ -203,14 +289,13 @@ impl EncoderSpec {
         if input_dim == 0 {
             return Err(crate::NeuralError::data("there are no encoded features"));
         }
-        if params.kind == EncoderKind::Cnn && params.image[0] * params.image[1] != input_dim {
+        let [h, w] = params.image();
+        if params.kind == EncoderKind::Cnn && h * w != input_dim {
             return Err(crate::NeuralError::param(
                 "encoder.image",
                 format!(
-                    "a {}x{} image has {} pixels but the table has {input_dim} encoded features",
-                    params.image[0],
-                    params.image[1],
-                    params.image[0] * params.image[1]
+                    "a {h}x{w} image has {} pixels but the table has {input_dim} encoded features",
+                    h * w
                 ),
             ));
         }
@@ -328,15 +413,18 @@ pub struct OptimParams {
     /// Learning rate. Default 0.001.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// SGD momentum (0: plain SGD). Default 0.
+    /// `optimizer: sgd` only: momentum (0: plain SGD). Default 0.
     #[serde(default)]
-    pub momentum: f64,
-    /// SGD: Nesterov momentum (needs `momentum` > 0). Default false.
+    pub momentum: Option<f64>,
+    /// `optimizer: sgd` only: Nesterov momentum (needs `momentum` > 0). Default false.
     #[serde(default)]
-    pub nesterov: bool,
-    /// AdamW's decoupled weight decay. Default 0.01.
-    #[serde(default = "default_weight_decay")]
-    pub weight_decay: f64,
+    pub nesterov: Option<bool>,
+    /// Weight decay, as PyTorch's: `sgd` and `adam` add `weight_decay * w` to
+    /// every parameter's gradient (L2), `adamw` decays the weights decoupled
+    /// from the gradient. Default (PyTorch's): 0 for `sgd` and `adam`, 0.01
+    /// for `adamw`.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
     /// Learning-rate schedule after warm-up. Default `{kind: constant}`.
     #[serde(default)]
     pub schedule: Schedule,
@@ -355,18 +443,15 @@ pub struct OptimParams {
 fn default_lr() -> f64 {
     1e-3
 }
-fn default_weight_decay() -> f64 {
-    0.01
-}
 
 impl Default for OptimParams {
     fn default() -> Self {
         OptimParams {
             optimizer: OptimizerKind::Adam,
             lr: default_lr(),
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: default_weight_decay(),
+            momentum: None,
+            nesterov: None,
+            weight_decay: None,
             schedule: Schedule::Constant,
             warmup_epochs: 0.0,
             clip_norm: None,
@@ -376,8 +461,28 @@ impl Default for OptimParams {
 }
 
 impl OptimParams {
-    /// Every problem, with paths under `prefix` (empty for top level).
-    pub fn check(&self, prefix: &str, p: &mut Vec<ParamProblem>) {
+    /// SGD's momentum (default 0).
+    pub fn momentum(&self) -> f64 {
+        self.momentum.unwrap_or(0.0)
+    }
+
+    /// SGD's Nesterov switch (default false).
+    pub fn nesterov(&self) -> bool {
+        self.nesterov.unwrap_or(false)
+    }
+
+    /// The weight decay, or the optimizer's default: 0 for SGD and Adam,
+    /// 0.01 for AdamW (PyTorch's).
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay.unwrap_or(match self.optimizer {
+            OptimizerKind::Sgd | OptimizerKind::Adam => 0.0,
+            OptimizerKind::Adamw => 0.01,
+        })
+    }
+
+    /// Every problem, with paths under `prefix` (empty for top level), for
+    /// training over `epochs` epochs.
+    pub fn check(&self, prefix: &str, epochs: usize, p: &mut Vec<ParamProblem>) {
         let at = |name: &str| {
             if prefix.is_empty() {
                 name.to_string()
@@ -391,28 +496,36 @@ impl OptimParams {
                 format!("must be a positive number, got {}", self.lr),
             ));
         }
-        if !(0.0..1.0).contains(&self.momentum) {
+        if let Some(m) = self.momentum
+            && !(0.0..1.0).contains(&m)
+        {
             p.push(ParamProblem::new(
                 &at("momentum"),
-                format!("must be in [0, 1), got {}", self.momentum),
+                format!("must be in [0, 1), got {m}"),
             ));
         }
-        if self.nesterov && (self.momentum == 0.0 || self.optimizer != OptimizerKind::Sgd) {
+        if self.optimizer != OptimizerKind::Sgd {
+            let is = format!("optimizer is {}", word(&self.optimizer));
+            for (name, set) in [
+                ("momentum", self.momentum.is_some()),
+                ("nesterov", self.nesterov.is_some()),
+            ] {
+                if set {
+                    p.push(no_effect(&at(name), "`optimizer: sgd`", &is));
+                }
+            }
+        } else if self.nesterov() && self.momentum() == 0.0 {
             p.push(ParamProblem::new(
                 &at("nesterov"),
-                "Nesterov momentum needs `optimizer: sgd` and `momentum` > 0",
+                "Nesterov momentum needs `momentum` > 0",
             ));
         }
-        if self.momentum > 0.0 && self.optimizer != OptimizerKind::Sgd {
-            p.push(ParamProblem::new(
-                &at("momentum"),
-                "`momentum` applies to `optimizer: sgd` only (Adam has its own moments)",
-            ));
-        }
-        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+        if let Some(wd) = self.weight_decay
+            && !(wd >= 0.0 && wd.is_finite())
+        {
             p.push(ParamProblem::new(
                 &at("weight_decay"),
-                format!("must be a non-negative number, got {}", self.weight_decay),
+                format!("must be a non-negative number, got {wd}"),
             ));
         }
         match self.schedule {
@@ -421,6 +534,14 @@ impl OptimParams {
                     p.push(ParamProblem::new(
                         &at("schedule.every"),
                         "must be at least 1",
+                    ));
+                } else if every >= epochs {
+                    p.push(ParamProblem::new(
+                        &at("schedule.every"),
+                        format!(
+                            "the first decay comes after {every} epochs, but training has \
+                             {epochs} (`epochs`): the rate would never decay"
+                        ),
                     ));
                 }
                 if !(gamma > 0.0 && gamma <= 1.0) {
@@ -438,10 +559,27 @@ impl OptimParams {
             }
             _ => {}
         }
-        if !(self.warmup_epochs >= 0.0 && self.warmup_epochs.is_finite()) {
+        let warmup = self.warmup_epochs;
+        if !(warmup >= 0.0 && warmup.is_finite()) {
             p.push(ParamProblem::new(
                 &at("warmup_epochs"),
-                format!("must be a non-negative number, got {}", self.warmup_epochs),
+                format!("must be a non-negative number, got {warmup}"),
+            ));
+        } else if warmup > epochs as f64 {
+            p.push(ParamProblem::new(
+                &at("warmup_epochs"),
+                format!(
+                    "a warm-up of {warmup} epochs outlasts training ({epochs} `epochs`): the \
+                     rate would never reach `lr`"
+                ),
+            ));
+        } else if warmup >= epochs as f64 && self.schedule != Schedule::Constant {
+            p.push(ParamProblem::new(
+                &at("schedule"),
+                format!(
+                    "has no effect: the warm-up (`warmup_epochs`: {warmup}) lasts all {epochs} \
+                     `epochs`"
+                ),
             ));
         }
         for (name, v) in [
@@ -576,7 +714,7 @@ fn default_true() -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -613,13 +751,13 @@ mod tests {
     fn optimizer_problems_are_all_reported() {
         let o = OptimParams {
             lr: -1.0,
-            nesterov: true,
+            nesterov: Some(true),
             clip_norm: Some(1.0),
             clip_value: Some(0.0),
             ..OptimParams::default()
         };
         let mut p = Vec::new();
-        o.check("", &mut p);
+        o.check("", 10, &mut p);
         let paths: Vec<String> = p.iter().map(|p| p.path.join(".")).collect();
         assert!(paths.contains(&"lr".to_string()));
         assert!(paths.contains(&"nesterov".to_string()));
@@ -631,7 +769,7 @@ mod tests {
         let e = EncoderParams {
             width: 30,
             norm: Norm::Group,
-            groups: 8,
+            groups: Some(8),
             dropout: 1.0,
             ..EncoderParams::default()
         };
@@ -639,6 +777,129 @@ mod tests {
         e.check("encoder", &mut p);
         let paths: Vec<String> = p.iter().map(|p| p.path.join(".")).collect();
         assert_eq!(paths, vec!["encoder.groups", "encoder.dropout"]);
+    }
+
+    /// The problems `check` reports, as (path, message).
+    pub(crate) fn problems(check: impl FnOnce(&mut Vec<ParamProblem>)) -> Vec<(String, String)> {
+        let mut p = Vec::new();
+        check(&mut p);
+        listed(Err(p))
+    }
+
+    /// A stage's check result as (path, message) pairs (none when it passed).
+    pub(crate) fn listed(checked: Result<(), Vec<ParamProblem>>) -> Vec<(String, String)> {
+        let p = checked.err().unwrap_or_default();
+        p.into_iter()
+            .map(|p| (p.path.join("."), p.message))
+            .collect()
+    }
+
+    /// Asserts that `path` is refused with a message naming `needs` and `is`.
+    pub(crate) fn assert_refused(found: &[(String, String)], path: &str, needs: &str, is: &str) {
+        let Some((_, msg)) = found.iter().find(|(p, _)| p == path) else {
+            panic!("{path} not refused: {found:?}");
+        };
+        let name = path.rsplit('.').next().unwrap_or(path);
+        for want in [
+            format!("`{name}` has no effect unless"),
+            needs.into(),
+            is.into(),
+        ] {
+            assert!(msg.contains(&want), "{path}: {msg:?} lacks {want:?}");
+        }
+    }
+
+    #[test]
+    fn encoder_parameters_of_another_architecture_are_refused() {
+        let e: EncoderParams = serde_json::from_value(serde_json::json!({
+            "norm": "layer", "groups": 8, "image": [8, 8], "channels": [4],
+            "depth": 1, "residual": true
+        }))
+        .unwrap();
+        let found = problems(|p| e.check("encoder", p));
+        assert_refused(&found, "encoder.groups", "`norm: group`", "norm is layer");
+        assert_refused(&found, "encoder.image", "`kind: cnn`", "kind is mlp");
+        assert_refused(&found, "encoder.channels", "`kind: cnn`", "kind is mlp");
+        assert_refused(
+            &found,
+            "encoder.residual",
+            "`depth` is at least 2",
+            "depth is 1",
+        );
+        assert_eq!(found.len(), 4, "{found:?}");
+        // under the options they need, the same values are fine
+        let ok: EncoderParams = serde_json::from_value(serde_json::json!({
+            "kind": "cnn", "norm": "group", "groups": 8, "image": [8, 8], "channels": [4],
+            "depth": 2, "residual": true
+        }))
+        .unwrap();
+        assert!(problems(|p| ok.check("encoder", p)).is_empty());
+        assert!(problems(|p| EncoderParams::default().check("encoder", p)).is_empty());
+    }
+
+    #[test]
+    fn sgd_parameters_under_adam_are_refused_and_weight_decay_defaults_per_optimizer() {
+        let o = OptimParams {
+            momentum: Some(0.0),
+            nesterov: Some(false),
+            ..OptimParams::default()
+        };
+        let found = problems(|p| o.check("", 10, p));
+        assert_refused(&found, "momentum", "`optimizer: sgd`", "optimizer is adam");
+        assert_refused(&found, "nesterov", "`optimizer: sgd`", "optimizer is adam");
+        let sgd = OptimParams {
+            optimizer: OptimizerKind::Sgd,
+            ..o.clone()
+        };
+        assert!(problems(|p| sgd.check("", 10, p)).is_empty());
+        let decay = |optimizer| {
+            OptimParams {
+                optimizer,
+                ..OptimParams::default()
+            }
+            .weight_decay()
+        };
+        assert_eq!(decay(OptimizerKind::Sgd), 0.0);
+        assert_eq!(decay(OptimizerKind::Adam), 0.0);
+        assert_eq!(decay(OptimizerKind::Adamw), 0.01);
+        let given = OptimParams {
+            weight_decay: Some(0.5),
+            ..OptimParams::default()
+        };
+        assert_eq!(given.weight_decay(), 0.5);
+        assert!(problems(|p| given.check("", 10, p)).is_empty());
+    }
+
+    #[test]
+    fn schedules_and_warm_ups_that_training_never_reaches_are_refused() {
+        let step = OptimParams {
+            schedule: Schedule::Step {
+                every: 10,
+                gamma: 0.5,
+            },
+            ..OptimParams::default()
+        };
+        let found = problems(|p| step.check("", 10, p));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "schedule.every");
+        assert!(found[0].1.contains("never decay"), "{found:?}");
+        assert!(problems(|p| step.check("", 11, p)).is_empty());
+        let long = OptimParams {
+            warmup_epochs: 5.5,
+            ..OptimParams::default()
+        };
+        let found = problems(|p| long.check("", 5, p));
+        assert_eq!(found[0].0, "warmup_epochs");
+        assert!(problems(|p| long.check("", 6, p)).is_empty());
+        let cosine = OptimParams {
+            warmup_epochs: 5.0,
+            schedule: Schedule::Cosine { min_factor: 0.0 },
+            ..OptimParams::default()
+        };
+        let found = problems(|p| cosine.check("", 5, p));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "schedule");
+        assert!(found[0].1.contains("warmup_epochs"), "{found:?}");
     }
 
     #[test]

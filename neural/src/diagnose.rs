@@ -4,9 +4,13 @@
 
 use std::collections::BTreeMap;
 
+use gigo_pipeline::ParamProblem;
 use gigo_pipeline::summary::{Block, Series, Severity};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use crate::config::{LossKind, Range, no_effect, word};
 
 /// One epoch of training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,33 +108,133 @@ impl Baseline {
     }
 }
 
-/// Thresholds of the verdicts.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Thresholds of the verdicts: `train`'s `diagnosis` block (every field
+/// optional, today's values as defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Thresholds {
-    /// Vanishing: the first layer's gradient norm below this fraction of the
-    /// largest layer's (median over epochs).
+    /// Vanishing gradients: the first layer's gradient norm under this
+    /// fraction of the largest layer's (median over epochs); in (0, 1).
+    /// Default 0.001.
+    #[serde(default = "default_vanishing_ratio")]
     pub vanishing_ratio: f64,
-    /// Exploding: an epoch's largest step norm above this multiple of the
-    /// first epoch's mean norm...
+    /// Exploding gradients: a step's gradient norm above this multiple of the
+    /// first epoch's mean norm (and above `exploding_min_norm`); above 1.
+    /// Default 1000. (A NaN or infinite loss or gradient always is.)
+    #[serde(default = "default_exploding_growth")]
     pub exploding_growth: f64,
-    /// ...and above this absolute norm.
+    /// Exploding gradients: ...and above this absolute norm; non-negative.
+    /// Default 100.
+    #[serde(default = "default_exploding_min_norm")]
     pub exploding_min_norm: f64,
     /// Overfitting: the final validation loss above the best one by this
-    /// fraction, while the training loss kept falling.
+    /// fraction of it (and by `overfit_min_rise`), while the training loss
+    /// fell; non-negative. Default 0.1.
+    #[serde(default = "default_overfit_rise")]
     pub overfit_rise: f64,
-    /// Underfitting: the final training loss above this fraction of the
-    /// prior's loss (or accuracy within 2 points of the majority class).
-    pub underfit_fraction: f64,
+    /// Overfitting: ...and by at least this much in absolute terms;
+    /// non-negative. Default 0.01.
+    #[serde(default = "default_overfit_min_rise")]
+    pub overfit_min_rise: f64,
+    /// `loss: cross_entropy` only: underfitting when the final training loss
+    /// is above this fraction of the loss of predicting the class
+    /// frequencies; in (0, 1]. Default 0.8.
+    #[serde(default)]
+    pub underfit_fraction: Option<f64>,
+    /// Underfitting (any loss): the final training accuracy at most this many
+    /// points above the majority class's share (skipped when that share is
+    /// 0.98 or more); in [0, 1). Default 0.02.
+    #[serde(default = "default_underfit_accuracy_margin")]
+    pub underfit_accuracy_margin: f64,
+}
+
+fn default_vanishing_ratio() -> f64 {
+    1e-3
+}
+fn default_exploding_growth() -> f64 {
+    1e3
+}
+fn default_exploding_min_norm() -> f64 {
+    1e2
+}
+fn default_overfit_rise() -> f64 {
+    0.1
+}
+fn default_overfit_min_rise() -> f64 {
+    0.01
+}
+fn default_underfit_accuracy_margin() -> f64 {
+    0.02
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
-            vanishing_ratio: 1e-3,
-            exploding_growth: 1e3,
-            exploding_min_norm: 1e2,
-            overfit_rise: 0.1,
-            underfit_fraction: 0.8,
+            vanishing_ratio: default_vanishing_ratio(),
+            exploding_growth: default_exploding_growth(),
+            exploding_min_norm: default_exploding_min_norm(),
+            overfit_rise: default_overfit_rise(),
+            overfit_min_rise: default_overfit_min_rise(),
+            underfit_fraction: None,
+            underfit_accuracy_margin: default_underfit_accuracy_margin(),
+        }
+    }
+}
+
+impl Thresholds {
+    /// Underfitting's fraction of the prior's loss (default 0.8).
+    pub fn underfit_fraction(&self) -> f64 {
+        self.underfit_fraction.unwrap_or(0.8)
+    }
+
+    /// Every problem, with paths under `prefix` (e.g. `diagnosis`); `loss`
+    /// is the training loss (`underfit_fraction` needs cross-entropy).
+    pub fn check(&self, prefix: &str, loss: LossKind, p: &mut Vec<ParamProblem>) {
+        let at = |name: &str| format!("{prefix}.{name}");
+        let unit_open = Range {
+            ok: |v| v > 0.0 && v < 1.0,
+            says: "in (0, 1)",
+        };
+        let above_one = Range {
+            ok: |v| v > 1.0 && v.is_finite(),
+            says: "a number above 1",
+        };
+        let fraction = Range {
+            ok: |v| (0.0..1.0).contains(&v),
+            says: "in [0, 1)",
+        };
+        for (name, v, range) in [
+            ("vanishing_ratio", self.vanishing_ratio, unit_open),
+            ("exploding_growth", self.exploding_growth, above_one),
+            (
+                "exploding_min_norm",
+                self.exploding_min_norm,
+                Range::NON_NEGATIVE,
+            ),
+            ("overfit_rise", self.overfit_rise, Range::NON_NEGATIVE),
+            (
+                "overfit_min_rise",
+                self.overfit_min_rise,
+                Range::NON_NEGATIVE,
+            ),
+            (
+                "underfit_accuracy_margin",
+                self.underfit_accuracy_margin,
+                fraction,
+            ),
+        ] {
+            range.check(&at(name), v, p);
+        }
+        if let Some(f) = self.underfit_fraction {
+            Range::SHARE.check(&at("underfit_fraction"), f, p);
+            if loss != LossKind::CrossEntropy {
+                p.push(no_effect(
+                    &at("underfit_fraction"),
+                    "`loss: cross_entropy` (other losses are not comparable to the class \
+                     frequencies' cross-entropy)",
+                    &format!("loss is {}", word(&loss)),
+                ));
+            }
         }
     }
 }
@@ -286,7 +390,7 @@ fn overfitting(
     let (last_i, last) = *valid.last().unwrap_or(&valid[0]);
     let train_best = h.epochs[best_i].train_loss;
     let train_last = h.epochs[last_i].train_loss;
-    let rose = last > best * (1.0 + t.overfit_rise) && last - best > 0.01;
+    let rose = last > best * (1.0 + t.overfit_rise) && last - best > t.overfit_min_rise;
     if rose && train_last < train_best {
         let mut ev = BTreeMap::new();
         ev.insert("best_epoch".into(), json!(best_i + 1));
@@ -327,10 +431,10 @@ fn underfitting(h: &History, b: Baseline, t: &Thresholds, out: &mut Vec<Diagnosi
     let Some(e) = h.epochs.last() else { return };
     let by_loss = b.loss_is_cross_entropy
         && b.prior_loss > 0.0
-        && e.train_loss > t.underfit_fraction * b.prior_loss;
-    let by_acc = e
-        .train_accuracy
-        .is_some_and(|a| a <= b.majority_accuracy + 0.02 && b.majority_accuracy < 0.98);
+        && e.train_loss > t.underfit_fraction() * b.prior_loss;
+    let by_acc = e.train_accuracy.is_some_and(|a| {
+        a <= b.majority_accuracy + t.underfit_accuracy_margin && b.majority_accuracy < 0.98
+    });
     if by_loss || by_acc {
         let mut ev = BTreeMap::new();
         ev.insert("final_train_loss".into(), json!(e.train_loss));
@@ -497,6 +601,18 @@ mod tests {
         }
     }
 
+    /// Validation loss 0.5 at epoch 4, 2.3 at epoch 10; training loss falls.
+    fn rising_validation_loss() -> History {
+        history(
+            (1..=10)
+                .map(|i| {
+                    let v = 0.5 + 0.05 * (i as f64 - 4.0).powi(2);
+                    epoch(i, 1.0 / i as f64, Some(v), vec![0.5, 0.6, 0.7])
+                })
+                .collect(),
+        )
+    }
+
     fn kinds(d: &[Diagnosis]) -> Vec<&str> {
         d.iter().map(|d| d.kind).collect()
     }
@@ -514,14 +630,7 @@ mod tests {
 
     #[test]
     fn rising_validation_loss_is_overfitting_unless_early_stopped() {
-        let h = history(
-            (1..=10)
-                .map(|i| {
-                    let v = 0.5 + 0.05 * (i as f64 - 4.0).powi(2);
-                    epoch(i, 1.0 / i as f64, Some(v), vec![0.5, 0.6, 0.7])
-                })
-                .collect(),
-        );
+        let h = rising_validation_loss();
         let d = diagnose(&h, None, None, &Thresholds::default());
         assert_eq!(kinds(&d), vec!["overfitting"]);
         assert_eq!(d[0].evidence["best_epoch"], json!(4));
@@ -557,6 +666,97 @@ mod tests {
         let d = diagnose(&h, None, None, &Thresholds::default());
         assert_eq!(kinds(&d), vec!["exploding_gradients"]);
         assert_eq!(d[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn changed_thresholds_change_the_verdicts() {
+        let t = Thresholds::default;
+        // vanishing: a first layer at 2e-7 of the largest
+        let h = history(
+            (1..=5)
+                .map(|i| epoch(i, 0.1, None, vec![1e-7, 1e-3, 0.5]))
+                .collect(),
+        );
+        assert_eq!(
+            kinds(&diagnose(&h, None, None, &t())),
+            vec!["vanishing_gradients"]
+        );
+        let lax = Thresholds {
+            vanishing_ratio: 1e-8,
+            ..t()
+        };
+        assert!(diagnose(&h, None, None, &lax).is_empty());
+        // exploding: 2000x growth to 600
+        let h = history(vec![
+            epoch(1, 1.0, None, vec![0.1, 0.1, 0.1]),
+            epoch(2, 1.0, None, vec![100.0, 200.0, 300.0]),
+        ]);
+        let lax = Thresholds {
+            exploding_growth: 5000.0,
+            ..t()
+        };
+        assert!(diagnose(&h, None, None, &lax).is_empty());
+        let lax = Thresholds {
+            exploding_min_norm: 1000.0,
+            ..t()
+        };
+        assert!(diagnose(&h, None, None, &lax).is_empty());
+        // overfitting: validation loss 0.5 (epoch 4) -> 2.3
+        let h = rising_validation_loss();
+        assert_eq!(kinds(&diagnose(&h, None, None, &t())), vec!["overfitting"]);
+        for lax in [
+            Thresholds {
+                overfit_rise: 4.0,
+                ..t()
+            },
+            Thresholds {
+                overfit_min_rise: 2.0,
+                ..t()
+            },
+        ] {
+            assert!(diagnose(&h, None, None, &lax).is_empty());
+        }
+        // underfitting: loss 0.6 against ln 2 = 0.693 (0.87 of it), accuracy 0.9
+        let h = history(
+            (1..=3)
+                .map(|i| epoch(i, 0.6, None, vec![0.5, 0.6, 0.7]))
+                .collect(),
+        );
+        let b = Baseline::of(&[0, 1, 0, 1], 2, true);
+        assert_eq!(
+            kinds(&diagnose(&h, Some(b), None, &t())),
+            vec!["underfitting"]
+        );
+        let lax = Thresholds {
+            underfit_fraction: Some(0.9),
+            ..t()
+        };
+        assert!(diagnose(&h, Some(b), None, &lax).is_empty());
+        let strict = Thresholds {
+            underfit_fraction: Some(0.9),
+            underfit_accuracy_margin: 0.5,
+            ..t()
+        };
+        assert_eq!(
+            kinds(&diagnose(&h, Some(b), None, &strict)),
+            vec!["underfitting"]
+        );
+    }
+
+    #[test]
+    fn thresholds_read_from_a_partial_block_keep_the_other_defaults() {
+        let t: Thresholds = serde_json::from_value(json!({"vanishing_ratio": 0.01})).unwrap();
+        assert_eq!(
+            t,
+            Thresholds {
+                vanishing_ratio: 0.01,
+                ..Thresholds::default()
+            }
+        );
+        assert_eq!(t.underfit_fraction(), 0.8);
+        let mut p = Vec::new();
+        Thresholds::default().check("diagnosis", LossKind::Focal, &mut p);
+        assert!(p.is_empty(), "{p:?}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ impl Block {
             layer_norm: (spec.params.norm == Norm::Layer)
                 .then(|| LayerNormConfig::new(w).init(device)),
             group_norm: (spec.params.norm == Norm::Group)
-                .then(|| GroupNormConfig::new(spec.params.groups, w).init(device)),
+                .then(|| GroupNormConfig::new(spec.params.groups(), w).init(device)),
         }
     }
 
@@ -152,8 +152,9 @@ impl Encoder {
         let mut convs = Vec::new();
         let mut d_in = spec.input_dim;
         if p.kind == EncoderKind::Cnn {
-            let (mut c, mut h, mut w) = (1, p.image[0], p.image[1]);
-            for &out in &p.channels {
+            let [h0, w0] = p.image();
+            let (mut c, mut h, mut w) = (1, h0, w0);
+            for out in p.channels() {
                 convs.push(conv3x3(c, out, device, rng));
                 c = out;
                 h /= 2;
@@ -172,7 +173,7 @@ impl Encoder {
             activation: p.activation,
             residual: p.residual,
             dropout: p.dropout,
-            image: p.image,
+            image: p.image(),
         }
     }
 

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backend::backend_name;
-use crate::config::{BatchSize, EncoderParams, EncoderSpec, OptimParams, OptimizerKind, Schedule};
+use crate::config::{
+    BatchSize, EncoderParams, EncoderSpec, OptimParams, OptimizerKind, Schedule, no_effect, word,
+};
 use crate::data;
 use crate::diagnose::{Thresholds, curve_blocks, diagnose};
 use crate::error::NeuralError;
@@ -48,15 +50,17 @@ pub struct PretrainParams {
     /// Learning rate. Default 0.001.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// SGD momentum. Default 0.
+    /// `optimizer: sgd` only: momentum. Default 0.
     #[serde(default)]
-    pub momentum: f64,
-    /// SGD: Nesterov momentum. Default false.
+    pub momentum: Option<f64>,
+    /// `optimizer: sgd` only: Nesterov momentum (needs `momentum` > 0). Default false.
     #[serde(default)]
-    pub nesterov: bool,
-    /// AdamW's decoupled weight decay. Default 0.01.
-    #[serde(default = "default_weight_decay")]
-    pub weight_decay: f64,
+    pub nesterov: Option<bool>,
+    /// Weight decay on every parameter: `sgd` and `adam` add `weight_decay *
+    /// w` to the gradient (L2, as PyTorch), `adamw` decouples it. Default
+    /// (PyTorch's): 0 for `sgd` and `adam`, 0.01 for `adamw`.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
     /// Learning-rate schedule. Default `{kind: constant}`.
     #[serde(default)]
     pub schedule: Schedule,
@@ -69,24 +73,26 @@ pub struct PretrainParams {
     /// Clamp each gradient element to +-this. Default: none.
     #[serde(default)]
     pub clip_value: Option<f64>,
-    /// DAE: `swap` (default) or `gaussian` noise.
+    /// `method: dae` only: `swap` (default) or `gaussian` noise.
     #[serde(default)]
-    pub noise: Noise,
-    /// DAE with Gaussian noise: its standard deviation (features are standardised). Default 0.5.
-    #[serde(default = "default_noise_std")]
-    pub noise_std: f64,
-    /// Probability that a feature is corrupted (swap noise, VIME, SCARF). Default 0.3.
-    #[serde(default = "default_corruption")]
-    pub corruption: f64,
-    /// VIME: weight of the mask-estimation loss. Default 1.
-    #[serde(default = "default_mask_weight")]
-    pub mask_weight: f64,
-    /// SCARF: InfoNCE temperature. Default 0.5.
-    #[serde(default = "default_temperature")]
-    pub temperature: f64,
-    /// SCARF: output width of the projection head. Default 64.
-    #[serde(default = "default_projection_dim")]
-    pub projection_dim: usize,
+    pub noise: Option<Noise>,
+    /// `method: dae` with `noise: gaussian` only: the noise's standard
+    /// deviation (features are standardised). Default 0.5.
+    #[serde(default)]
+    pub noise_std: Option<f64>,
+    /// Swap noise, `vime` and `scarf` only (not `noise: gaussian`): the
+    /// probability that a feature is corrupted. Default 0.3.
+    #[serde(default)]
+    pub corruption: Option<f64>,
+    /// `method: vime` only: weight of the mask-estimation loss. Default 1.
+    #[serde(default)]
+    pub mask_weight: Option<f64>,
+    /// `method: scarf` only: InfoNCE temperature. Default 0.5.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// `method: scarf` only: output width of the projection head. Default 64.
+    #[serde(default)]
+    pub projection_dim: Option<usize>,
 }
 
 fn default_epochs() -> usize {
@@ -94,24 +100,6 @@ fn default_epochs() -> usize {
 }
 fn default_lr() -> f64 {
     1e-3
-}
-fn default_weight_decay() -> f64 {
-    0.01
-}
-fn default_noise_std() -> f64 {
-    0.5
-}
-fn default_corruption() -> f64 {
-    0.3
-}
-fn default_mask_weight() -> f64 {
-    1.0
-}
-fn default_temperature() -> f64 {
-    0.5
-}
-fn default_projection_dim() -> usize {
-    64
 }
 
 impl Default for PretrainParams {
@@ -122,16 +110,16 @@ impl Default for PretrainParams {
 }
 
 impl PretrainParams {
-    /// The engine's settings.
+    /// The engine's settings, unset parameters at their defaults.
     pub fn settings(&self) -> PretrainSettings {
         PretrainSettings {
             method: self.method,
-            noise: self.noise,
-            noise_std: self.noise_std,
-            corruption: self.corruption,
-            mask_weight: self.mask_weight,
-            temperature: self.temperature,
-            projection_dim: self.projection_dim,
+            noise: self.noise.unwrap_or_default(),
+            noise_std: self.noise_std.unwrap_or(0.5),
+            corruption: self.corruption.unwrap_or(0.3),
+            mask_weight: self.mask_weight.unwrap_or(1.0),
+            temperature: self.temperature.unwrap_or(0.5),
+            projection_dim: self.projection_dim.unwrap_or(64),
             optim: OptimParams {
                 optimizer: self.optimizer,
                 lr: self.lr,
@@ -152,7 +140,8 @@ impl PretrainParams {
     pub fn check(&self) -> Result<(), Vec<ParamProblem>> {
         let mut p = Vec::new();
         self.encoder.check("encoder", &mut p);
-        self.settings().optim.check("", &mut p);
+        let s = self.settings();
+        s.optim.check("", self.epochs, &mut p);
         if self.epochs == 0 || self.epochs > 100_000 {
             p.push(ParamProblem::new(
                 "epochs",
@@ -165,34 +154,84 @@ impl PretrainParams {
                 "must be `full` or at least 1",
             ));
         }
-        if !(self.noise_std > 0.0 && self.noise_std.is_finite()) {
+        if !(s.noise_std > 0.0 && s.noise_std.is_finite()) {
             p.push(ParamProblem::new(
                 "noise_std",
-                format!("must be a positive number, got {}", self.noise_std),
+                format!("must be a positive number, got {}", s.noise_std),
             ));
         }
-        if !(self.corruption > 0.0 && self.corruption < 1.0) {
+        if !(s.corruption > 0.0 && s.corruption < 1.0) {
             p.push(ParamProblem::new(
                 "corruption",
-                format!("must be in (0, 1), got {}", self.corruption),
+                format!("must be in (0, 1), got {}", s.corruption),
             ));
         }
-        if !(self.mask_weight >= 0.0 && self.mask_weight.is_finite()) {
+        if !(s.mask_weight >= 0.0 && s.mask_weight.is_finite()) {
             p.push(ParamProblem::new(
                 "mask_weight",
-                format!("must be a non-negative number, got {}", self.mask_weight),
+                format!("must be a non-negative number, got {}", s.mask_weight),
             ));
         }
-        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+        if !(s.temperature > 0.0 && s.temperature.is_finite()) {
             p.push(ParamProblem::new(
                 "temperature",
-                format!("must be a positive number, got {}", self.temperature),
+                format!("must be a positive number, got {}", s.temperature),
             ));
         }
-        if self.projection_dim == 0 {
+        if s.projection_dim == 0 {
             p.push(ParamProblem::new("projection_dim", "must be at least 1"));
         }
+        self.check_method(&s, &mut p);
         if p.is_empty() { Ok(()) } else { Err(p) }
+    }
+
+    /// Parameters of one method set under another.
+    fn check_method(&self, s: &PretrainSettings, p: &mut Vec<ParamProblem>) {
+        let method = format!("method is {}", word(&self.method));
+        let gaussian = self.method == Method::Dae && s.noise == Noise::Gaussian;
+        let rules = [
+            (
+                "noise",
+                self.noise.is_some() && self.method != Method::Dae,
+                "`method: dae`",
+                method.clone(),
+            ),
+            (
+                "noise_std",
+                self.noise_std.is_some() && !gaussian,
+                "`method: dae` with `noise: gaussian`",
+                format!("{method}, noise is {}", word(&s.noise)),
+            ),
+            (
+                "corruption",
+                self.corruption.is_some() && gaussian,
+                "`noise: swap` or `method: vime` / `scarf` (Gaussian noise has `noise_std`)",
+                "method is dae, noise is gaussian".to_string(),
+            ),
+            (
+                "mask_weight",
+                self.mask_weight.is_some() && self.method != Method::Vime,
+                "`method: vime`",
+                method.clone(),
+            ),
+            (
+                "temperature",
+                self.temperature.is_some() && self.method != Method::Scarf,
+                "`method: scarf`",
+                method.clone(),
+            ),
+            (
+                "projection_dim",
+                self.projection_dim.is_some() && self.method != Method::Scarf,
+                "`method: scarf`",
+                method.clone(),
+            ),
+        ];
+        for (name, ignored, needs, actual) in rules {
+            if ignored {
+                p.push(no_effect(name, needs, &actual));
+            }
+        }
     }
 }
 
@@ -380,5 +419,51 @@ impl Pretrain {
             .with("model", model)
             .with("embeddings", embeddings)
             .with_summary(summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{assert_refused, listed};
+
+    fn found(v: serde_json::Value) -> Vec<(String, String)> {
+        listed(serde_json::from_value::<PretrainParams>(v).unwrap().check())
+    }
+
+    #[test]
+    fn defaults_and_each_methods_own_parameters_validate() {
+        for v in [
+            json!({}),
+            json!({"method": "dae", "noise": "swap", "corruption": 0.2}),
+            json!({"method": "dae", "noise": "gaussian", "noise_std": 0.1}),
+            json!({"method": "vime", "corruption": 0.2, "mask_weight": 2.0}),
+            json!({"method": "scarf", "corruption": 0.6, "temperature": 0.1, "projection_dim": 8}),
+            json!({"optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.001}),
+        ] {
+            assert_eq!(found(v.clone()), vec![], "{v}");
+        }
+    }
+
+    #[test]
+    fn parameters_of_another_method_are_refused_naming_it() {
+        let f = found(json!({
+            "method": "vime", "noise": "swap", "noise_std": 0.5, "temperature": 0.5,
+            "projection_dim": 64
+        }));
+        assert_refused(&f, "noise", "`method: dae`", "method is vime");
+        assert_refused(&f, "noise_std", "`noise: gaussian`", "method is vime");
+        assert_refused(&f, "temperature", "`method: scarf`", "method is vime");
+        assert_refused(&f, "projection_dim", "`method: scarf`", "method is vime");
+        assert_eq!(f.len(), 4, "{f:?}");
+        let f = found(json!({"method": "scarf", "mask_weight": 1.0}));
+        assert_refused(&f, "mask_weight", "`method: vime`", "method is scarf");
+        let f = found(json!({"noise": "gaussian", "corruption": 0.3}));
+        assert_refused(&f, "corruption", "`noise: swap`", "noise is gaussian");
+        let f = found(json!({"noise_std": 0.5}));
+        assert_refused(&f, "noise_std", "`noise: gaussian`", "noise is swap");
+        let f = found(json!({"momentum": 0.5, "encoder": {"image": [2, 2]}}));
+        assert_refused(&f, "momentum", "`optimizer: sgd`", "optimizer is adam");
+        assert_refused(&f, "encoder.image", "`kind: cnn`", "kind is mlp");
     }
 }

@@ -5,6 +5,7 @@
 //! of updates.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Tensor;
@@ -12,25 +13,32 @@ use burn::tensor::Tensor;
 use crate::config::{OptimParams, OptimizerKind, lr_factor};
 
 /// Builds the optimizer `p` asks for. Momentum has no dampening (as
-/// PyTorch's default), Adam's epsilon is 1e-8 (as PyTorch's).
+/// PyTorch's default), Adam's epsilon is 1e-8 (as PyTorch's); SGD's and
+/// Adam's weight decay adds `weight_decay * w` to the gradient (as PyTorch's),
+/// AdamW's is decoupled.
 pub fn optimizer(p: &OptimParams) -> ModuleOptimizer {
+    let decay = p.weight_decay();
+    let l2 = (decay > 0.0).then(|| WeightDecayConfig::new(decay as f32));
     match p.optimizer {
         OptimizerKind::Sgd => {
-            let mut c = SgdConfig::new();
-            if p.momentum > 0.0 {
+            let mut c = SgdConfig::new().with_weight_decay(l2);
+            if p.momentum() > 0.0 {
                 c = c.with_momentum(Some(
                     MomentumConfig::new()
-                        .with_momentum(p.momentum)
+                        .with_momentum(p.momentum())
                         .with_dampening(0.0)
-                        .with_nesterov(p.nesterov),
+                        .with_nesterov(p.nesterov()),
                 ));
             }
             c.init()
         }
-        OptimizerKind::Adam => AdamConfig::new().with_epsilon(1e-8).init(),
+        OptimizerKind::Adam => AdamConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(l2)
+            .init(),
         OptimizerKind::Adamw => AdamWConfig::new()
             .with_epsilon(1e-8)
-            .with_weight_decay(p.weight_decay as f32)
+            .with_weight_decay(decay as f32)
             .init(),
     }
 }

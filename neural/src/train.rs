@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::backend::backend_name;
 use crate::config::{
     BatchSize, ClassWeights, EarlyStopping, EncoderParams, EncoderSpec, LossKind, OptimParams,
-    OptimizerKind, Schedule,
+    OptimizerKind, Range, Schedule, no_effect, word,
 };
 use crate::data;
 use crate::diagnose::{Baseline, Thresholds, curve_blocks, diagnose};
@@ -49,20 +49,23 @@ pub struct TrainParams {
     /// Learning rate. Default 0.001.
     #[serde(default = "default_lr")]
     pub lr: f64,
-    /// SGD momentum. Default 0.
+    /// `optimizer: sgd` only: momentum. Default 0.
     #[serde(default)]
-    pub momentum: f64,
-    /// SGD: Nesterov momentum. Default false.
+    pub momentum: Option<f64>,
+    /// `optimizer: sgd` only: Nesterov momentum (needs `momentum` > 0). Default false.
     #[serde(default)]
-    pub nesterov: bool,
-    /// AdamW's decoupled weight decay. Default 0.01.
-    #[serde(default = "default_weight_decay")]
-    pub weight_decay: f64,
+    pub nesterov: Option<bool>,
+    /// Weight decay on every parameter: `sgd` and `adam` add `weight_decay *
+    /// w` to the gradient (L2, as PyTorch), `adamw` decouples it. Default
+    /// (PyTorch's): 0 for `sgd` and `adam`, 0.01 for `adamw`.
+    #[serde(default)]
+    pub weight_decay: Option<f64>,
     /// Learning-rate schedule: `{kind: constant}` (default), `{kind: step,
-    /// every: 10, gamma: 0.5}`, `{kind: cosine, min_factor: 0}`.
+    /// every: 10, gamma: 0.5}` (`every` below `epochs`), `{kind: cosine,
+    /// min_factor: 0}`.
     #[serde(default)]
     pub schedule: Schedule,
-    /// Epochs of linear warm-up (fractions allowed). Default 0.
+    /// Epochs of linear warm-up (fractions allowed; at most `epochs`). Default 0.
     #[serde(default)]
     pub warmup_epochs: f64,
     /// Clip the gradient's global L2 norm to this. Default: none.
@@ -83,18 +86,18 @@ pub struct TrainParams {
     /// Label smoothing in [0, 1). Default 0.
     #[serde(default)]
     pub label_smoothing: f64,
-    /// Focal loss exponent. Default 2.
-    #[serde(default = "default_focal_gamma")]
-    pub focal_gamma: f64,
-    /// GCE's q in (0, 1]. Default 0.7.
-    #[serde(default = "default_gce_q")]
-    pub gce_q: f64,
-    /// SCE's weight of cross-entropy. Default 0.1.
-    #[serde(default = "default_sce_alpha")]
-    pub sce_alpha: f64,
-    /// SCE's weight of reverse cross-entropy. Default 1.
-    #[serde(default = "default_sce_beta")]
-    pub sce_beta: f64,
+    /// `loss: focal` only: the exponent of `(1 - p)`. Default 2.
+    #[serde(default)]
+    pub focal_gamma: Option<f64>,
+    /// `loss: gce` only: q in (0, 1]. Default 0.7.
+    #[serde(default)]
+    pub gce_q: Option<f64>,
+    /// `loss: sce` only: the weight of cross-entropy. Default 0.1.
+    #[serde(default)]
+    pub sce_alpha: Option<f64>,
+    /// `loss: sce` only: the weight of reverse cross-entropy. Default 1.
+    #[serde(default)]
+    pub sce_beta: Option<f64>,
     /// `none` (default), `balanced`, or a weight per class label.
     #[serde(default)]
     pub class_weights: ClassWeights,
@@ -110,6 +113,12 @@ pub struct TrainParams {
     /// Fine-tuning: the encoder's learning rate (default: `lr`).
     #[serde(default)]
     pub encoder_lr: Option<f64>,
+    /// Thresholds of the report's verdicts (`vanishing_ratio`,
+    /// `exploding_growth`, `exploding_min_norm`, `overfit_rise`,
+    /// `overfit_min_rise`, `underfit_fraction`, `underfit_accuracy_margin`).
+    /// Default: 0.001, 1000, 100, 0.1, 0.01, 0.8, 0.02.
+    #[serde(default)]
+    pub diagnosis: Option<Thresholds>,
 }
 
 fn default_epochs() -> usize {
@@ -117,21 +126,6 @@ fn default_epochs() -> usize {
 }
 fn default_lr() -> f64 {
     1e-3
-}
-fn default_weight_decay() -> f64 {
-    0.01
-}
-fn default_focal_gamma() -> f64 {
-    2.0
-}
-fn default_gce_q() -> f64 {
-    0.7
-}
-fn default_sce_alpha() -> f64 {
-    0.1
-}
-fn default_sce_beta() -> f64 {
-    1.0
 }
 fn default_true() -> bool {
     true
@@ -160,16 +154,22 @@ impl TrainParams {
         }
     }
 
-    /// The loss.
+    /// The loss, unset constants at their defaults.
     pub fn loss_spec(&self) -> LossSpec {
+        let d = LossSpec::cross_entropy();
         LossSpec {
             kind: self.loss,
             label_smoothing: self.label_smoothing,
-            focal_gamma: self.focal_gamma,
-            gce_q: self.gce_q,
-            sce_alpha: self.sce_alpha,
-            sce_beta: self.sce_beta,
+            focal_gamma: self.focal_gamma.unwrap_or(d.focal_gamma),
+            gce_q: self.gce_q.unwrap_or(d.gce_q),
+            sce_alpha: self.sce_alpha.unwrap_or(d.sce_alpha),
+            sce_beta: self.sce_beta.unwrap_or(d.sce_beta),
         }
+    }
+
+    /// The diagnosis thresholds (defaults where unset).
+    pub fn thresholds(&self) -> Thresholds {
+        self.diagnosis.unwrap_or_default()
     }
 
     /// The engine's settings.
@@ -187,13 +187,41 @@ impl TrainParams {
         }
     }
 
+    /// The loss constants: in range, and set only under their loss.
+    fn check_loss(&self, p: &mut Vec<ParamProblem>) {
+        let nn = Range::NON_NEGATIVE;
+        for (name, v, needs, range) in [
+            ("focal_gamma", self.focal_gamma, LossKind::Focal, nn),
+            ("gce_q", self.gce_q, LossKind::Gce, Range::SHARE),
+            ("sce_alpha", self.sce_alpha, LossKind::Sce, nn),
+            ("sce_beta", self.sce_beta, LossKind::Sce, nn),
+        ] {
+            let Some(v) = v else { continue };
+            range.check(name, v, p);
+            if self.loss != needs {
+                p.push(no_effect(
+                    name,
+                    &format!("`loss: {}`", word(&needs)),
+                    &format!("loss is {}", word(&self.loss)),
+                ));
+            }
+        }
+        let spec = self.loss_spec();
+        if self.loss == LossKind::Sce && spec.sce_alpha == 0.0 && spec.sce_beta == 0.0 {
+            p.push(ParamProblem::new(
+                "sce_beta",
+                "`sce_alpha` and `sce_beta` are both 0: the loss would be 0",
+            ));
+        }
+    }
+
     /// Every problem at once.
     pub fn check(&self) -> Result<(), Vec<ParamProblem>> {
         let mut p = Vec::new();
         if let Some(e) = &self.encoder {
             e.check("encoder", &mut p);
         }
-        self.optim().check("", &mut p);
+        self.optim().check("", self.epochs, &mut p);
         if self.epochs == 0 || self.epochs > 100_000 {
             p.push(ParamProblem::new(
                 "epochs",
@@ -220,26 +248,7 @@ impl TrainParams {
                 format!("must be in [0, 1), got {}", self.label_smoothing),
             ));
         }
-        if !(self.focal_gamma >= 0.0 && self.focal_gamma.is_finite()) {
-            p.push(ParamProblem::new(
-                "focal_gamma",
-                format!("must be a non-negative number, got {}", self.focal_gamma),
-            ));
-        }
-        if !(self.gce_q > 0.0 && self.gce_q <= 1.0) {
-            p.push(ParamProblem::new(
-                "gce_q",
-                format!("must be in (0, 1], got {}", self.gce_q),
-            ));
-        }
-        for (name, v) in [("sce_alpha", self.sce_alpha), ("sce_beta", self.sce_beta)] {
-            if !(v >= 0.0 && v.is_finite()) {
-                p.push(ParamProblem::new(
-                    name,
-                    format!("must be a non-negative number, got {v}"),
-                ));
-            }
-        }
+        self.check_loss(&mut p);
         if let ClassWeights::Given(map) = &self.class_weights {
             for (class, w) in map {
                 if !(*w >= 0.0 && w.is_finite()) {
@@ -271,6 +280,9 @@ impl TrainParams {
                 "encoder_lr",
                 format!("must be a positive number, got {lr}"),
             ));
+        }
+        if let Some(t) = &self.diagnosis {
+            t.check("diagnosis", self.loss, &mut p);
         }
         if self.freeze_encoder && self.encoder_lr.is_some() {
             p.push(ParamProblem::new(
@@ -363,6 +375,23 @@ fn encode(
     Ok(Encoded { x, y, w, labelled })
 }
 
+/// The optimizer in words, with its weight decay, for the report.
+pub fn optimizer_words(o: &OptimParams) -> String {
+    let name = match o.optimizer {
+        OptimizerKind::Sgd if o.nesterov() => "SGD (Nesterov momentum)",
+        OptimizerKind::Sgd if o.momentum() > 0.0 => "SGD with momentum",
+        OptimizerKind::Sgd => "SGD",
+        OptimizerKind::Adam => "Adam",
+        OptimizerKind::Adamw => "AdamW",
+    };
+    let wd = o.weight_decay();
+    if wd > 0.0 {
+        format!("{name} (weight decay {wd})")
+    } else {
+        name.to_string()
+    }
+}
+
 /// `mlp` or `cnn`, for messages.
 pub fn kind_name(kind: crate::config::EncoderKind) -> &'static str {
     match kind {
@@ -442,8 +471,19 @@ impl Train {
                 "the encoder comes from the `pretrained` input; remove `encoder` (or the input)",
             ));
         }
-        if pretrained.is_none() && (p.freeze_encoder || p.encoder_lr.is_some()) {
-            ctx.log("freeze_encoder / encoder_lr have no effect without a `pretrained` input");
+        if pretrained.is_none() {
+            for (name, set) in [
+                ("freeze_encoder", p.freeze_encoder),
+                ("encoder_lr", p.encoder_lr.is_some()),
+            ] {
+                if set {
+                    return Err(NeuralError::param(
+                        name,
+                        "has no effect without a `pretrained` input (connect a `pretrain` \
+                         stage's model, or remove it)",
+                    ));
+                }
+            }
         }
 
         // features
@@ -653,7 +693,7 @@ impl Train {
             &report.history,
             Some(baseline),
             report.kept_epoch,
-            &Thresholds::default(),
+            &p.thresholds(),
         );
         let mut s = Section::new(&ctx.stage_id, "train", "Neural training");
         let title = if pretrained.is_some() {
@@ -711,13 +751,7 @@ impl Train {
                 kind_name(fitted.spec.params.kind),
                 fitted.spec.input_dim,
                 k,
-                match p.optimizer {
-                    OptimizerKind::Sgd if p.nesterov => "SGD (Nesterov momentum)",
-                    OptimizerKind::Sgd if p.momentum > 0.0 => "SGD with momentum",
-                    OptimizerKind::Sgd => "SGD",
-                    OptimizerKind::Adam => "Adam",
-                    OptimizerKind::Adamw => "AdamW",
-                },
+                optimizer_words(&settings.optim),
                 p.lr,
                 match p.batch_size {
                     BatchSize::Rows(n) => n.to_string(),
@@ -763,5 +797,250 @@ impl Train {
             out = out.with(port, t);
         }
         Ok(out.with_summary(summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use gigo_pipeline::{NoProgress, Role, field_with_role};
+
+    use super::*;
+    use crate::config::tests::{assert_refused, listed};
+
+    fn params(v: Value) -> TrainParams {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn found(p: &TrainParams) -> Vec<(String, String)> {
+        listed(p.check())
+    }
+
+    #[test]
+    fn defaults_and_parameters_under_their_own_option_validate() {
+        for v in [
+            json!({}),
+            json!({"loss": "focal", "focal_gamma": 1.0}),
+            json!({"loss": "gce", "gce_q": 0.5}),
+            json!({"loss": "sce", "sce_alpha": 0.5, "sce_beta": 0.5}),
+            json!({"optimizer": "sgd", "momentum": 0.9, "nesterov": true, "weight_decay": 1e-4}),
+            json!({"optimizer": "adam", "weight_decay": 1e-4}),
+            json!({"optimizer": "adamw", "weight_decay": 0.05}),
+            json!({"encoder": {"norm": "group", "groups": 4}}),
+            json!({"diagnosis": {"vanishing_ratio": 0.01, "underfit_fraction": 0.9}}),
+        ] {
+            assert_eq!(found(&params(v.clone())), vec![], "{v}");
+        }
+    }
+
+    #[test]
+    fn loss_constants_under_another_loss_are_refused_naming_the_loss() {
+        let p =
+            params(json!({"loss": "gce", "focal_gamma": 2.0, "sce_alpha": 0.1, "sce_beta": 1.0}));
+        let f = found(&p);
+        assert_refused(&f, "focal_gamma", "`loss: focal`", "loss is gce");
+        assert_refused(&f, "sce_alpha", "`loss: sce`", "loss is gce");
+        assert_refused(&f, "sce_beta", "`loss: sce`", "loss is gce");
+        assert_eq!(f.len(), 3, "{f:?}");
+        let f = found(&params(json!({"gce_q": 0.7})));
+        assert_refused(&f, "gce_q", "`loss: gce`", "loss is cross_entropy");
+        // a bad value under the wrong loss: both problems
+        let f = found(&params(json!({"loss": "focal", "gce_q": 2.0})));
+        assert_eq!(f.len(), 2, "{f:?}");
+        let f = found(&params(
+            json!({"loss": "sce", "sce_alpha": 0.0, "sce_beta": 0.0}),
+        ));
+        assert_eq!(f[0].0, "sce_beta");
+    }
+
+    #[test]
+    fn optimizer_and_encoder_parameters_of_other_options_are_refused_by_train() {
+        let f = found(&params(json!({
+            "optimizer": "adamw", "momentum": 0.9, "nesterov": false,
+            "encoder": {"groups": 4, "channels": [8]}
+        })));
+        assert_refused(&f, "momentum", "`optimizer: sgd`", "optimizer is adamw");
+        assert_refused(&f, "nesterov", "`optimizer: sgd`", "optimizer is adamw");
+        assert_refused(&f, "encoder.groups", "`norm: group`", "norm is none");
+        assert_refused(&f, "encoder.channels", "`kind: cnn`", "kind is mlp");
+        assert_eq!(f.len(), 4, "{f:?}");
+    }
+
+    #[test]
+    fn the_diagnosis_block_is_range_checked_and_underfit_fraction_needs_cross_entropy() {
+        let f = found(&params(json!({"diagnosis": {
+            "vanishing_ratio": 0.0, "exploding_growth": 0.5, "exploding_min_norm": -1.0,
+            "overfit_rise": -0.5, "overfit_min_rise": -0.1, "underfit_accuracy_margin": 1.0,
+            "underfit_fraction": 1.5
+        }})));
+        let paths: Vec<&str> = f.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![
+                "diagnosis.vanishing_ratio",
+                "diagnosis.exploding_growth",
+                "diagnosis.exploding_min_norm",
+                "diagnosis.overfit_rise",
+                "diagnosis.overfit_min_rise",
+                "diagnosis.underfit_accuracy_margin",
+                "diagnosis.underfit_fraction",
+            ]
+        );
+        let f = found(&params(
+            json!({"loss": "focal", "diagnosis": {"underfit_fraction": 0.8}}),
+        ));
+        assert_refused(
+            &f,
+            "diagnosis.underfit_fraction",
+            "`loss: cross_entropy`",
+            "loss is focal",
+        );
+        assert!(
+            serde_json::from_value::<TrainParams>(json!({"diagnosis": {"vanish": 1}})).is_err()
+        );
+    }
+
+    /// 40 rows, two features, separable by their sum.
+    fn tiny() -> (Matrix, Vec<u32>) {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..40 {
+            let a = (i as f32 / 40.0) * 2.0 - 1.0;
+            let b = ((i * 7 % 40) as f32 / 40.0) * 2.0 - 1.0;
+            x.extend([a, b]);
+            y.push(u32::from(a + b > 0.0));
+        }
+        (Matrix::new(40, 2, x), y)
+    }
+
+    /// Sum of squares of every trained parameter.
+    fn trained_sq_norm(p: &TrainParams) -> f64 {
+        let (x, y) = tiny();
+        let spec = EncoderSpec::new(p.encoder.clone().unwrap_or_default(), x.cols).unwrap();
+        let (fitted, _) = fit(
+            &p.settings(),
+            EncoderInit::Fresh(spec),
+            2,
+            &[1.0, 1.0],
+            &TrainSet {
+                x: &x,
+                y: &y,
+                w: None,
+            },
+            None,
+            3,
+            &mut |_| {},
+        )
+        .unwrap();
+        fitted
+            .weights
+            .tensors
+            .iter()
+            .flat_map(|(_, v)| v.iter())
+            .map(|&v| (v as f64).powi(2))
+            .sum()
+    }
+
+    #[test]
+    fn weight_decay_shrinks_the_weights_under_sgd_and_adam() {
+        for (optimizer, lr) in [("sgd", 0.1), ("adam", 0.01), ("adamw", 0.01)] {
+            let run = |decay: Option<f64>| {
+                let mut v = json!({
+                    "optimizer": optimizer, "lr": lr, "epochs": 5, "batch_size": 8,
+                    "encoder": {"depth": 1, "width": 8}
+                });
+                if let Some(d) = decay {
+                    v["weight_decay"] = json!(d);
+                }
+                trained_sq_norm(&params(v))
+            };
+            let (none, some) = (run(Some(0.0)), run(Some(0.5)));
+            assert!(
+                some < 0.95 * none,
+                "{optimizer}: |w|^2 {some} with decay 0.5, {none} without"
+            );
+            // the default is PyTorch's: 0 for sgd and adam, 0.01 for adamw
+            let default = if optimizer == "adamw" { 0.01 } else { 0.0 };
+            assert_eq!(run(None), run(Some(default)), "{optimizer}");
+        }
+    }
+
+    fn ctx(dir: &std::path::Path) -> StageContext {
+        StageContext::new(
+            "t",
+            1,
+            dir.join("scratch"),
+            dir.to_path_buf(),
+            dir.join("run"),
+            Arc::new(NoProgress),
+        )
+    }
+
+    /// The tiny rows as a table: features a, b and a label y.
+    fn tiny_table() -> Table {
+        let (x, y) = tiny();
+        let col = |j: usize| -> Vec<f64> { x.iter_rows().map(|r| r[j] as f64).collect() };
+        let labels: Vec<&str> = y.iter().map(|&l| ["no", "yes"][l as usize]).collect();
+        let schema = Arc::new(Schema::new(vec![
+            field_with_role(Field::new("a", DataType::Float64, false), Role::Feature),
+            field_with_role(Field::new("b", DataType::Float64, false), Role::Feature),
+            field_with_role(Field::new("y", DataType::Utf8, false), Role::Label),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Float64Array::from(col(0))),
+                Arc::new(Float64Array::from(col(1))),
+                Arc::new(StringArray::from(labels)),
+            ],
+        )
+        .unwrap();
+        Table::from_batch(batch)
+    }
+
+    fn run_train(v: Value) -> Result<StageOutput, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let stage = Train::new(params(v)).map_err(|p| format!("{p:?}"))?;
+        let mut inputs = Inputs::default();
+        inputs.push("table", tiny_table().into());
+        stage
+            .run_inner(&inputs, &ctx(dir.path()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn fine_tuning_parameters_without_a_pretrained_input_are_refused() {
+        for (v, name) in [
+            (
+                json!({"epochs": 1, "freeze_encoder": true}),
+                "freeze_encoder",
+            ),
+            (json!({"epochs": 1, "encoder_lr": 0.01}), "encoder_lr"),
+        ] {
+            let err = run_train(v).err().unwrap();
+            assert!(err.contains(name) && err.contains("`pretrained`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_diagnosis_block_changes_the_verdicts_of_a_run() {
+        let verdicts = |v: Value| -> Vec<String> {
+            let out = run_train(v).unwrap();
+            out.summary["diagnoses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["kind"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let base = json!({"epochs": 30, "lr": 0.05, "batch_size": 8,
+                          "encoder": {"depth": 1, "width": 8}});
+        assert!(!verdicts(base.clone()).contains(&"underfitting".to_string()));
+        let mut strict = base.clone();
+        strict["diagnosis"] = json!({"underfit_accuracy_margin": 0.9});
+        assert!(verdicts(strict).contains(&"underfitting".to_string()));
     }
 }

@@ -390,8 +390,8 @@ fn every_optimizer_schedule_and_loss_learns() {
         TrainParams {
             optimizer: OptimizerKind::Sgd,
             lr: 0.1,
-            momentum: 0.9,
-            nesterov: true,
+            momentum: Some(0.9),
+            nesterov: Some(true),
             ..base.clone()
         },
         TrainParams {
@@ -585,7 +585,7 @@ fn every_pretraining_method_lowers_its_loss_and_embeds_every_row() {
     ] {
         let s = gigo_neural::pretrain::PretrainParams {
             method,
-            noise,
+            noise: (method == Method::Dae).then_some(noise),
             encoder: encoder(2, 16),
             epochs: 15,
             batch_size: BatchSize::Rows(32),
@@ -631,8 +631,8 @@ fn a_cnn_encoder_trains_on_image_shaped_rows() {
     let p = TrainParams {
         encoder: Some(EncoderParams {
             kind: gigo_neural::config::EncoderKind::Cnn,
-            image: [side, side],
-            channels: vec![4, 8],
+            image: Some([side, side]),
+            channels: Some(vec![4, 8]),
             depth: 1,
             width: 16,
             ..EncoderParams::default()
@@ -655,7 +655,7 @@ fn a_cnn_encoder_trains_on_image_shaped_rows() {
     let bad = EncoderSpec::new(
         EncoderParams {
             kind: gigo_neural::config::EncoderKind::Cnn,
-            image: [28, 28],
+            image: Some([28, 28]),
             ..EncoderParams::default()
         },
         64,

@@ -154,7 +154,7 @@ fn mnist_config(pretrain_epochs: usize) -> (PretrainParams, TrainParams) {
     };
     let pre = PretrainParams {
         method: Method::Scarf,
-        corruption: 0.6,
+        corruption: Some(0.6),
         encoder,
         epochs: pretrain_epochs,
         batch_size: BatchSize::Rows(128),
