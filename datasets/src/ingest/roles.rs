@@ -283,8 +283,7 @@ mod tests {
     }
 
     fn messages(r: Result<ColumnRoles, Vec<ParamProblem>>) -> Vec<String> {
-        r.err()
-            .expect("expected problems")
+        r.expect_err("expected problems")
             .into_iter()
             .map(|p| p.message)
             .collect()
