@@ -49,17 +49,7 @@ pub fn dataframe_to_record_batch(df: &DataFrame) -> Result<RecordBatch, StageErr
         let polars_array = col.clone().rechunk_to_arrow(CompatLevel::newest());
         let array = import_column(polars_array, &polars_field)
             .map_err(|e| StageError::internal(format!("column `{name}` from polars: {e}")))?;
-        let plain = plain_type(array.data_type());
-        let array = if &plain == array.data_type() {
-            array
-        } else {
-            arrow::compute::cast(&array, &plain).map_err(|e| {
-                StageError::internal(format!(
-                    "column `{name}`: casting {} to {plain}: {e}",
-                    array.data_type()
-                ))
-            })?
-        };
+        let array = plain_array(&name, array)?;
         fields.push(Field::new(name, array.data_type().clone(), true));
         columns.push(array);
     }
@@ -96,6 +86,36 @@ fn import_column(
     // together just above) and follow the C Data Interface.
     let data = unsafe { from_ffi(ffi_array, &ffi_schema) }?;
     Ok(make_array(data))
+}
+
+/// `array` cast to its [`plain_type`] (itself when already plain).
+pub fn plain_array(name: &str, array: ArrayRef) -> Result<ArrayRef, StageError> {
+    let plain = plain_type(array.data_type());
+    if &plain == array.data_type() {
+        return Ok(array);
+    }
+    arrow::compute::cast(&array, &plain).map_err(|e| {
+        StageError::internal(format!(
+            "column `{name}`: casting {} to {plain}: {e}",
+            array.data_type()
+        ))
+    })
+}
+
+/// `batch` with every column cast to its [`plain_type`], every field
+/// nullable and without metadata (as a polars frame converts), for batches
+/// read by arrow-rs itself.
+pub fn plain_batch(batch: &RecordBatch) -> Result<RecordBatch, StageError> {
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns = Vec::with_capacity(batch.num_columns());
+    for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
+        let array = plain_array(field.name(), array.clone())?;
+        fields.push(Field::new(field.name(), array.data_type().clone(), true));
+        columns.push(array);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
+        .map_err(|e| StageError::internal(format!("building a record batch: {e}")))
 }
 
 /// The plain type that `data_type` is cast to (itself when already plain).

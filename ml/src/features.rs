@@ -127,6 +127,13 @@ fn kind_of(data_type: &DataType) -> Option<&'static str> {
     }
 }
 
+/// Whether a column of `data_type` can be encoded: numeric (decimals
+/// included), boolean, string or dictionary columns can; dates, times,
+/// durations, lists, structs and binary cannot.
+pub fn can_encode(data_type: &DataType) -> bool {
+    kind_of(data_type).is_some()
+}
+
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, MlError> {
     batch
         .column_by_name(name)

@@ -14,6 +14,7 @@ pub mod executor;
 pub mod memory;
 pub mod plan;
 pub mod registry;
+pub mod samples;
 pub mod stage;
 pub mod store;
 pub mod summary;

@@ -5,9 +5,12 @@
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, StringArray};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float64Type};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_pipeline::StageError;
 use serde::Serialize;
 
@@ -29,7 +32,8 @@ pub enum ColumnKind {
     Boolean,
     /// Strings and dictionary-encoded strings: categorical.
     Text,
-    /// Anything else: only rows and nulls are counted.
+    /// Anything else (lists, structs, maps, binary): rows, nulls, distinct
+    /// values (by their text) and, for lists, lengths.
     Other,
 }
 
@@ -156,9 +160,9 @@ pub struct ColumnAcc {
     pub top: TopCounter,
     /// Numeric only: whether `top` still holds every value.
     pub top_alive: bool,
-    /// Shortest / longest string (text), in characters.
+    /// Shortest string (text), in characters, or shortest list.
     pub min_len: u64,
-    /// Longest string.
+    /// Longest string or list.
     pub max_len: u64,
 }
 
@@ -220,7 +224,18 @@ impl ColumnAcc {
                 }
                 acc.distinct = DistinctSketch::from_hashes(hashes);
             }
-            ColumnKind::Other => {}
+            ColumnKind::Other => {
+                acc.distinct = DistinctSketch::from_hashes(
+                    text_hashes(array)?
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>(),
+                );
+                for len in list_lengths(array).into_iter().flatten().flatten() {
+                    acc.min_len = acc.min_len.min(len);
+                    acc.max_len = acc.max_len.max(len);
+                }
+            }
         }
         Ok(acc)
     }
@@ -362,6 +377,91 @@ impl ColumnAcc {
     /// Skewness (Fisher-Pearson, g1) of the finite values.
     pub fn skew(&self) -> Option<f64> {
         (self.n > 2 && self.m2 > 0.0).then(|| (self.n as f64).sqrt() * self.m3 / self.m2.powf(1.5))
+    }
+}
+
+/// Per row, a hash of the value's text (`None` for nulls): equal values of
+/// any type (lists, structs, maps) hash alike.
+pub fn text_hashes(array: &ArrayRef) -> Result<Vec<Option<u64>>, StageError> {
+    let fmt = ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default())
+        .map_err(|e| StageError::internal(format!("formatting values: {e}")))?;
+    let mut text = String::new();
+    Ok((0..array.len())
+        .map(|i| {
+            array.is_valid(i).then(|| {
+                use std::fmt::Write;
+                text.clear();
+                // Writing to a String cannot fail; an unformattable value hashes as empty.
+                let _ = write!(text, "{}", fmt.value(i));
+                hash_bytes(text.as_bytes())
+            })
+        })
+        .collect())
+}
+
+/// Per row, the length of a list (`None` for nulls); `None` for other types.
+pub fn list_lengths(array: &ArrayRef) -> Option<Vec<Option<u64>>> {
+    let valid = |i: usize| array.is_valid(i);
+    if let Some(l) = array.as_list_opt::<i32>() {
+        let o = l.value_offsets();
+        return Some(
+            (0..l.len())
+                .map(|i| valid(i).then(|| (o[i + 1] - o[i]) as u64))
+                .collect(),
+        );
+    }
+    if let Some(l) = array.as_list_opt::<i64>() {
+        let o = l.value_offsets();
+        return Some(
+            (0..l.len())
+                .map(|i| valid(i).then(|| (o[i + 1] - o[i]) as u64))
+                .collect(),
+        );
+    }
+    if let Some(l) = array.as_fixed_size_list_opt() {
+        let n = l.value_length() as u64;
+        return Some((0..l.len()).map(|i| valid(i).then_some(n)).collect());
+    }
+    None
+}
+
+/// Whether `data_type` is a date, time, timestamp or duration.
+pub fn is_temporal(data_type: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        data_type,
+        Date32 | Date64 | Timestamp(_, _) | Time32(_) | Time64(_) | Duration(_)
+    )
+}
+
+/// A temporal value profiled as a number (days, seconds, ... since the epoch
+/// or midnight) back as ISO 8601 text (`2022-01-08`, `2023-11-14T22:13:20Z`,
+/// `PT3600S`); `None` for other types.
+pub fn temporal_text(value: f64, data_type: &DataType) -> Option<String> {
+    if !is_temporal(data_type) || !value.is_finite() {
+        return None;
+    }
+    let ints: ArrayRef = Arc::new(Int64Array::from(vec![value.round() as i64]));
+    let text = |dt: &DataType| -> Option<String> {
+        let typed = match dt {
+            DataType::Date32 | DataType::Time32(_) => {
+                cast(&cast(&ints, &DataType::Int32).ok()?, dt)
+            }
+            _ => cast(&ints, dt),
+        }
+        .ok()?;
+        if typed.is_null(0) {
+            return None;
+        }
+        let fmt = ArrayFormatter::try_new(typed.as_ref(), &FormatOptions::default()).ok()?;
+        Some(fmt.value(0).to_string())
+    };
+    match data_type {
+        // Named zones need chrono-tz, which arrow is built without: the
+        // instant in UTC is the same ISO 8601 value.
+        DataType::Timestamp(unit, Some(_)) => text(data_type)
+            .or_else(|| text(&DataType::Timestamp(*unit, None)).map(|t| format!("{t}Z"))),
+        _ => text(data_type),
     }
 }
 

@@ -37,7 +37,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use column::{is_temporal, list_lengths, temporal_text};
 use engine::{median, quantile};
+use gigo_ml::features::can_encode;
 
 /// Columns the stage adds (role `added`).
 pub const ADDED_COLUMNS: [&str; 6] = [
@@ -251,11 +253,16 @@ impl Stage for ProfileStage {
                 .filter(|&i| role_of(schema.field(i)) == Role::Other)
                 .collect();
         }
+        // Dates, times, lists, structs: profiled, but no kNN / correlation
+        // feature (the encoder has no distance for them).
+        let mut not_features = Vec::new();
         feature_columns.retain(|&i| {
-            matches!(
-                ColumnKind::of(schema.field(i).data_type()),
-                ColumnKind::Numeric | ColumnKind::Boolean | ColumnKind::Text
-            )
+            let dt = schema.field(i).data_type();
+            let usable = ColumnKind::of(dt) != ColumnKind::Other && can_encode(dt);
+            if !usable {
+                not_features.push((schema.field(i).name().clone(), dt.to_string()));
+            }
+            usable
         });
         let opts = ProfileOptions {
             row_columns,
@@ -280,7 +287,8 @@ impl Stage for ProfileStage {
             Some(r) => Some(reference_columns(&r, &schema)?),
             None => None,
         };
-        let findings = Findings::new(&profile, p);
+        let mut findings = Findings::new(&profile, p);
+        findings.not_features = not_features;
         let added = findings.columns(&profile);
         let out_table = add_columns(&base, added)?;
         let section = build_section(ctx, p, &profile, &findings, reference.as_deref(), &base)?;
@@ -372,6 +380,8 @@ struct Findings {
     outlier: Vec<bool>,
     outlier_threshold: f64,
     outliers: usize,
+    /// Feature columns of a type the kNN encoder cannot use: (name, type).
+    not_features: Vec<(String, String)>,
 }
 
 impl Findings {
@@ -413,6 +423,7 @@ impl Findings {
             outlier,
             outlier_threshold,
             outliers,
+            not_features: Vec::new(),
         }
     }
 
@@ -505,6 +516,9 @@ fn column_json(name: &str, field: &Field, acc: &ColumnAcc, p: &ProfileParams) ->
         .collect();
     let distinct = acc.distinct.estimate();
     let non_null = acc.rows - acc.nulls;
+    let dt = field.data_type();
+    let has_lengths = acc.kind == ColumnKind::Text || list_lengths_type(dt);
+    let text = |v: f64| (acc.n > 0).then(|| temporal_text(v, dt)).flatten();
     json!({
         "name": name,
         "type": field.data_type().to_string(),
@@ -526,11 +540,19 @@ fn column_json(name: &str, field: &Field, acc: &ColumnAcc, p: &ProfileParams) ->
         "quantiles": quantiles,
         "top_values": top,
         "top_values_exact": acc.top.is_exact(),
-        "min_length": (acc.kind == ColumnKind::Text && acc.min_len != u64::MAX).then_some(acc.min_len),
-        "max_length": (acc.kind == ColumnKind::Text).then_some(acc.max_len),
+        "min_text": text(acc.min),
+        "max_text": text(acc.max),
+        "temporal": is_temporal(dt),
+        "min_length": (has_lengths && acc.min_len != u64::MAX).then_some(acc.min_len),
+        "max_length": has_lengths.then_some(acc.max_len),
         "constant": non_null > 0 && distinct <= 1,
         "high_cardinality": acc.kind == ColumnKind::Text && distinct > 50 && distinct as f64 > 0.5 * non_null as f64,
     })
+}
+
+/// Whether [`list_lengths`] measures columns of `data_type`.
+fn list_lengths_type(data_type: &arrow::datatypes::DataType) -> bool {
+    list_lengths(&arrow::array::new_empty_array(data_type)).is_some()
 }
 
 /// Quantiles shown for a numeric column, in order, named `p1`, `p25`, ...;
@@ -648,6 +670,8 @@ fn detail_json(
             .map(|c| json!({"a": c.0, "b": c.1, "r": c.2})).collect::<Vec<_>>(),
         "classes": classes.iter().map(|(k, c)| json!({"label": k, "rows": c})).collect::<Vec<_>>(),
         "drift": drifts(profile, p, reference),
+        "not_features": f.not_features.iter()
+            .map(|(c, t)| json!({"column": c, "type": t})).collect::<Vec<_>>(),
     })
 }
 
@@ -789,6 +813,31 @@ fn build_section(
         )
         .with("cells", null_cells)
         .with("columns", with_nulls);
+    }
+    if !f.not_features.is_empty() {
+        let list = f
+            .not_features
+            .iter()
+            .map(|(c, t)| format!("`{c}` ({t})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        s.alert(
+            Severity::Info,
+            "not_features",
+            None,
+            format!(
+                "not used for near duplicates, outliers, correlations and label conflicts \
+                 (the kNN features take numbers, booleans and text): {list}; their column \
+                 statistics are profiled"
+            ),
+        )
+        .with(
+            "columns",
+            f.not_features
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect::<Vec<_>>(),
+        );
     }
     if sampled < n {
         s.alert(
@@ -1161,5 +1210,142 @@ fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<f64>(), b.parse::<f64>()) {
         (Ok(x), Ok(y)) => x.total_cmp(&y),
         _ => a.cmp(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ctx;
+    use gigo_pipeline::Artifact;
+    use gigo_pipeline::samples::every_type_batch;
+
+    /// The sample with roles as `ingest` sets them: `label`, the rest features.
+    fn every_type_table() -> Table {
+        let batch = every_type_batch();
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let role = if f.name() == "label" {
+                    Role::Label
+                } else {
+                    Role::Feature
+                };
+                field_with_role(f.as_ref().clone(), role)
+            })
+            .collect();
+        Table::from_batch(
+            arrow::array::RecordBatch::try_new(
+                Arc::new(Schema::new(fields)),
+                batch.columns().to_vec(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn profile(table: Table) -> Result<StageOutput, StageError> {
+        let mut registry = Registry::new();
+        register(&mut registry);
+        let stage = registry.get("profile").unwrap().build(&json!({})).unwrap();
+        let mut inputs = Inputs::default();
+        inputs.push("table", table.into());
+        let dir = tempfile::tempdir().unwrap();
+        stage.run(&inputs, &ctx("profile", 1, dir.path()))
+    }
+
+    fn column<'a>(out: &'a StageOutput, name: &str) -> &'a Value {
+        out.summary["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn every_column_type_is_profiled_and_unusable_features_are_named() {
+        let out = profile(every_type_table()).unwrap();
+        for c in out.summary["columns"].as_array().unwrap() {
+            let name = c["name"].as_str().unwrap();
+            let nulls = if name == "label" { 0 } else { 1 };
+            assert_eq!(c["nulls"], nulls, "{name}");
+            assert_eq!(c["rows"], 4, "{name}");
+        }
+        let price = column(&out, "price");
+        assert_eq!(
+            (price["min"].as_f64(), price["max"].as_f64()),
+            (Some(-0.05), Some(1234.56))
+        );
+        let day = column(&out, "day");
+        assert_eq!(
+            (day["min_text"].as_str(), day["max_text"].as_str()),
+            (Some("2022-01-08"), Some("2024-10-04"))
+        );
+        assert_eq!(day["min"], 19_000.0);
+        let seen = column(&out, "seen");
+        assert_eq!(seen["min_text"], "2020-09-13T12:26:40");
+        assert_eq!(seen["max_text"], "2023-11-14T22:13:21");
+        let utc = column(&out, "seen_utc");
+        assert!(
+            utc["max_text"]
+                .as_str()
+                .unwrap()
+                .starts_with("2023-11-14T22:13:22"),
+            "{utc}"
+        );
+        assert_eq!(column(&out, "wait")["max_text"], "PT3600S");
+        assert_eq!(column(&out, "at")["max_text"], "01:00:00");
+        assert_eq!(column(&out, "colour")["distinct"], 2);
+        for (name, distinct, lengths) in [
+            ("tags", 3, Some((0, 3))),
+            ("point", 3, None),
+            ("points", 3, Some((0, 3))),
+        ] {
+            let c = column(&out, name);
+            assert_eq!(c["kind"], "other", "{name}");
+            assert_eq!(c["distinct"], distinct, "{name}");
+            let got = c["min_length"].as_u64().zip(c["max_length"].as_u64());
+            assert_eq!(got, lengths, "{name}");
+        }
+        // Only the decimal and the dictionary are kNN features; the others are named.
+        let skipped: Vec<&str> = out.summary["not_features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["column"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                "day", "seen", "seen_utc", "wait", "at", "tags", "point", "points"
+            ]
+        );
+        let section = Section::from_summary(&out.summary).unwrap().unwrap();
+        let alert = section
+            .alerts
+            .iter()
+            .find(|a| a.kind == "not_features")
+            .unwrap();
+        assert!(
+            alert.message.contains("`seen_utc` (Timestamp("),
+            "{}",
+            alert.message
+        );
+        let Artifact::Table(t) = &out.ports["table"] else {
+            panic!("no table")
+        };
+        let nn = t.to_batch().unwrap();
+        assert_eq!(nn.column_by_name("nn_distance").unwrap().null_count(), 0);
+    }
+
+    #[test]
+    fn a_table_of_only_unusable_features_is_still_profiled() {
+        let batch = every_type_batch();
+        let keep: Vec<usize> = (1..8).collect();
+        let out = profile(Table::from_batch(batch.project(&keep).unwrap())).unwrap();
+        assert_eq!(out.summary["not_features"].as_array().unwrap().len(), 7);
+        assert_eq!(column(&out, "tags")["distinct"], 3);
     }
 }

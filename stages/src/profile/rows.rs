@@ -7,10 +7,9 @@ use arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, take};
 use arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_pipeline::StageError;
 
-use super::column::ColumnKind;
+use super::column::{ColumnKind, text_hashes};
 use super::sketch::{hash_bytes, mix64};
 
 const NULL_HASH: u64 = 0x6e75_6c6c_6e75_6c6c;
@@ -54,15 +53,8 @@ pub fn hash_column(array: &ArrayRef, out: &mut [u64]) -> Result<(), StageError> 
             }
         }
         ColumnKind::Other => {
-            let fmt =
-                ArrayFormatter::try_new(array.as_ref(), &FormatOptions::default()).map_err(err)?;
-            for (i, h) in out.iter_mut().enumerate() {
-                let v = if array.is_null(i) {
-                    NULL_HASH
-                } else {
-                    hash_bytes(fmt.value(i).to_string().as_bytes())
-                };
-                combine(h, v);
+            for (h, v) in out.iter_mut().zip(text_hashes(array)?) {
+                combine(h, v.unwrap_or(NULL_HASH));
             }
         }
     }
@@ -224,7 +216,9 @@ fn take_rows(batch: &RecordBatch, idx: &[u32]) -> Result<RecordBatch, StageError
         .map(|c| take(c.as_ref(), &indices, None))
         .collect::<Result<_, _>>()
         .map_err(|e| StageError::internal(format!("sampling rows: {e}")))?;
-    RecordBatch::try_new(batch.schema(), columns)
+    // The row count keeps a sample of no columns (no features, no label) valid.
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(idx.len()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options)
         .map_err(|e| StageError::internal(format!("sampling rows: {e}")))
 }
 
