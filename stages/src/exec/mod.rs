@@ -302,6 +302,13 @@ fn write_ipc(table: &Table, path: &Path) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Reads an Arrow IPC file the way `exec` reads a child's output; the error
+/// says why the file is not one. For the fuzz targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub fn read_child_output(path: &Path) -> Result<Table, String> {
+    read_ipc(path)
+}
+
 /// Reads an output the child wrote, or says why it is not an Arrow IPC file.
 fn read_ipc(path: &Path) -> Result<Table, String> {
     let mut magic = Vec::new();
