@@ -718,7 +718,8 @@ mod tests {
     fn damaged_entries_are_never_served() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(dir.path()).unwrap();
-        let cases: [(&str, fn(&Path)); 5] = [
+        type Damage = fn(&Path);
+        let cases: [(&str, Damage); 5] = [
             ("garbage", |d| {
                 fs::write(d.join("out.json"), b"garbage").unwrap()
             }),
