@@ -612,18 +612,25 @@ fn next_nonce() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Parses a duration as `gigo cache gc --older-than` takes it: a number and
-/// a unit, `s`, `m`, `h`, `d` or `w` (`7d`, `12h`, `90s`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// `text` as a non-negative number and the unit after it (`1.5GiB` -> 1.5,
+/// `GiB`); `what` says what was expected.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(f64, &'a str), String> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration such as 7d, 12h or 30m"))?;
-    let secs = match unit.trim() {
+    let n = num
+        .parse::<f64>()
+        .map_err(|_| format!("`{text}` is not {what}"))?;
+    Ok((n, unit.trim()))
+}
+
+/// Parses a duration as `gigo cache gc --older-than` takes it: a number and
+/// a unit, `s`, `m`, `h`, `d` or `w` (`7d`, `12h`, `90s`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (n, unit) = number_and_unit(text, "a duration such as 7d, 12h or 30m")?;
+    let secs = match unit {
         "s" => 1.0,
         "m" | "min" => 60.0,
         "h" => 3600.0,
@@ -638,15 +645,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `1.5GiB`, `2048` (bytes). KB, MB, GB, TB are powers of 1000; KiB, MiB,
 /// GiB, TiB powers of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size such as 10GB or 500MiB"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+    let (n, unit) = number_and_unit(text, "a size such as 10GB or 500MiB")?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
