@@ -15,6 +15,11 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostic, Location};
 
+/// How many nodes all aliases together may expand to. Expanding `*a` copies
+/// the anchored node, so a few lines of nested aliases ("billion laughs")
+/// would otherwise grow exponentially.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
 /// A YAML value with the location it was read from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -161,6 +166,7 @@ pub fn parse(source: &str, file: &Arc<str>) -> Result<Node, Vec<Diagnostic>> {
         anchors: HashMap::new(),
         documents: Vec::new(),
         problems: Vec::new(),
+        alias_nodes: 0,
     };
     let mut parser = Parser::new_from_str(source);
     if let Err(e) = parser.load(&mut builder, true) {
@@ -285,9 +291,21 @@ enum Frame {
 struct TreeBuilder {
     file: Arc<str>,
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
     documents: Vec<Node>,
     problems: Vec<Diagnostic>,
+    /// Nodes copied by alias expansion so far.
+    alias_nodes: usize,
+}
+
+/// The number of nodes in `node`, itself included.
+fn size(node: &Node) -> usize {
+    1 + match &node.value {
+        NodeValue::Seq(items) => items.iter().map(size).sum(),
+        NodeValue::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl TreeBuilder {
@@ -297,7 +315,7 @@ impl TreeBuilder {
 
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         match self.stack.last_mut() {
             None => self.documents.push(node),
@@ -356,7 +374,26 @@ impl<'input> SpannedEventReceiver<'input> for TreeBuilder {
             }
             Event::Alias(id) => {
                 let node = match self.anchors.get(&id) {
-                    Some(n) => Node::new(n.value.clone(), loc),
+                    Some((n, size))
+                        if self.alias_nodes.saturating_add(*size) <= MAX_ALIAS_NODES =>
+                    {
+                        self.alias_nodes += size;
+                        Node::new(n.value.clone(), loc)
+                    }
+                    Some(_) => {
+                        // Reported once, at the first alias over the limit.
+                        if self.alias_nodes <= MAX_ALIAS_NODES {
+                            self.problems.push(Diagnostic::error(
+                                Some(loc.clone()),
+                                format!(
+                                    "aliases expand to more than {MAX_ALIAS_NODES} values: \
+                                     use fewer or smaller `*` references"
+                                ),
+                            ));
+                        }
+                        self.alias_nodes = usize::MAX;
+                        Node::new(NodeValue::Null, loc)
+                    }
                     None => {
                         self.problems
                             .push(Diagnostic::error(Some(loc.clone()), "unknown alias".into()));
@@ -438,6 +475,31 @@ mod tests {
     fn aliases_are_expanded() {
         let n = parse("x: &v {a: 1}\ny: *v\n", &file()).unwrap();
         assert_eq!(n.to_json()["y"]["a"], 1);
+    }
+
+    /// Nested aliases multiply the document tenfold at every line ("billion
+    /// laughs"): without the limit this input builds 10^10 nodes.
+    #[test]
+    fn alias_bombs_are_an_error_not_an_exponential_copy() {
+        let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            yaml.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse(&yaml, &file()).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(
+            err[0]
+                .message
+                .contains("aliases expand to more than 100000 values"),
+            "{}",
+            err[0].message
+        );
+        let loc = err[0].location.as_ref().unwrap();
+        // a0..a3 cost 12 330 nodes; the 8th `*a3` of a4 (11 111 each) passes the limit.
+        assert_eq!((loc.line, loc.col), (5, 45));
     }
 
     #[test]
