@@ -183,6 +183,13 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
     Table::new(schema, batches).map_err(|e| e.to_string())
 }
 
+/// Reads an Arrow IPC file the way `exec` reads a child's output; the error
+/// says why the file is not one. For the fuzz targets (`fuzz/`), not an API.
+#[doc(hidden)]
+pub fn read_child_output(path: &Path) -> Result<Table, String> {
+    read_ipc(path)
+}
+
 /// Gives output columns that lack a role the role of the same-named input column.
 fn restore_roles(table: Table, inputs: &[Arc<Table>]) -> Result<Table, StageError> {
     let fields: Vec<Field> = table
