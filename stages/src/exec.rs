@@ -175,12 +175,24 @@ fn write_ipc(table: &Table, path: &Path) -> Result<(), StageError> {
 
 fn read_ipc(path: &Path) -> Result<Table, String> {
     let f = fs::File::open(path).map_err(|e| e.to_string())?;
-    let reader = FileReader::try_new(f, None).map_err(|e| e.to_string())?;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    Table::new(schema, batches).map_err(|e| e.to_string())
+    // arrow-rs's IPC reader panics on some corrupt files (a buffer offset
+    // past the body, found by fuzzing): the child's fault, so an error.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reader = FileReader::try_new(f, None).map_err(|e| e.to_string())?;
+        let schema = reader.schema();
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        Table::new(schema, batches).map_err(|e| e.to_string())
+    }))
+    .map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("the Arrow reader failed on it: {msg}")
+    })?
 }
 
 /// Reads an Arrow IPC file the way `exec` reads a child's output; the error
@@ -421,6 +433,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("timed out after 0.2 s"), "{err}");
+    }
+
+    /// Found by `cargo fuzz run exec_output` (fuzz/, README "Fuzzing"): a
+    /// record batch whose buffer offset lies past the file made arrow-rs panic.
+    #[test]
+    fn an_ipc_file_with_a_bad_buffer_offset_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.arrow");
+        fs::write(
+            &path,
+            include_bytes!("testdata/ipc_bad_buffer_offset.arrow"),
+        )
+        .unwrap();
+        let err = read_ipc(&path).unwrap_err();
+        assert!(
+            err.starts_with("the Arrow reader failed on it: the offset of the new Buffer cannot exceed the existing length"),
+            "{err}"
+        );
     }
 
     #[test]
