@@ -174,7 +174,8 @@ fn write_ipc(table: &Table, path: &Path) -> Result<(), StageError> {
 }
 
 fn read_ipc(path: &Path) -> Result<Table, String> {
-    let f = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
+    check_blocks(&mut f)?;
     // arrow-rs's IPC reader panics on some corrupt files (a buffer offset
     // past the body, found by fuzzing): the child's fault, so an error.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -193,6 +194,51 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
             .unwrap_or_default();
         format!("the Arrow reader failed on it: {msg}")
     })?
+}
+
+/// Checks that every block the footer of IPC file `f` lists lies inside the
+/// file: arrow-rs allocates a block's claimed size before reading it, so a
+/// forged footer would otherwise ask for gigabytes (found by fuzzing). A
+/// footer that does not parse is left for the reader to report.
+fn check_blocks(f: &mut fs::File) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut tail = [0u8; 10];
+    if len < 10 || f.seek(SeekFrom::End(-10)).is_err() || f.read_exact(&mut tail).is_err() {
+        return Ok(());
+    }
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer_len + 10 > len {
+        return Ok(());
+    }
+    let mut footer = vec![0u8; footer_len as usize];
+    f.seek(SeekFrom::Start(len - 10 - footer_len))
+        .and_then(|_| f.read_exact(&mut footer))
+        .map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    let Ok(footer) = arrow::ipc::root_as_footer(&footer) else {
+        return Ok(());
+    };
+    let blocks = footer.recordBatches().into_iter().flatten();
+    for (i, b) in blocks
+        .chain(footer.dictionaries().into_iter().flatten())
+        .enumerate()
+    {
+        let end = u64::try_from(b.offset())
+            .ok()
+            .zip(u64::try_from(b.metaDataLength()).ok())
+            .zip(u64::try_from(b.bodyLength()).ok())
+            .and_then(|((o, m), n)| o.checked_add(m)?.checked_add(n));
+        if end.is_none_or(|end| end > len) {
+            return Err(format!(
+                "block {i} of the footer ({} + {} bytes at offset {}) lies outside the {len}-byte file",
+                b.metaDataLength(),
+                b.bodyLength(),
+                b.offset()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads an Arrow IPC file the way `exec` reads a child's output; the error
@@ -451,6 +497,18 @@ mod tests {
             err.starts_with("the Arrow reader failed on it: the offset of the new Buffer cannot exceed the existing length"),
             "{err}"
         );
+    }
+
+    /// Found by `cargo fuzz run exec_output`: a footer block claiming 4 GiB
+    /// made arrow-rs allocate it before reading (libFuzzer: out-of-memory).
+    #[test]
+    fn an_ipc_footer_block_past_the_end_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.arrow");
+        fs::write(&path, include_bytes!("testdata/ipc_huge_block.arrow")).unwrap();
+        let err = read_ipc(&path).unwrap_err();
+        assert!(err.starts_with("block 0 of the footer ("), "{err}");
+        assert!(err.ends_with("lies outside the 1803-byte file"), "{err}");
     }
 
     #[test]
