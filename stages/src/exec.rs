@@ -187,12 +187,10 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
         Table::new(schema, batches).map_err(|e| e.to_string())
     }))
     .map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_default();
-        format!("the Arrow reader failed on it: {msg}")
+        format!(
+            "the Arrow reader failed on it: {}",
+            gigo_pipeline::panic_message(panic.as_ref())
+        )
     })?
 }
 
