@@ -45,6 +45,13 @@ pub fn dataframe_to_record_batch(df: &DataFrame) -> Result<RecordBatch, StageErr
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(df.width());
     for col in df.columns() {
         let name = col.name().to_string();
+        // The C Data Interface carries names as C strings: polars-arrow's
+        // exporter panics on a NUL byte (a CSV header of one `\0` has one).
+        if name.contains('\0') {
+            return Err(StageError::data(format!(
+                "column name {name:?} contains a NUL byte"
+            )));
+        }
         let polars_field = col.field().to_arrow(CompatLevel::newest());
         let polars_array = col.clone().rechunk_to_arrow(CompatLevel::newest());
         let array = import_column(polars_array, &polars_field)
@@ -153,6 +160,17 @@ mod tests {
             "s" => [Some("a"), None, Some(""), Some("a string longer than twelve bytes")],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_column_name_is_a_data_error() {
+        let df = df!("a\0b" => [1i64, 2]).unwrap();
+        match dataframe_to_record_batch(&df) {
+            Err(StageError::Data(m)) => {
+                assert_eq!(m, r#"column name "a\0b" contains a NUL byte"#)
+            }
+            other => panic!("expected a data error, got {other:?}"),
+        }
     }
 
     #[test]

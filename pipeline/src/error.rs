@@ -111,3 +111,13 @@ impl Error {
         }
     }
 }
+
+/// The message of a caught panic (`catch_unwind`'s payload), or "" when the
+/// payload is not a string.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}

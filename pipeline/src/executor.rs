@@ -478,11 +478,7 @@ fn execute(
             let out = match result {
                 Ok(r) => r?,
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default();
+                    let msg = crate::panic_message(p.as_ref());
                     return Err(StageError::internal(format!("the stage panicked: {msg}")));
                 }
             };

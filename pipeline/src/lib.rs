@@ -23,7 +23,7 @@ pub mod yaml;
 
 pub use config::{Override, PipelineSpec};
 pub use diag::{Diagnostic, Location};
-pub use error::{Error, ParamProblem, StageError};
+pub use error::{Error, ParamProblem, StageError, panic_message};
 pub use executor::{Observer, RunOptions, RunRecord, RunResult, Silent, StageRecord, StageStatus};
 pub use plan::{Plan, PlannedStage};
 pub use registry::{Registry, StageType};

@@ -659,7 +659,11 @@ fn read_file_unguarded(
         Format::Parquet => return Ok((read_parquet(path, shown)?, Vec::new())),
         Format::Ipc => return Ok((read_ipc(path, shown)?, Vec::new())),
     };
-    Ok((dataframe_to_record_batch(&df)?, bad))
+    let batch = dataframe_to_record_batch(&df).map_err(|e| match e {
+        StageError::Data(m) => StageError::data(format!("{shown}: {m}")),
+        e => e,
+    })?;
+    Ok((batch, bad))
 }
 
 /// Parquet through arrow-rs, which reads every type a Parquet file holds
@@ -1655,6 +1659,16 @@ mod tests {
             err.starts_with("array.jsonl:2:1: expected a JSON object, found an array"),
             "{err}"
         );
+    }
+
+    /// Found by `cargo fuzz run ingest` (fuzz/, README "Fuzzing"): a CSV
+    /// whose header is one NUL byte crashed polars-arrow's exporter.
+    #[test]
+    fn a_nul_byte_in_a_csv_header_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "nul.csv", b"\0");
+        let err = run_err(dir.path(), json!({"path": "nul.csv"}));
+        assert_eq!(err, r#"nul.csv: column name "\0" contains a NUL byte"#);
     }
 
     #[test]

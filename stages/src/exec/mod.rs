@@ -326,7 +326,8 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
         }
         .into());
     }
-    let f = fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
+    check_blocks(&mut f)?;
     // The bytes are the child's: a decoder panic on them is their fault, not a gigo bug.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let reader = FileReader::try_new(f, None).map_err(|e| e.to_string())?;
@@ -336,7 +337,57 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
             .map_err(|e| e.to_string())?;
         Table::new(schema, batches).map_err(|e| e.to_string())
     }))
-    .unwrap_or_else(|_| Err("the Arrow reader could not decode it".into()))
+    .map_err(|panic| {
+        format!(
+            "the Arrow reader could not decode it: {}",
+            gigo_pipeline::panic_message(panic.as_ref())
+        )
+    })?
+}
+
+/// Checks that every block the footer of IPC file `f` lists lies inside the
+/// file: arrow-rs allocates a block's claimed size before reading it, so a
+/// forged footer would otherwise ask for gigabytes (found by fuzzing). A
+/// footer that does not parse is left for the reader to report.
+fn check_blocks(f: &mut fs::File) -> Result<(), String> {
+    use std::io::{Seek, SeekFrom};
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    let mut tail = [0u8; 10];
+    if len < 10 || f.seek(SeekFrom::End(-10)).is_err() || f.read_exact(&mut tail).is_err() {
+        return Ok(());
+    }
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if footer_len + 10 > len {
+        return Ok(());
+    }
+    let mut footer = vec![0u8; footer_len as usize];
+    f.seek(SeekFrom::Start(len - 10 - footer_len))
+        .and_then(|_| f.read_exact(&mut footer))
+        .map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    let Ok(footer) = arrow::ipc::root_as_footer(&footer) else {
+        return Ok(());
+    };
+    let blocks = footer.recordBatches().into_iter().flatten();
+    for (i, b) in blocks
+        .chain(footer.dictionaries().into_iter().flatten())
+        .enumerate()
+    {
+        let end = u64::try_from(b.offset())
+            .ok()
+            .zip(u64::try_from(b.metaDataLength()).ok())
+            .zip(u64::try_from(b.bodyLength()).ok())
+            .and_then(|((o, m), n)| o.checked_add(m)?.checked_add(n));
+        if end.is_none_or(|end| end > len) {
+            return Err(format!(
+                "block {i} of the footer ({} + {} bytes at offset {}) lies outside the {len}-byte file",
+                b.metaDataLength(),
+                b.bodyLength(),
+                b.offset()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Gives output columns that lack a role the role of the same-named input column.
@@ -582,6 +633,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = run_in(dir.path(), &["sleep", "5"], 0.2).unwrap_err();
         assert!(err.contains("timed out after 0.2 s"), "{err}");
+    }
+
+    /// Found by `cargo fuzz run exec_output` (fuzz/, README "Fuzzing"): a
+    /// record batch whose buffer offset lies past the file made arrow-rs panic.
+    #[test]
+    fn an_ipc_file_with_a_bad_buffer_offset_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.arrow");
+        fs::write(
+            &path,
+            include_bytes!("../testdata/ipc_bad_buffer_offset.arrow"),
+        )
+        .unwrap();
+        let err = read_ipc(&path).unwrap_err();
+        assert!(
+            err.starts_with("the Arrow reader could not decode it: the offset of the new Buffer cannot exceed the existing length"),
+            "{err}"
+        );
+    }
+
+    /// Found by `cargo fuzz run exec_output`: a footer block claiming 4 GiB
+    /// made arrow-rs allocate it before reading (libFuzzer: out-of-memory).
+    #[test]
+    fn an_ipc_footer_block_past_the_end_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.arrow");
+        fs::write(&path, include_bytes!("../testdata/ipc_huge_block.arrow")).unwrap();
+        let err = read_ipc(&path).unwrap_err();
+        assert!(err.starts_with("block 0 of the footer ("), "{err}");
+        assert!(err.ends_with("lies outside the 1803-byte file"), "{err}");
     }
 
     #[test]
