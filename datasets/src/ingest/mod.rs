@@ -697,10 +697,12 @@ fn read_parquet(path: &Path, shown: &str) -> Result<RecordBatch, StageError> {
 
 /// Arrow IPC files through arrow-rs (every Arrow type, as written).
 fn read_ipc(path: &Path, shown: &str) -> Result<RecordBatch, StageError> {
-    let file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
     let bad = |e: &dyn std::fmt::Display| {
         StageError::data(format!("{shown}: cannot read it as Arrow IPC: {e}"))
     };
+    // A forged footer would make the reader allocate what it claims.
+    gigo_pipeline::store::check_ipc_blocks(&mut file).map_err(|e| bad(&e))?;
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
         .map_err(|e| bad(&e))?;
     let schema = reader.schema();
@@ -716,11 +718,10 @@ fn corrupt(shown: &str, what: &str, e: &polars::prelude::PolarsError) -> StageEr
 /// naming the file and the reader.
 fn guarded<T>(shown: &str, what: &str, f: impl FnOnce() -> T) -> Result<T, StageError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
-        let msg = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown failure".into());
+        let msg = match gigo_pipeline::panic_message(panic.as_ref()) {
+            m if m.is_empty() => "unknown failure".to_string(),
+            m => m,
+        };
         StageError::data(format!(
             "{shown}: the {what} reader panicked while reading it (a bug in the reader; the \
              file may be corrupt or use a type it does not support): {msg}"
@@ -1669,6 +1670,21 @@ mod tests {
         write(dir.path(), "nul.csv", b"\0");
         let err = run_err(dir.path(), json!({"path": "nul.csv"}));
         assert_eq!(err, r#"nul.csv: column name "\0" contains a NUL byte"#);
+    }
+
+    /// The forged footer `cargo fuzz run exec_output` found (a block of
+    /// 4 GiB): ingest's IPC reader refuses it before allocating.
+    #[test]
+    fn an_ipc_footer_block_past_the_end_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let forged = include_bytes!("../../../stages/src/testdata/ipc_huge_block.arrow");
+        write(dir.path(), "forged.arrow", forged);
+        let err = run_err(dir.path(), json!({"path": "forged.arrow"}));
+        assert!(
+            err.starts_with("forged.arrow: cannot read it as Arrow IPC: block 0"),
+            "{err}"
+        );
+        assert!(err.ends_with("lies outside the 1803-byte file"), "{err}");
     }
 
     #[test]

@@ -311,9 +311,11 @@ pub fn read_child_output(path: &Path) -> Result<Table, String> {
 
 /// Reads an output the child wrote, or says why it is not an Arrow IPC file.
 fn read_ipc(path: &Path) -> Result<Table, String> {
+    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
     let mut magic = Vec::new();
-    fs::File::open(path)
-        .and_then(|f| f.take(6).read_to_end(&mut magic))
+    (&mut f)
+        .take(6)
+        .read_to_end(&mut magic)
         .map_err(|e| e.to_string())?;
     if magic != b"ARROW1" {
         return Err(if magic.starts_with(&[0xff; 4]) {
@@ -326,8 +328,7 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
         }
         .into());
     }
-    let mut f = fs::File::open(path).map_err(|e| e.to_string())?;
-    check_blocks(&mut f)?;
+    gigo_pipeline::store::check_ipc_blocks(&mut f)?;
     // The bytes are the child's: a decoder panic on them is their fault, not a gigo bug.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let reader = FileReader::try_new(f, None).map_err(|e| e.to_string())?;
@@ -343,51 +344,6 @@ fn read_ipc(path: &Path) -> Result<Table, String> {
             gigo_pipeline::panic_message(panic.as_ref())
         )
     })?
-}
-
-/// Checks that every block the footer of IPC file `f` lists lies inside the
-/// file: arrow-rs allocates a block's claimed size before reading it, so a
-/// forged footer would otherwise ask for gigabytes (found by fuzzing). A
-/// footer that does not parse is left for the reader to report.
-fn check_blocks(f: &mut fs::File) -> Result<(), String> {
-    use std::io::{Seek, SeekFrom};
-    let len = f.metadata().map_err(|e| e.to_string())?.len();
-    let mut tail = [0u8; 10];
-    if len < 10 || f.seek(SeekFrom::End(-10)).is_err() || f.read_exact(&mut tail).is_err() {
-        return Ok(());
-    }
-    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
-    if footer_len + 10 > len {
-        return Ok(());
-    }
-    let mut footer = vec![0u8; footer_len as usize];
-    f.seek(SeekFrom::Start(len - 10 - footer_len))
-        .and_then(|_| f.read_exact(&mut footer))
-        .map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
-    let Ok(footer) = arrow::ipc::root_as_footer(&footer) else {
-        return Ok(());
-    };
-    let blocks = footer.recordBatches().into_iter().flatten();
-    for (i, b) in blocks
-        .chain(footer.dictionaries().into_iter().flatten())
-        .enumerate()
-    {
-        let end = u64::try_from(b.offset())
-            .ok()
-            .zip(u64::try_from(b.metaDataLength()).ok())
-            .zip(u64::try_from(b.bodyLength()).ok())
-            .and_then(|((o, m), n)| o.checked_add(m)?.checked_add(n));
-        if end.is_none_or(|end| end > len) {
-            return Err(format!(
-                "block {i} of the footer ({} + {} bytes at offset {}) lies outside the {len}-byte file",
-                b.metaDataLength(),
-                b.bodyLength(),
-                b.offset()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Gives output columns that lack a role the role of the same-named input column.
