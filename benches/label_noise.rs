@@ -72,7 +72,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "neural: mlp, 2 x 128 relu, 4 epochs, batches of 256 (no peer row)",
-            gigo: json!({"model": "mlp", "model_params": {"epochs": 4, "batch_size": 256}}),
+            gigo: json!({"model": "neural_network", "model_params": {"epochs": 4, "batch_size": 256}}),
             peer: None,
         },
         Case {

@@ -18,25 +18,36 @@ pub mod cli;
 pub mod graph;
 pub mod schema;
 
+/// The model catalogue and the numeric engine, for a program's own models.
+pub use gigo_ml as ml;
 pub use gigo_pipeline::*;
 pub use gigo_pipeline::{config, diag, executor, plan, registry, stage, store, table, yaml};
 
-/// Every built-in stage type, registered explicitly.
+/// Every model of this build: gigo-ml's classic ones, and the network when
+/// the `neural` feature is on. A program of its own registers more.
+pub fn catalogue() -> gigo_ml::Catalogue {
+    #[allow(unused_mut)]
+    let mut c = gigo_ml::Catalogue::classic();
+    #[cfg(feature = "neural")]
+    gigo_neural::network::register(&mut c);
+    c
+}
+
+/// Every built-in stage type, registered explicitly, with the models of
+/// [`catalogue`].
 pub fn builtin_registry() -> Registry {
+    registry_with(&catalogue())
+}
+
+/// Every built-in stage type; the stages that fit or score models (`fit`,
+/// `predict`, `label_noise`, `evaluate`) use `catalogue`, so a program that
+/// registers its own model there can use it in every one of them.
+pub fn registry_with(catalogue: &gigo_ml::Catalogue) -> Registry {
     let mut r = Registry::new();
     gigo_datasets::generate::register(&mut r);
     #[cfg(feature = "polars")]
     gigo_datasets::ingest::register(&mut r);
-    #[allow(unused_mut)]
-    let mut scorers = gigo_stages::ScorerLoaders::default();
-    #[allow(unused_mut)]
-    let mut classifiers = gigo_stages::ClassifierMakers::default();
-    #[cfg(feature = "neural")]
-    {
-        gigo_neural::scorer::register_loaders(&mut scorers);
-        gigo_neural::classifier::register_maker(&mut classifiers);
-    }
-    gigo_stages::register_all(&mut r, scorers, classifiers);
+    gigo_stages::register_all(&mut r, catalogue);
     #[cfg(feature = "neural")]
     gigo_neural::register(&mut r);
     r

@@ -39,14 +39,19 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
         if let Some(Value::Array(r)) = schema.get("required") {
             required.extend(r.iter().cloned());
         }
-        variants.push(json!({
+        let mut variant = json!({
             "type": "object",
             "title": st.name(),
             "description": st.doc(),
             "properties": props,
             "required": required,
             "additionalProperties": false,
-        }));
+        });
+        // rules a stage adds beside its properties (`model_params` typed by `model`)
+        if let (Some(rules), Value::Object(v)) = (schema.get("allOf"), &mut variant) {
+            v.insert("allOf".into(), rules.clone());
+        }
+        variants.push(variant);
     }
     let port_ref = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)?$",
         "description": "an upstream port: `stage` (its default output) or `stage.port`"});

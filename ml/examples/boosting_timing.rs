@@ -13,7 +13,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Float32Type, Int64Type};
 use gigo_ml::boosting::BoostingParams;
 use gigo_ml::cv::cross_val_predict_proba;
-use gigo_ml::{Matrix, ModelSpec};
+use gigo_ml::{Matrix, TrainSet};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn main() {
@@ -66,12 +66,13 @@ fn main() {
         .map(|v| classes.binary_search(v).expect("class") as u32)
         .collect();
     let x = Matrix::new(n, d, x);
-    let spec = ModelSpec::GradientBoosting(BoostingParams::default());
+    let spec = BoostingParams::default();
     let mut best = f64::INFINITY;
     let mut sum = 0.0;
     for _ in 0..repeat.max(1) {
         let t = std::time::Instant::now();
-        let p = cross_val_predict_proba(&spec, &x, &y, classes.len(), None, 5, 0).expect("cv");
+        let p = cross_val_predict_proba(&spec, &TrainSet::new(&x, &y, classes.len()), 5, 0)
+            .expect("cv");
         let secs = t.elapsed().as_secs_f64();
         eprint!("{secs:.3} ");
         best = best.min(secs);

@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Classifier, check_fit_inputs, save, uniform};
+use crate::catalogue::{Classic, ClassicModel, Fit, TrainSet};
 use crate::error::MlError;
 use crate::matrix::Matrix;
 
@@ -32,7 +32,7 @@ const HIST_CHUNK: usize = 8192;
 const SECOND_HIST_ROWS: usize = 1024;
 
 /// Hyper-parameters of [`GradientBoosting`] (scikit-learn's defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BoostingParams {
     /// Boosting iterations (trees per class). Default 100.
@@ -206,12 +206,6 @@ impl Walker {
 /// Histogram gradient boosting classifier (see the module docs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GradientBoosting {
-    params: BoostingParams,
-    fitted: Option<Fitted>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Fitted {
     n_features: usize,
     n_classes: usize,
     /// Initial raw score per tree-output (1 for binary, K otherwise).
@@ -221,51 +215,9 @@ struct Fitted {
 }
 
 impl GradientBoosting {
-    /// An unfitted model; checks the parameters.
-    pub fn new(params: BoostingParams) -> Result<GradientBoosting, MlError> {
-        if params.max_iter == 0 {
-            return Err(MlError::param("max_iter", "must be at least 1"));
-        }
-        if !(params.learning_rate > 0.0 && params.learning_rate.is_finite()) {
-            return Err(MlError::param("learning_rate", "must be positive"));
-        }
-        if params.max_leaf_nodes < 2 {
-            return Err(MlError::param("max_leaf_nodes", "must be at least 2"));
-        }
-        if params.min_samples_leaf == 0 {
-            return Err(MlError::param("min_samples_leaf", "must be at least 1"));
-        }
-        if params.l2_regularization.is_nan() || params.l2_regularization < 0.0 {
-            return Err(MlError::param("l2_regularization", "must be >= 0"));
-        }
-        if !(2..=255).contains(&params.max_bins) {
-            return Err(MlError::param("max_bins", "must be within 2..=255"));
-        }
-        if !(params.validation_fraction > 0.0 && params.validation_fraction < 1.0) {
-            return Err(MlError::param(
-                "validation_fraction",
-                "must be within (0, 1)",
-            ));
-        }
-        if params.n_iter_no_change == 0 {
-            return Err(MlError::param("n_iter_no_change", "must be at least 1"));
-        }
-        Ok(GradientBoosting {
-            params,
-            fitted: None,
-        })
-    }
-
-    /// Reads a model written by [`Classifier::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<GradientBoosting, MlError> {
-        let saved: crate::classifier::Saved<GradientBoosting> = serde_json::from_slice(bytes)?;
-        GradientBoosting::new(saved.state.params.clone())?;
-        Ok(saved.state)
-    }
-
-    /// Boosting iterations kept by the last fit.
-    pub fn iterations(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.trees.len())
+    /// Boosting iterations kept by the fit.
+    pub fn iterations(&self) -> usize {
+        self.trees.len()
     }
 }
 
@@ -871,16 +823,47 @@ fn log_loss(raw: &[f64], outputs: usize, y: &[u32], w: &[f64], rows: &[u32], k: 
     loss / wsum.max(1e-300)
 }
 
-impl Classifier for GradientBoosting {
-    fn fit(
-        &mut self,
-        x: &Matrix,
-        y: &[u32],
-        n_classes: usize,
-        sample_weight: Option<&[f32]>,
-    ) -> Result<(), MlError> {
-        check_fit_inputs(x, y, n_classes, sample_weight)?;
-        let p = &self.params;
+impl Fit for BoostingParams {
+    const NAME: &'static str = NAME;
+    const DOC: &'static str = "histogram gradient boosting of regression trees on binned features";
+    type Fitted = Classic<GradientBoosting>;
+
+    fn check(&self) -> Result<(), MlError> {
+        if self.max_iter == 0 {
+            return Err(MlError::param("max_iter", "must be at least 1"));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(MlError::param("learning_rate", "must be positive"));
+        }
+        if self.max_leaf_nodes < 2 {
+            return Err(MlError::param("max_leaf_nodes", "must be at least 2"));
+        }
+        if self.min_samples_leaf == 0 {
+            return Err(MlError::param("min_samples_leaf", "must be at least 1"));
+        }
+        if self.l2_regularization.is_nan() || self.l2_regularization < 0.0 {
+            return Err(MlError::param("l2_regularization", "must be >= 0"));
+        }
+        if !(2..=255).contains(&self.max_bins) {
+            return Err(MlError::param("max_bins", "must be within 2..=255"));
+        }
+        if !(self.validation_fraction > 0.0 && self.validation_fraction < 1.0) {
+            return Err(MlError::param(
+                "validation_fraction",
+                "must be within (0, 1)",
+            ));
+        }
+        if self.n_iter_no_change == 0 {
+            return Err(MlError::param("n_iter_no_change", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn fit(&self, data: &TrainSet, _seed: u64) -> Result<Classic<GradientBoosting>, MlError> {
+        self.check()?;
+        data.check()?;
+        let (x, y, n_classes, sample_weight) = (data.x, data.y, data.n_classes, data.weights);
+        let p = self;
         let n = x.rows;
         let k = n_classes;
         let outputs = if k == 2 { 1 } else { k };
@@ -1019,22 +1002,26 @@ impl Classifier for GradientBoosting {
                 }
             }
         }
-        self.fitted = Some(Fitted {
-            n_features: x.cols,
-            n_classes: k,
-            baseline,
-            trees,
-        });
-        Ok(())
+        let (n_features, n_classes) = (x.cols, k);
+        Ok(Classic::new(
+            self.clone(),
+            n_features,
+            n_classes,
+            GradientBoosting {
+                n_features: x.cols,
+                n_classes: k,
+                baseline,
+                trees,
+            },
+        ))
     }
+}
 
-    fn predict_proba(&self, x: &Matrix) -> Matrix {
-        let Some(f) = &self.fitted else {
-            return uniform(x.rows, 2);
-        };
-        if x.cols != f.n_features {
-            return uniform(x.rows, f.n_classes);
-        }
+impl ClassicModel for GradientBoosting {
+    type Params = BoostingParams;
+
+    fn predict(&self, _params: &BoostingParams, x: &Matrix) -> Matrix {
+        let f = self;
         let k = f.n_classes;
         let outputs = f.baseline.len();
         let walkers: Vec<Vec<Walker>> = f
@@ -1073,23 +1060,13 @@ impl Classifier for GradientBoosting {
             });
         out
     }
-
-    fn n_features(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.n_features)
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
-        save(NAME, self)
-    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::catalogue::FittedModel;
+    use crate::catalogue::fit_test;
 
     /// A checkerboard a linear model cannot learn, three features (one noise).
     pub(crate) fn checkerboard(n: usize) -> (Matrix, Vec<u32>) {
@@ -1110,8 +1087,8 @@ pub(crate) mod tests {
         (Matrix::new(n, 3, data), y)
     }
 
-    pub(crate) fn accuracy(m: &dyn Classifier, x: &Matrix, y: &[u32]) -> f64 {
-        let p = m.predict_proba(x);
+    pub(crate) fn accuracy(m: &dyn crate::catalogue::FittedModel, x: &Matrix, y: &[u32]) -> f64 {
+        let p = m.predict_proba(x).unwrap();
         (0..x.rows)
             .filter(|&i| {
                 let r = p.row(i);
@@ -1125,16 +1102,15 @@ pub(crate) mod tests {
     #[test]
     fn learns_a_checkerboard_binary_and_multiclass() {
         let (x, y) = checkerboard(3000);
-        let mut m = GradientBoosting::new(BoostingParams::default()).unwrap();
-        m.fit(&x, &y, 2, None).unwrap();
+        let m = fit_test(BoostingParams::default(), &x, &y, 2, None);
         let (xt, yt) = checkerboard(1000);
         assert!(accuracy(&m, &xt, &yt) > 0.9, "{}", accuracy(&m, &xt, &yt));
         // three classes: (cell index) mod 3
         let y3: Vec<u32> = (0..x.rows)
             .map(|i| ((x.get(i, 0) as u32) + (x.get(i, 1) as u32)) % 3)
             .collect();
-        m.fit(&x, &y3, 3, None).unwrap();
-        let p = m.predict_proba(&x);
+        let m = fit_test(BoostingParams::default(), &x, &y3, 3, None);
+        let p = m.predict_proba(&x).unwrap();
         assert_eq!(p.cols, 3);
         assert!((p.row(0).iter().sum::<f32>() - 1.0).abs() < 1e-5);
         assert!(accuracy(&m, &x, &y3) > 0.9);
@@ -1166,16 +1142,15 @@ pub(crate) mod tests {
             .collect();
         for k in [2, 3] {
             let labels = if k == 2 { &y } else { &y3 };
-            let mut m = GradientBoosting::new(BoostingParams::default()).unwrap();
-            m.fit(&x, labels, k, None).unwrap();
+            let m = fit_test(BoostingParams::default(), &x, labels, k, None);
             // an odd row count (partial blocks), NaN and infinities included
             let (mut xt, _) = checkerboard(1037);
             xt.data[5] = f32::NAN;
             xt.data[100] = f32::INFINITY;
             xt.data[301] = f32::NEG_INFINITY;
-            let f = m.fitted.as_ref().unwrap();
+            let f = &*m;
             let outputs = f.baseline.len();
-            let p = m.predict_proba(&xt);
+            let p = m.predict_proba(&xt).unwrap();
             for i in 0..xt.rows {
                 let mut raw = f.baseline.clone();
                 for round in &f.trees {
@@ -1203,45 +1178,48 @@ pub(crate) mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| {
-                    let mut m = GradientBoosting::new(params.clone()).unwrap();
-                    m.fit(&x, &y, 2, None).unwrap();
-                    m
-                })
+                .install(|| fit_test(params.clone(), &x, &y, 2, None))
         };
         let (a, b) = (fit(1), fit(2));
-        assert!(a.iterations().unwrap() < 500);
-        assert_eq!(a.predict_proba(&x), b.predict_proba(&x));
-        let back = crate::classifier::load(&a.to_bytes().unwrap()).unwrap();
-        assert_eq!(back.predict_proba(&x), a.predict_proba(&x));
+        assert!(a.iterations() < 500);
+        assert_eq!(a.predict_proba(&x).unwrap(), b.predict_proba(&x).unwrap());
+        crate::catalogue::assert_round_trips(&a, &x);
     }
 
     #[test]
     fn leaves_respect_min_samples_and_weights_matter() {
         let x = Matrix::new(6, 1, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
         let y = [0, 0, 0, 1, 1, 1];
-        let mut m = GradientBoosting::new(BoostingParams {
-            min_samples_leaf: 4,
-            ..BoostingParams::default()
-        })
-        .unwrap();
-        m.fit(&x, &y, 2, None).unwrap();
+        let m = fit_test(
+            BoostingParams {
+                min_samples_leaf: 4,
+                ..BoostingParams::default()
+            },
+            &x,
+            &y,
+            2,
+            None,
+        );
         // no split possible: every row gets the prior
-        let p = m.predict_proba(&x);
+        let p = m.predict_proba(&x).unwrap();
         assert_eq!(p.row(0), p.row(5));
-        let mut m = GradientBoosting::new(BoostingParams {
-            min_samples_leaf: 1,
-            ..BoostingParams::default()
-        })
-        .unwrap();
-        m.fit(&x, &y, 2, Some(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]))
-            .unwrap();
-        assert!(m.predict_proba(&x).row(4)[1] > 0.9);
+        let m = fit_test(
+            BoostingParams {
+                min_samples_leaf: 1,
+                ..BoostingParams::default()
+            },
+            &x,
+            &y,
+            2,
+            Some(&[1.0, 1.0, 1.0, 1.0, 1.0, 0.0]),
+        );
+        assert!(m.predict_proba(&x).unwrap().row(4)[1] > 0.9);
         assert!(
-            GradientBoosting::new(BoostingParams {
+            BoostingParams {
                 max_bins: 300,
                 ..Default::default()
-            })
+            }
+            .check()
             .is_err()
         );
     }

@@ -6,7 +6,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::classifier::{Classifier, ModelSpec};
+use crate::catalogue::{Estimator, TrainSet};
 use crate::error::MlError;
 use crate::matrix::Matrix;
 
@@ -56,39 +56,16 @@ pub fn stratified_folds(
 }
 
 /// Out-of-sample probabilities from `folds`-fold stratified cross-validation
-/// with models from the catalogue. Folds are trained in parallel.
+/// of any catalogue model: each row is predicted by the model fitted on the
+/// other folds. Folds are fitted in parallel; `seed` deals the folds and
+/// seeds every fit.
 pub fn cross_val_predict_proba(
-    spec: &ModelSpec,
-    x: &Matrix,
-    y: &[u32],
-    n_classes: usize,
-    sample_weight: Option<&[f32]>,
+    model: &dyn Estimator,
+    data: &TrainSet,
     folds: usize,
     seed: u64,
 ) -> Result<Matrix, MlError> {
-    spec.build()?; // parameter errors before any work
-    cross_val_predict_proba_with(
-        &|| spec.build(),
-        x,
-        y,
-        n_classes,
-        sample_weight,
-        folds,
-        seed,
-    )
-}
-
-/// [`cross_val_predict_proba`] with any classifier: `make` builds a fresh,
-/// unfitted model for each fold.
-pub fn cross_val_predict_proba_with(
-    make: &(dyn Fn() -> Result<Box<dyn Classifier>, MlError> + Sync),
-    x: &Matrix,
-    y: &[u32],
-    n_classes: usize,
-    sample_weight: Option<&[f32]>,
-    folds: usize,
-    seed: u64,
-) -> Result<Matrix, MlError> {
+    let (x, y, n_classes, sample_weight) = (data.x, data.y, data.n_classes, data.weights);
     if y.len() != x.rows {
         return Err(MlError::data(format!(
             "{} labels for {} rows of features",
@@ -105,9 +82,11 @@ pub fn cross_val_predict_proba_with(
             let xt = x.select_rows(&train);
             let yt: Vec<u32> = train.iter().map(|&i| y[i]).collect();
             let wt: Option<Vec<f32>> = sample_weight.map(|w| train.iter().map(|&i| w[i]).collect());
-            let mut model = make()?;
-            model.fit(&xt, &yt, n_classes, wt.as_deref())?;
-            let p = model.predict_proba(&x.select_rows(&test));
+            let fitted = model.fit_boxed(
+                &TrainSet::new(&xt, &yt, n_classes).weighted(wt.as_deref()),
+                seed,
+            )?;
+            let p = fitted.predict_proba(&x.select_rows(&test))?;
             if p.cols != n_classes || p.rows != test.len() {
                 return Err(MlError::Internal(format!(
                     "{} returned {}x{} probabilities for {} rows and {n_classes} classes",
@@ -167,11 +146,12 @@ mod tests {
         }
         y[5] = 1;
         let x = Matrix::new(60, 1, data);
-        let spec = ModelSpec::LogisticRegression(LogisticParams::default());
-        let p = cross_val_predict_proba(&spec, &x, &y, 2, None, 5, 0).unwrap();
+        let model = LogisticParams::default();
+        let data = TrainSet::new(&x, &y, 2);
+        let p = cross_val_predict_proba(&model, &data, 5, 0).unwrap();
         assert_eq!((p.rows, p.cols), (60, 2));
         assert!(p.row(5)[0] > 0.5, "{:?}", p.row(5));
-        let again = cross_val_predict_proba(&spec, &x, &y, 2, None, 5, 0).unwrap();
+        let again = cross_val_predict_proba(&model, &data, 5, 0).unwrap();
         assert_eq!(p, again);
     }
 }

@@ -45,6 +45,18 @@ pub enum MlError {
         reason: String,
     },
 
+    /// `model_params` do not fit the model's parameter type.
+    #[error("{0}")]
+    Params(String),
+    /// A model name that is not in the catalogue.
+    #[error("unknown model `{name}`; this build has: {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The catalogue's names.
+        known: String,
+    },
+
     // --- outside gigo-ml ---
     /// Arrow failed (a cast, ...).
     #[error("arrow: {0}")]

@@ -115,6 +115,33 @@ pub struct FeatureEncoder {
     encodings: Vec<ColumnEncoding>,
 }
 
+/// Columns a table lacks or has of another kind ([`FeatureEncoder::mismatches`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mismatches {
+    /// Input columns not in the table.
+    pub missing: Vec<String>,
+    /// (column, kind at fit time, Arrow type now).
+    pub mistyped: Vec<(String, &'static str, String)>,
+}
+
+impl Mismatches {
+    /// Whether the table can be encoded.
+    pub fn is_empty(&self) -> bool {
+        self.missing.is_empty() && self.mistyped.is_empty()
+    }
+}
+
+/// For each output column of `encoder`, whether it encodes a numeric input
+/// (`false` for one-hot indicators, which an adversary must not move).
+pub fn numeric_outputs(encoder: &FeatureEncoder) -> Vec<bool> {
+    let mut out = Vec::with_capacity(encoder.width());
+    for enc in encoder.encodings() {
+        let numeric = matches!(enc, ColumnEncoding::Numeric { .. });
+        out.extend(std::iter::repeat_n(numeric, enc.width()));
+    }
+    out
+}
+
 /// The kind of encoding an Arrow type gets, or `None` if unsupported.
 fn kind_of(data_type: &DataType) -> Option<&'static str> {
     match data_type {
@@ -316,6 +343,28 @@ impl FeatureEncoder {
     /// How each input column is encoded (same order as [`FeatureEncoder::columns`]).
     pub fn encodings(&self) -> &[ColumnEncoding] {
         &self.encodings
+    }
+
+    /// What keeps `schema` from being encoded as the fitted rows were: the
+    /// input columns it lacks, and those whose type is of another kind
+    /// (`numeric` / `categorical`) than at fit time, with the type found.
+    pub fn mismatches(&self, schema: &arrow::datatypes::Schema) -> Mismatches {
+        let mut out = Mismatches::default();
+        for (name, enc) in self.columns.iter().zip(&self.encodings) {
+            let expected = match enc {
+                ColumnEncoding::Numeric { .. } => "numeric",
+                ColumnEncoding::Categorical { .. } => "categorical",
+            };
+            match schema.field_with_name(name) {
+                Err(_) => out.missing.push(name.clone()),
+                Ok(f) if kind_of(f.data_type()) != Some(expected) => {
+                    out.mistyped
+                        .push((name.clone(), expected, f.data_type().to_string()))
+                }
+                Ok(_) => {}
+            }
+        }
+        out
     }
 }
 

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::boosting::{bin_columns, fit_bins};
-use crate::classifier::{Classifier, check_fit_inputs, save, uniform};
+use crate::catalogue::{Classic, ClassicModel, Fit, TrainSet};
 use crate::error::MlError;
 use crate::matrix::Matrix;
 
@@ -62,6 +62,23 @@ impl MaxFeatures {
             MaxFeatures::Fraction(f) => (f * n) as usize,
         };
         m.clamp(1, n_features.max(1))
+    }
+}
+
+impl schemars::JsonSchema for MaxFeatures {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MaxFeatures".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "\"sqrt\", \"log2\", \"all\", a feature count or a fraction in (0, 1]",
+            "anyOf": [
+                {"enum": ["sqrt", "log2", "all"]},
+                {"type": "integer", "minimum": 1},
+                {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+            ]
+        })
     }
 }
 
@@ -117,7 +134,7 @@ impl<'de> Deserialize<'de> for MaxFeatures {
 }
 
 /// Hyper-parameters of [`RandomForest`] (scikit-learn's defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ForestParams {
     /// Trees in the forest. Default 100.
@@ -205,102 +222,39 @@ impl Tree {
     }
 }
 
-/// Random forest classifier (see the module docs).
+/// A fitted random forest (see the module docs).
 ///
 /// # Example
 /// ```
-/// use gigo_ml::forest::{ForestParams, RandomForest};
-/// use gigo_ml::{Classifier, Matrix};
+/// use gigo_ml::catalogue::{Fit, FittedModel, TrainSet};
+/// use gigo_ml::forest::ForestParams;
+/// use gigo_ml::Matrix;
 /// // XOR of two features
 /// let x = Matrix::new(4, 2, vec![0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0]);
 /// let y = [0, 1, 1, 0];
 /// let params = ForestParams { bootstrap: false, ..ForestParams::default() };
-/// let mut forest = RandomForest::new(params)?;
-/// forest.fit(&x, &y, 2, None)?;
-/// let p = forest.predict_proba(&x);
+/// let forest = params.fit(&TrainSet::new(&x, &y, 2), 0)?;
+/// let p = forest.predict_proba(&x)?;
 /// assert!(p.row(1)[1] > 0.5 && p.row(3)[0] > 0.5);
 /// # Ok::<(), gigo_ml::MlError>(())
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RandomForest {
-    params: ForestParams,
-    fitted: Option<Fitted>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Fitted {
     n_features: usize,
     n_classes: usize,
     trees: Vec<Tree>,
 }
 
 impl RandomForest {
-    /// An unfitted forest; checks the parameters.
-    pub fn new(params: ForestParams) -> Result<RandomForest, MlError> {
-        if params.n_estimators == 0 {
-            return Err(MlError::param("n_estimators", "must be at least 1"));
-        }
-        match params.max_features {
-            MaxFeatures::Count(0) => {
-                return Err(MlError::param("max_features", "must be at least 1"));
-            }
-            MaxFeatures::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
-                return Err(MlError::param(
-                    "max_features",
-                    format!("a fraction must be within (0, 1], got {f}"),
-                ));
-            }
-            _ => {}
-        }
-        if params.max_depth == Some(0) {
-            return Err(MlError::param("max_depth", "must be at least 1"));
-        }
-        if params.min_samples_split < 2 {
-            return Err(MlError::param("min_samples_split", "must be at least 2"));
-        }
-        if params.min_samples_leaf == 0 {
-            return Err(MlError::param("min_samples_leaf", "must be at least 1"));
-        }
-        if !(2..=255).contains(&params.max_bins) {
-            return Err(MlError::param("max_bins", "must be within 2..=255"));
-        }
-        Ok(RandomForest {
-            params,
-            fitted: None,
-        })
+    /// Trees in the forest.
+    pub fn n_trees(&self) -> usize {
+        self.trees.len()
     }
 
-    /// Reads a model written by [`Classifier::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<RandomForest, MlError> {
-        let saved: crate::classifier::Saved<RandomForest> = serde_json::from_slice(bytes)?;
-        RandomForest::new(saved.state.params.clone())?;
-        if let Some(f) = &saved.state.fitted {
-            if f.n_classes < 2 || f.trees.is_empty() {
-                return Err(MlError::data(
-                    "saved random forest: no trees or fewer than 2 classes",
-                ));
-            }
-            for t in &f.trees {
-                t.check(f.n_features, f.n_classes)?;
-            }
-        }
-        Ok(saved.state)
-    }
-
-    /// The hyper-parameters.
-    pub fn params(&self) -> &ForestParams {
-        &self.params
-    }
-
-    /// Trees of the last fit (`None` before [`Classifier::fit`]).
-    pub fn n_trees(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.trees.len())
-    }
-
-    /// Leaves of the last fit, summed over the trees.
-    pub fn n_leaves(&self) -> Option<usize> {
-        let f = self.fitted.as_ref()?;
-        Some(f.trees.iter().map(|t| t.proba.len() / f.n_classes).sum())
+    /// Leaves, summed over the trees.
+    pub fn n_leaves(&self) -> usize {
+        let f = self;
+        f.trees.iter().map(|t| t.proba.len() / f.n_classes).sum()
     }
 }
 
@@ -517,16 +471,47 @@ fn tree_rng(seed: u64, t: usize) -> ChaCha8Rng {
     rng
 }
 
-impl Classifier for RandomForest {
-    fn fit(
-        &mut self,
-        x: &Matrix,
-        y: &[u32],
-        n_classes: usize,
-        sample_weight: Option<&[f32]>,
-    ) -> Result<(), MlError> {
-        check_fit_inputs(x, y, n_classes, sample_weight)?;
-        let p = &self.params;
+impl Fit for ForestParams {
+    const NAME: &'static str = NAME;
+    const DOC: &'static str = "random forest of Gini trees (bootstrap, random features per split)";
+    type Fitted = Classic<RandomForest>;
+
+    fn check(&self) -> Result<(), MlError> {
+        if self.n_estimators == 0 {
+            return Err(MlError::param("n_estimators", "must be at least 1"));
+        }
+        match self.max_features {
+            MaxFeatures::Count(0) => {
+                return Err(MlError::param("max_features", "must be at least 1"));
+            }
+            MaxFeatures::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+                return Err(MlError::param(
+                    "max_features",
+                    format!("a fraction must be within (0, 1], got {f}"),
+                ));
+            }
+            _ => {}
+        }
+        if self.max_depth == Some(0) {
+            return Err(MlError::param("max_depth", "must be at least 1"));
+        }
+        if self.min_samples_split < 2 {
+            return Err(MlError::param("min_samples_split", "must be at least 2"));
+        }
+        if self.min_samples_leaf == 0 {
+            return Err(MlError::param("min_samples_leaf", "must be at least 1"));
+        }
+        if !(2..=255).contains(&self.max_bins) {
+            return Err(MlError::param("max_bins", "must be within 2..=255"));
+        }
+        Ok(())
+    }
+
+    fn fit(&self, data: &TrainSet, _seed: u64) -> Result<Classic<RandomForest>, MlError> {
+        self.check()?;
+        data.check()?;
+        let (x, y, n_classes, sample_weight) = (data.x, data.y, data.n_classes, data.weights);
+        let p = self;
         let n = x.rows;
         let k = n_classes;
         let weight: Vec<f64> = match sample_weight {
@@ -586,21 +571,37 @@ impl Classifier for RandomForest {
                 .grow()
             })
             .collect();
-        self.fitted = Some(Fitted {
-            n_features: x.cols,
-            n_classes: k,
-            trees,
-        });
+        let (n_features, n_classes) = (x.cols, k);
+        Ok(Classic::new(
+            self.clone(),
+            n_features,
+            n_classes,
+            RandomForest {
+                n_features: x.cols,
+                n_classes: k,
+                trees,
+            },
+        ))
+    }
+}
+
+impl ClassicModel for RandomForest {
+    type Params = ForestParams;
+
+    fn validate(&self, n_features: usize, n_classes: usize) -> Result<(), MlError> {
+        if n_classes < 2 || self.trees.is_empty() {
+            return Err(MlError::data(
+                "saved random forest: no trees or fewer than 2 classes",
+            ));
+        }
+        for t in &self.trees {
+            t.check(n_features, n_classes)?;
+        }
         Ok(())
     }
 
-    fn predict_proba(&self, x: &Matrix) -> Matrix {
-        let Some(f) = &self.fitted else {
-            return uniform(x.rows, 2);
-        };
-        if x.cols != f.n_features {
-            return uniform(x.rows, f.n_classes);
-        }
+    fn predict(&self, _params: &ForestParams, x: &Matrix) -> Matrix {
+        let f = self;
         let k = f.n_classes;
         let mut out = Matrix::zeros(x.rows, k);
         out.data.par_chunks_mut(k).enumerate().for_each(|(i, o)| {
@@ -619,41 +620,33 @@ impl Classifier for RandomForest {
         });
         out
     }
-
-    fn n_features(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.n_features)
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
-        save(NAME, self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::boosting::tests::{accuracy, checkerboard};
-    use crate::logistic::{LogisticParams, LogisticRegression};
+    use crate::catalogue::FittedModel;
+    use crate::catalogue::fit_test;
+    use crate::logistic::LogisticParams;
 
-    fn fitted(params: ForestParams, x: &Matrix, y: &[u32], w: Option<&[f32]>) -> RandomForest {
-        let mut m = RandomForest::new(params).unwrap();
-        m.fit(x, y, 2, w).unwrap();
-        m
+    fn fitted(
+        params: ForestParams,
+        x: &Matrix,
+        y: &[u32],
+        w: Option<&[f32]>,
+    ) -> Classic<RandomForest> {
+        fit_test(params, x, y, 2, w)
     }
 
     #[test]
     fn forest_learns_a_checkerboard_a_linear_model_cannot() {
         let (x, y) = checkerboard(2000);
         let (xt, yt) = checkerboard(1000);
-        let mut linear = LogisticRegression::new(LogisticParams::default()).unwrap();
-        linear.fit(&x, &y, 2, None).unwrap();
+        let linear = fit_test(LogisticParams::default(), &x, &y, 2, None);
         assert!(accuracy(&linear, &xt, &yt) < 0.7);
         let m = fitted(ForestParams::default(), &x, &y, None);
-        assert_eq!(m.n_trees(), Some(100));
+        assert_eq!(m.n_trees(), 100);
         let acc = accuracy(&m, &xt, &yt);
         assert!(acc > 0.9, "{acc}");
         // stumps cannot express XOR
@@ -666,7 +659,7 @@ mod tests {
             &y,
             None,
         );
-        assert_eq!(stumps.n_leaves(), Some(200));
+        assert_eq!(stumps.n_leaves(), 200);
         assert!(accuracy(&stumps, &xt, &yt) < 0.75);
     }
 
@@ -676,14 +669,13 @@ mod tests {
         let y: Vec<u32> = (0..x.rows)
             .map(|i| ((x.get(i, 0) as u32) + (x.get(i, 1) as u32)) % 3)
             .collect();
-        let mut m = RandomForest::new(ForestParams {
+        let params = ForestParams {
             n_estimators: 20,
             ..ForestParams::default()
-        })
-        .unwrap();
+        };
         // class 3 never occurs: it gets probability 0
-        m.fit(&x, &y, 4, None).unwrap();
-        let p = m.predict_proba(&x);
+        let m = fit_test(params, &x, &y, 4, None);
+        let p = m.predict_proba(&x).unwrap();
         assert_eq!((p.rows, p.cols), (600, 4));
         for i in 0..p.rows {
             let r = p.row(i);
@@ -691,12 +683,8 @@ mod tests {
             assert_eq!(r[3], 0.0);
         }
         assert!(accuracy(&m, &x, &y) > 0.95);
-        // other widths and an unfitted forest: uniform
-        let wrong = m.predict_proba(&Matrix::zeros(2, 2));
-        assert_eq!(wrong.row(0), &[0.25; 4]);
-        let unfitted = RandomForest::new(ForestParams::default()).unwrap();
-        assert_eq!(unfitted.predict_proba(&x).row(0), &[0.5, 0.5]);
-        assert_eq!(unfitted.n_features(), None);
+        // rows of another width are an error
+        assert!(m.predict_proba(&Matrix::zeros(2, 2)).is_err());
     }
 
     #[test]
@@ -711,7 +699,7 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap()
-                .install(|| fitted(params.clone(), &x, &y, None).to_bytes().unwrap())
+                .install(|| fitted(params.clone(), &x, &y, None).save().unwrap())
         };
         let one = fit(1, &params);
         assert_eq!(one, fit(4, &params));
@@ -737,7 +725,10 @@ mod tests {
         let ky: Vec<u32> = kept.iter().map(|&i| y[i]).collect();
         let removed = fitted(params, &x.select_rows(&kept), &ky, None);
         let (xt, _) = checkerboard(200);
-        assert_eq!(weighted.predict_proba(&xt), removed.predict_proba(&xt));
+        assert_eq!(
+            weighted.predict_proba(&xt).unwrap(),
+            removed.predict_proba(&xt).unwrap()
+        );
     }
 
     #[test]
@@ -748,10 +739,10 @@ mod tests {
         let y: Vec<u32> = (0..40).map(|i| (i % 2) as u32).collect();
         let w: Vec<f32> = y.iter().map(|&l| if l == 1 { 9.0 } else { 1.0 }).collect();
         let plain = fitted(ForestParams::default(), &x, &y, None);
-        let p = plain.predict_proba(&x).row(0)[1];
+        let p = plain.predict_proba(&x).unwrap().row(0)[1];
         assert!((p - 0.5).abs() < 0.05, "{p}");
         let heavy = fitted(ForestParams::default(), &x, &y, Some(&w));
-        let p = heavy.predict_proba(&x).row(0)[1];
+        let p = heavy.predict_proba(&x).unwrap().row(0)[1];
         assert!((p - 0.9).abs() < 0.03, "{p}");
     }
 
@@ -768,17 +759,22 @@ mod tests {
             &y,
             None,
         );
-        let bytes = m.to_bytes().unwrap();
-        let back = crate::classifier::load(&bytes).unwrap();
+        let bytes = m.save().unwrap();
+        let back = crate::catalogue::Catalogue::classic()
+            .load(NAME, &bytes)
+            .unwrap();
         assert_eq!(back.name(), NAME);
-        assert_eq!(back.n_features(), Some(3));
+        assert_eq!(back.n_features(), 3);
         let (xt, _) = checkerboard(300);
-        assert_eq!(back.predict_proba(&xt), m.predict_proba(&xt));
+        assert_eq!(
+            back.predict_proba(&xt).unwrap(),
+            m.predict_proba(&xt).unwrap()
+        );
         // a damaged tree is an error, not a panic
         let text = String::from_utf8(bytes).unwrap();
         let damaged = text.replacen("\"child\":[1,", "\"child\":[0,", 1);
         assert_ne!(damaged, text);
-        assert!(RandomForest::from_bytes(damaged.as_bytes()).is_err());
+        assert!(Classic::<RandomForest>::load(damaged.as_bytes()).is_err());
     }
 
     #[test]
@@ -814,24 +810,17 @@ mod tests {
             },
         ];
         for p in bad {
-            assert!(RandomForest::new(p.clone()).is_err(), "{p:?}");
+            assert!(p.check().is_err(), "{p:?}");
         }
-        let spec = |v: serde_json::Value| serde_json::from_value::<crate::ModelSpec>(v);
-        assert!(spec(serde_json::json!({"model": "random_forest", "trees": 3})).is_err());
-        assert!(
-            spec(serde_json::json!({"model": "random_forest", "max_features": "half"})).is_err()
-        );
-        let s = spec(serde_json::json!({"model": "random_forest", "n_estimators": 0})).unwrap();
-        assert!(s.build().is_err());
-        let s = spec(serde_json::json!({"model": "random_forest", "max_features": 0.5})).unwrap();
-        assert_eq!(
-            s,
-            crate::ModelSpec::RandomForest(ForestParams {
-                max_features: MaxFeatures::Fraction(0.5),
-                ..ForestParams::default()
-            })
-        );
-        assert_eq!(s.build().unwrap().name(), NAME);
+        let catalogue = crate::catalogue::Catalogue::classic();
+        let spec = |v: serde_json::Value| catalogue.estimator(NAME, &v);
+        assert!(spec(serde_json::json!({"trees": 3})).is_err());
+        assert!(spec(serde_json::json!({"max_features": "half"})).is_err());
+        assert!(spec(serde_json::json!({"n_estimators": 0})).is_err());
+        let s = spec(serde_json::json!({"max_features": 0.5})).unwrap();
+        assert_eq!(s.params()["max_features"], 0.5);
+        assert_eq!(s.params()["n_estimators"], 100);
+        assert_eq!(s.name(), NAME);
     }
 
     #[test]
@@ -880,7 +869,7 @@ mod tests {
         println!(
             "100 trees on 10000 x 20: {secs:.2} s, {} leaves, held-out accuracy {acc:.3} \
              (label noise caps it at 0.9), {} threads",
-            m.n_leaves().unwrap_or(0),
+            m.n_leaves(),
             rayon::current_num_threads()
         );
     }

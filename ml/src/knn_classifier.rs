@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Classifier, check_fit_inputs, save, uniform};
+use crate::catalogue::{Classic, ClassicModel, Fit, TrainSet};
 use crate::error::MlError;
 use crate::knn::knn;
 use crate::matrix::Matrix;
@@ -12,7 +12,7 @@ use crate::matrix::Matrix;
 pub const NAME: &str = "knn";
 
 /// Hyper-parameters of [`KnnClassifier`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct KnnParams {
     /// Neighbours per vote. Default 10.
@@ -32,78 +32,64 @@ impl Default for KnnParams {
     }
 }
 
-/// k-nearest-neighbour vote (see the module docs).
+/// A fitted k-nearest-neighbour vote (see the module docs): the training
+/// rows themselves.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KnnClassifier {
-    params: KnnParams,
-    fitted: Option<Fitted>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Fitted {
     x: Matrix,
     y: Vec<u32>,
     weights: Vec<f32>,
     n_classes: usize,
 }
 
-impl KnnClassifier {
-    /// An unfitted model; checks the parameters.
-    pub fn new(params: KnnParams) -> Result<KnnClassifier, MlError> {
-        if params.k == 0 {
+impl Fit for KnnParams {
+    const NAME: &'static str = NAME;
+    const DOC: &'static str = "k-nearest-neighbour vote on the encoded features";
+    type Fitted = Classic<KnnClassifier>;
+
+    fn check(&self) -> Result<(), MlError> {
+        if self.k == 0 {
             return Err(MlError::param("k", "must be at least 1"));
         }
-        Ok(KnnClassifier {
-            params,
-            fitted: None,
-        })
-    }
-
-    /// Reads a model written by [`Classifier::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<KnnClassifier, MlError> {
-        let saved: crate::classifier::Saved<KnnClassifier> = serde_json::from_slice(bytes)?;
-        KnnClassifier::new(saved.state.params.clone())?;
-        Ok(saved.state)
-    }
-}
-
-impl Classifier for KnnClassifier {
-    fn fit(
-        &mut self,
-        x: &Matrix,
-        y: &[u32],
-        n_classes: usize,
-        sample_weight: Option<&[f32]>,
-    ) -> Result<(), MlError> {
-        check_fit_inputs(x, y, n_classes, sample_weight)?;
-        self.fitted = Some(Fitted {
-            x: x.clone(),
-            y: y.to_vec(),
-            weights: sample_weight.map_or_else(|| vec![1.0; x.rows], <[f32]>::to_vec),
-            n_classes,
-        });
         Ok(())
     }
 
-    fn predict_proba(&self, x: &Matrix) -> Matrix {
-        let Some(f) = &self.fitted else {
-            return uniform(x.rows, 2);
-        };
-        if x.cols != f.x.cols {
-            return uniform(x.rows, f.n_classes);
-        }
+    fn fit(&self, data: &TrainSet, _seed: u64) -> Result<Classic<KnnClassifier>, MlError> {
+        self.check()?;
+        data.check()?;
+        Ok(Classic::new(
+            self.clone(),
+            data.x.cols,
+            data.n_classes,
+            KnnClassifier {
+                x: data.x.clone(),
+                y: data.y.to_vec(),
+                weights: data
+                    .weights
+                    .map_or_else(|| vec![1.0; data.x.rows], <[f32]>::to_vec),
+                n_classes: data.n_classes,
+            },
+        ))
+    }
+}
+
+impl ClassicModel for KnnClassifier {
+    type Params = KnnParams;
+
+    fn predict(&self, params: &KnnParams, x: &Matrix) -> Matrix {
+        let f = self;
         let k = f.n_classes;
-        let nn = knn(&f.x, x, self.params.k);
+        let nn = knn(&f.x, x, params.k);
         let mut out = Matrix::zeros(x.rows, k);
         for i in 0..x.rows {
             let row = out.row_mut(i);
             let mut total = 0.0f64;
             let mut votes = vec![0.0f64; k];
             let (idx, dist) = nn.of(i);
-            let exact = self.params.distance_weighted && dist.first() == Some(&0.0);
+            let exact = params.distance_weighted && dist.first() == Some(&0.0);
             for (&j, &d) in idx.iter().zip(dist) {
                 let mut w = f.weights[j as usize] as f64;
-                if self.params.distance_weighted {
+                if params.distance_weighted {
                     // exact matches share the vote; otherwise 1 / distance
                     w *= if exact {
                         (d == 0.0) as u8 as f64
@@ -124,59 +110,51 @@ impl Classifier for KnnClassifier {
         }
         out
     }
-
-    fn n_features(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.x.cols)
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
-        save(NAME, self)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::FittedModel;
 
     #[test]
     fn votes_of_the_nearest_rows() {
         let x = Matrix::new(5, 1, vec![0.0, 0.1, 0.2, 5.0, 5.1]);
         let y = [0, 0, 1, 1, 1];
-        let mut m = KnnClassifier::new(KnnParams {
+        let params = KnnParams {
             k: 3,
             distance_weighted: false,
-        })
-        .unwrap();
-        m.fit(&x, &y, 2, None).unwrap();
-        let p = m.predict_proba(&Matrix::new(2, 1, vec![0.05, 4.0]));
+        };
+        let m = params.fit(&TrainSet::new(&x, &y, 2), 0).unwrap();
+        let p = m
+            .predict_proba(&Matrix::new(2, 1, vec![0.05, 4.0]))
+            .unwrap();
         assert_eq!(p.row(0), &[2.0 / 3.0, 1.0 / 3.0]);
         assert_eq!(p.row(1), &[0.0, 1.0]);
         // weights shift the vote
-        m.fit(&x, &y, 2, Some(&[1.0, 1.0, 4.0, 1.0, 1.0])).unwrap();
-        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.05]));
+        let w = [1.0, 1.0, 4.0, 1.0, 1.0];
+        let m = params
+            .fit(&TrainSet::new(&x, &y, 2).weighted(Some(&w)), 0)
+            .unwrap();
+        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.05])).unwrap();
         assert_eq!(p.row(0), &[2.0 / 6.0, 4.0 / 6.0]);
-        let back = crate::classifier::load(&m.to_bytes().unwrap()).unwrap();
-        assert_eq!(back.predict_proba(&x), m.predict_proba(&x));
+        crate::catalogue::assert_round_trips(&m, &x);
     }
 
     #[test]
     fn distance_weighting_favours_the_closest_rows() {
         let x = Matrix::new(3, 1, vec![0.0, 1.0, 3.0]);
-        let mut m = KnnClassifier::new(KnnParams {
+        let m = KnnParams {
             k: 3,
             distance_weighted: true,
-        })
+        }
+        .fit(&TrainSet::new(&x, &[0, 1, 1], 2), 0)
         .unwrap();
-        m.fit(&x, &[0, 1, 1], 2, None).unwrap();
         // at 0.5: weights 2, 2, 0.4 -> class 0 gets 2 / 4.4
-        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.5]));
+        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.5])).unwrap();
         assert!((p.row(0)[0] - (2.0 / 4.4) as f32).abs() < 1e-6);
         // an exact match takes the whole vote
-        let p = m.predict_proba(&Matrix::new(1, 1, vec![3.0]));
+        let p = m.predict_proba(&Matrix::new(1, 1, vec![3.0])).unwrap();
         assert_eq!(p.row(0), &[0.0, 1.0]);
     }
 }

@@ -4,7 +4,8 @@
 #![warn(missing_docs)]
 
 pub mod boosting;
-pub mod classifier;
+pub mod catalogue;
+pub mod classes;
 pub mod confident;
 pub mod cv;
 pub mod error;
@@ -16,10 +17,12 @@ pub mod logistic;
 pub mod matrix;
 pub mod metrics;
 pub mod numpy_compat;
-pub mod scorer;
+pub mod trained;
 
-pub use classifier::{Classifier, ModelSpec};
+pub use catalogue::{Catalogue, Estimator, Fit, FittedModel, TrainSet};
+pub use classes::Classes;
 pub use error::MlError;
 pub use features::{EncoderOptions, FeatureEncoder};
 pub use knn::{Neighbors, knn, knn_self};
 pub use matrix::Matrix;
+pub use trained::TrainedModel;

@@ -21,7 +21,7 @@ use std::collections::VecDeque;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Classifier, check_fit_inputs, save, uniform};
+use crate::catalogue::{Classic, ClassicModel, Fit, TrainSet};
 use crate::error::MlError;
 use crate::matrix::Matrix;
 
@@ -32,7 +32,7 @@ pub const NAME: &str = "logistic_regression";
 const CHUNK: usize = 2048;
 
 /// Hyper-parameters of [`LogisticRegression`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogisticParams {
     /// Inverse L2 strength (scikit-learn's `C`). Default 1.
@@ -56,15 +56,9 @@ impl Default for LogisticParams {
     }
 }
 
-/// Multinomial logistic regression (see the module docs).
-#[derive(Debug, Clone)]
-pub struct LogisticRegression {
-    params: LogisticParams,
-    fitted: Option<Fitted>,
-}
-
+/// A fitted multinomial logistic regression (see the module docs).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Fitted {
+pub struct LogisticRegression {
     n_features: usize,
     n_classes: usize,
     expansion: Expansion,
@@ -72,12 +66,6 @@ struct Fitted {
     /// design column, then the intercept.
     weights: Vec<f64>,
     iterations: usize,
-}
-
-#[derive(Serialize, Deserialize)]
-struct State {
-    params: LogisticParams,
-    fitted: Option<Fitted>,
 }
 
 /// Bin upper bounds, then the base and scale of each bin's indicator.
@@ -241,40 +229,9 @@ impl Design {
 }
 
 impl LogisticRegression {
-    /// An unfitted model; checks the parameters.
-    pub fn new(params: LogisticParams) -> Result<LogisticRegression, MlError> {
-        if !(params.c > 0.0 && params.c.is_finite()) {
-            return Err(MlError::param("c", "must be a positive number"));
-        }
-        if params.max_iter == 0 {
-            return Err(MlError::param("max_iter", "must be at least 1"));
-        }
-        if params.tol.is_nan() || params.tol <= 0.0 {
-            return Err(MlError::param("tol", "must be positive"));
-        }
-        if params.numeric_bins == 1 || params.numeric_bins > 1024 {
-            return Err(MlError::param(
-                "numeric_bins",
-                "must be 0 (off) or within 2..=1024",
-            ));
-        }
-        Ok(LogisticRegression {
-            params,
-            fitted: None,
-        })
-    }
-
-    /// Reads a model written by [`Classifier::to_bytes`].
-    pub fn from_bytes(bytes: &[u8]) -> Result<LogisticRegression, MlError> {
-        let saved: crate::classifier::Saved<State> = serde_json::from_slice(bytes)?;
-        let mut m = LogisticRegression::new(saved.state.params)?;
-        m.fitted = saved.state.fitted;
-        Ok(m)
-    }
-
-    /// L-BFGS iterations of the last fit.
-    pub fn iterations(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.iterations)
+    /// L-BFGS iterations of the fit.
+    pub fn iterations(&self) -> usize {
+        self.iterations
     }
 }
 
@@ -490,19 +447,37 @@ pub(crate) fn lbfgs(
     max_iter
 }
 
-impl Classifier for LogisticRegression {
-    fn fit(
-        &mut self,
-        x: &Matrix,
-        y: &[u32],
-        n_classes: usize,
-        sample_weight: Option<&[f32]>,
-    ) -> Result<(), MlError> {
-        check_fit_inputs(x, y, n_classes, sample_weight)?;
-        let k = n_classes;
-        let expansion = Expansion::fit(x, self.params.numeric_bins);
+impl Fit for LogisticParams {
+    const NAME: &'static str = NAME;
+    const DOC: &'static str = "multinomial logistic regression (L2, L-BFGS)";
+    type Fitted = Classic<LogisticRegression>;
+
+    fn check(&self) -> Result<(), MlError> {
+        if !(self.c > 0.0 && self.c.is_finite()) {
+            return Err(MlError::param("c", "must be a positive number"));
+        }
+        if self.max_iter == 0 {
+            return Err(MlError::param("max_iter", "must be at least 1"));
+        }
+        if self.tol.is_nan() || self.tol <= 0.0 {
+            return Err(MlError::param("tol", "must be positive"));
+        }
+        if self.numeric_bins == 1 || self.numeric_bins > 1024 {
+            return Err(MlError::param(
+                "numeric_bins",
+                "must be 0 (off) or within 2..=1024",
+            ));
+        }
+        Ok(())
+    }
+
+    fn fit(&self, data: &TrainSet, _seed: u64) -> Result<Classic<LogisticRegression>, MlError> {
+        self.check()?;
+        data.check()?;
+        let (x, y, k) = (data.x, data.y, data.n_classes);
+        let expansion = Expansion::fit(x, self.numeric_bins);
         let design = expansion.design(x);
-        let w: Vec<f64> = match sample_weight {
+        let w: Vec<f64> = match data.weights {
             Some(w) => w.iter().map(|&v| v as f64).collect(),
             None => vec![1.0; x.rows],
         };
@@ -513,33 +488,37 @@ impl Classifier for LogisticRegression {
             weight_sum: w.iter().sum(),
             w: &w,
             k,
-            c: self.params.c,
+            c: self.c,
         };
         let p = expansion.width(x.cols);
         let mut theta = vec![0.0; (p + 1) * outputs(k)];
         let iterations = lbfgs(
             &|t, g| problem.eval(t, g),
             &mut theta,
-            self.params.max_iter,
-            self.params.tol,
+            self.max_iter,
+            self.tol,
         );
-        self.fitted = Some(Fitted {
-            n_features: x.cols,
-            n_classes: k,
-            expansion,
-            weights: theta,
-            iterations,
-        });
-        Ok(())
+        let (n_features, n_classes) = (x.cols, k);
+        Ok(Classic::new(
+            self.clone(),
+            n_features,
+            n_classes,
+            LogisticRegression {
+                n_features: x.cols,
+                n_classes: k,
+                expansion,
+                weights: theta,
+                iterations,
+            },
+        ))
     }
+}
 
-    fn predict_proba(&self, x: &Matrix) -> Matrix {
-        let Some(f) = &self.fitted else {
-            return uniform(x.rows, 2);
-        };
-        if x.cols != f.n_features {
-            return uniform(x.rows, f.n_classes);
-        }
+impl ClassicModel for LogisticRegression {
+    type Params = LogisticParams;
+
+    fn predict(&self, _params: &LogisticParams, x: &Matrix) -> Matrix {
+        let f = self;
         let k = f.n_classes;
         let outs = outputs(k);
         let design = f.expansion.design(x);
@@ -562,29 +541,12 @@ impl Classifier for LogisticRegression {
         });
         out
     }
-
-    fn n_features(&self) -> Option<usize> {
-        self.fitted.as_ref().map(|f| f.n_features)
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn to_bytes(&self) -> Result<Vec<u8>, MlError> {
-        save(
-            NAME,
-            &State {
-                params: self.params.clone(),
-                fitted: self.fitted.clone(),
-            },
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalogue::FittedModel;
 
     /// Two gaussian-ish blobs per class on a grid, three classes.
     fn blobs() -> (Matrix, Vec<u32>) {
@@ -612,9 +574,10 @@ mod tests {
     #[test]
     fn separates_blobs_and_probabilities_sum_to_one() {
         let (x, y) = blobs();
-        let mut m = LogisticRegression::new(LogisticParams::default()).unwrap();
-        m.fit(&x, &y, 3, None).unwrap();
-        let p = m.predict_proba(&x);
+        let m = LogisticParams::default()
+            .fit(&TrainSet::new(&x, &y, 3), 0)
+            .unwrap();
+        let p = m.predict_proba(&x).unwrap();
         let mut correct = 0;
         for (i, &yi) in y.iter().enumerate() {
             let row = p.row(i);
@@ -623,7 +586,7 @@ mod tests {
             correct += (pred == yi as usize) as usize;
         }
         assert!(correct as f64 / x.rows as f64 > 0.97, "{correct}");
-        assert!(m.iterations().unwrap() < 200);
+        assert!(m.iterations() < 200);
     }
 
     #[test]
@@ -632,17 +595,17 @@ mod tests {
         // gradient vanishes at the solution
         let x = Matrix::new(4, 1, vec![-2.0, -1.0, 1.0, 2.0]);
         let y = [0, 0, 1, 1];
-        let mut m = LogisticRegression::new(LogisticParams {
+        let m = LogisticParams {
             tol: 1e-10,
             ..LogisticParams::default()
-        })
+        }
+        .fit(&TrainSet::new(&x, &y, 2), 0)
         .unwrap();
-        m.fit(&x, &y, 2, None).unwrap();
-        let f = m.fitted.as_ref().unwrap();
+        let f = &*m;
         // symmetric data: the logit of class 1 is 0 at x = 0
         assert_eq!(f.weights.len(), 2);
         assert!(f.weights[0] > 0.0);
-        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.0]));
+        let p = m.predict_proba(&Matrix::new(1, 1, vec![0.0])).unwrap();
         assert!((p.data[0] - 0.5).abs() < 1e-6);
     }
 
@@ -654,13 +617,21 @@ mod tests {
             tol: 1e-9,
             ..LogisticParams::default()
         };
-        let mut weighted = LogisticRegression::new(params.clone()).unwrap();
-        weighted.fit(&x, &y, 2, Some(&[1.0, 2.0, 1.0])).unwrap();
+        let weighted = params
+            .fit(
+                &TrainSet::new(&x, &y, 2).weighted(Some(&[1.0, 2.0, 1.0])),
+                0,
+            )
+            .unwrap();
         let xr = Matrix::new(4, 1, vec![0.0, 1.0, 1.0, 1.5]);
-        let mut repeated = LogisticRegression::new(params).unwrap();
-        repeated.fit(&xr, &[0, 1, 1, 0], 2, None).unwrap();
+        let repeated = params
+            .fit(&TrainSet::new(&xr, &[0, 1, 1, 0], 2), 0)
+            .unwrap();
         let q = Matrix::new(1, 1, vec![0.7]);
-        let (a, b) = (weighted.predict_proba(&q), repeated.predict_proba(&q));
+        let (a, b) = (
+            weighted.predict_proba(&q).unwrap(),
+            repeated.predict_proba(&q).unwrap(),
+        );
         assert!(
             (a.data[0] - b.data[0]).abs() < 1e-5,
             "{:?} {:?}",
@@ -678,16 +649,14 @@ mod tests {
                 .build()
                 .unwrap()
                 .install(|| {
-                    let mut m = LogisticRegression::new(LogisticParams::default()).unwrap();
-                    m.fit(&x, &y, 3, None).unwrap();
-                    m
+                    LogisticParams::default()
+                        .fit(&TrainSet::new(&x, &y, 3), 0)
+                        .unwrap()
                 })
         };
         let (a, b) = (fit(1), fit(3));
-        assert_eq!(a.predict_proba(&x), b.predict_proba(&x));
-        let back = crate::classifier::load(&a.to_bytes().unwrap()).unwrap();
-        assert_eq!(back.predict_proba(&x), a.predict_proba(&x));
-        assert_eq!(back.name(), NAME);
+        assert_eq!(a.predict_proba(&x).unwrap(), b.predict_proba(&x).unwrap());
+        crate::catalogue::assert_round_trips(&a, &x);
     }
 
     #[test]
@@ -699,13 +668,13 @@ mod tests {
             .map(|i| ((n / 3..2 * n / 3).contains(&i)) as u32)
             .collect();
         let acc = |bins| {
-            let mut m = LogisticRegression::new(LogisticParams {
+            let m = LogisticParams {
                 numeric_bins: bins,
                 ..LogisticParams::default()
-            })
+            }
+            .fit(&TrainSet::new(&x, &y, 2), 0)
             .unwrap();
-            m.fit(&x, &y, 2, None).unwrap();
-            let p = m.predict_proba(&x);
+            let p = m.predict_proba(&x).unwrap();
             (0..n)
                 .filter(|&i| (p.row(i)[1] > 0.5) == (y[i] == 1))
                 .count() as f64
@@ -718,18 +687,24 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let x = Matrix::new(2, 1, vec![0.0, 1.0]);
-        let mut m = LogisticRegression::new(LogisticParams::default()).unwrap();
-        assert!(m.fit(&x, &[0, 2], 2, None).is_err());
-        assert!(m.fit(&x, &[0], 2, None).is_err());
-        assert!(m.fit(&x, &[0, 1], 2, Some(&[1.0, -1.0])).is_err());
+        let p = LogisticParams::default();
+        assert!(p.fit(&TrainSet::new(&x, &[0, 2], 2), 0).is_err());
+        assert!(p.fit(&TrainSet::new(&x, &[0], 2), 0).is_err());
+        let negative = TrainSet::new(&x, &[0, 1], 2).weighted(Some(&[1.0, -1.0]));
+        assert!(p.fit(&negative, 0).is_err());
+        let bad_c = LogisticParams {
+            c: 0.0,
+            ..Default::default()
+        };
+        assert!(bad_c.check().is_err());
+        // another width: an error naming both widths, not uniform probabilities
+        let m = p.fit(&TrainSet::new(&x, &[0, 1], 2), 0).unwrap();
+        let err = m
+            .predict_proba(&Matrix::new(1, 2, vec![0.0, 1.0]))
+            .unwrap_err();
         assert!(
-            LogisticRegression::new(LogisticParams {
-                c: 0.0,
-                ..Default::default()
-            })
-            .is_err()
+            err.to_string().contains("1 features, these rows have 2"),
+            "{err}"
         );
-        // unfitted: uniform
-        assert_eq!(m.predict_proba(&x).data, vec![0.5; 4]);
     }
 }

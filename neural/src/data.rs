@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
-use arrow::util::display::{ArrayFormatter, FormatOptions};
 use gigo_ml::Matrix;
 use gigo_pipeline::{Role, Table, field_with_role, role_of};
 
@@ -47,47 +46,24 @@ pub fn feature_columns(
     }
 }
 
-/// Every row's label as text (`None` when null), so that integer, string and
-/// boolean labels are handled alike.
+/// The label of every row as text (`None` for a missing label).
 pub fn label_keys(batch: &RecordBatch, column: &str) -> Result<Vec<Option<String>>, NeuralError> {
     let col = batch
         .column_by_name(column)
         .ok_or_else(|| NeuralError::data(format!("label column `{column}` is missing")))?;
-    let fmt = ArrayFormatter::try_new(col.as_ref(), &FormatOptions::default())
-        .map_err(|e| NeuralError::data(format!("label column `{column}`: {e}")))?;
-    Ok((0..col.len())
-        .map(|i| (!col.is_null(i)).then(|| fmt.value(i).to_string()))
-        .collect())
+    Ok(gigo_ml::classes::label_keys(col)?)
 }
 
-/// The distinct labels, sorted numerically when they all are numbers, else
-/// as text.
+/// The distinct labels in [`gigo_ml::Classes`] order.
 pub fn classes_of(keys: &[Option<String>]) -> Vec<String> {
-    let mut set: Vec<String> = keys.iter().flatten().cloned().collect();
-    set.sort();
-    set.dedup();
-    if set.iter().all(|s| s.parse::<f64>().is_ok()) {
-        set.sort_by(|a, b| {
-            let (x, y) = (
-                a.parse::<f64>().unwrap_or(0.0),
-                b.parse::<f64>().unwrap_or(0.0),
-            );
-            x.total_cmp(&y)
-        });
-    }
-    set
+    gigo_ml::Classes::from_keys(keys.iter().flatten().map(String::as_str))
+        .names()
+        .to_vec()
 }
 
 /// Each key's class index (`None` for a null label or a class not in `classes`).
 pub fn encode_labels(keys: &[Option<String>], classes: &[String]) -> Vec<Option<u32>> {
-    let index: std::collections::HashMap<&str, u32> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.as_str(), i as u32))
-        .collect();
-    keys.iter()
-        .map(|k| k.as_deref().and_then(|k| index.get(k).copied()))
-        .collect()
+    gigo_ml::Classes::from_names(classes.to_vec()).encode_keys(keys)
 }
 
 /// The column with role `weight`, if the table has exactly one.
@@ -132,6 +108,8 @@ pub fn read_weights(batch: &RecordBatch, column: &str) -> Result<Vec<f32>, Neura
     Ok(out)
 }
 
+pub use gigo_pipeline::{PREDICTED, prob_column};
+
 /// `batch` without the columns in `drop`, keeping schema metadata.
 fn without(batch: &RecordBatch, drop: &dyn Fn(&Field) -> bool) -> Result<RecordBatch, NeuralError> {
     let schema = batch.schema();
@@ -143,60 +121,15 @@ fn without(batch: &RecordBatch, drop: &dyn Fn(&Field) -> bool) -> Result<RecordB
         .map_err(|e| NeuralError::internal(format!("projecting columns: {e}")))
 }
 
-/// Name of the probability column of class `c`.
-pub fn prob_column(c: &str) -> String {
-    format!("prob_{c}")
-}
-
-/// Name of the predicted-class column.
-pub const PREDICTED: &str = "predicted";
-
-/// `table` with one probability column per class (`prob_<class>`) and the
-/// predicted class (`predicted`, as text), all with role `added`. Columns of
-/// those names already present (an earlier model's) are replaced.
+/// `table` with `probs` as `prob_<class>` columns and the `predicted`
+/// class (see [`gigo_pipeline::with_predictions`]).
 pub fn with_predictions(
     table: &Table,
     probs: &Matrix,
     classes: &[String],
 ) -> Result<Table, NeuralError> {
-    let batch = table
-        .to_batch()
-        .map_err(|e| NeuralError::internal(e.to_string()))?;
-    let names: Vec<String> = classes.iter().map(|c| prob_column(c)).collect();
-    let batch = without(&batch, &|f| {
-        f.name() == PREDICTED || names.iter().any(|n| n == f.name())
-    })?;
-    let mut fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let mut arrays: Vec<ArrayRef> = batch.columns().to_vec();
-    for (j, name) in names.iter().enumerate() {
-        let col: Vec<f64> = (0..probs.rows).map(|i| probs.get(i, j) as f64).collect();
-        fields.push(field_with_role(
-            Field::new(name, DataType::Float64, false),
-            Role::Added,
-        ));
-        arrays.push(Arc::new(Float64Array::from(col)));
-    }
-    let predicted: Vec<&str> = probs
-        .iter_rows()
-        .map(|r| classes[argmax(r)].as_str())
-        .collect();
-    fields.push(field_with_role(
-        Field::new(PREDICTED, DataType::Utf8, false),
-        Role::Added,
-    ));
-    arrays.push(Arc::new(StringArray::from(predicted)));
-    let schema = Arc::new(Schema::new_with_metadata(
-        fields,
-        batch.schema().metadata().clone(),
-    ));
-    let out = RecordBatch::try_new(schema, arrays)
-        .map_err(|e| NeuralError::internal(format!("prediction table: {e}")))?;
-    Ok(Table::from_batch(out))
+    gigo_pipeline::with_predictions(table, &probs.data, classes)
+        .map_err(|e| NeuralError::internal(e.to_string()))
 }
 
 /// `table` with its feature columns replaced by the embedding (`emb_0`, ...,
@@ -257,7 +190,7 @@ pub fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::Int64Array;
+    use arrow::array::{Int64Array, StringArray};
 
     #[test]
     fn numeric_classes_sort_as_numbers() {

@@ -3,8 +3,8 @@
 //! pretraining (`pretrain`: denoising autoencoder, VIME, SCARF), supervised
 //! training from scratch or fine-tuning (`train`), the per-epoch record of
 //! training and the diagnoses read from it (vanishing / exploding gradients,
-//! over- / underfitting), and a [`NeuralClassifier`] for gigo-ml's
-//! [`gigo_ml::Classifier`] interface.
+//! over- / underfitting), and the network as gigo-ml's catalogue model
+//! `neural_network` ([`network`]).
 //!
 //! burn lives only in this crate, behind the root package's `neural`
 //! feature, so gigo's core builds without it.
@@ -18,7 +18,6 @@
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod classifier;
 pub mod config;
 pub mod data;
 pub mod diagnose;
@@ -26,9 +25,9 @@ pub mod error;
 pub mod fit;
 pub mod loss;
 pub mod net;
+pub mod network;
 pub mod pretrain;
 pub mod saved;
-pub mod scorer;
 pub mod ssl;
 pub mod stepper;
 pub mod train;
@@ -36,10 +35,10 @@ pub mod weights;
 
 /// The burn this crate builds on, for custom networks and benchmarks.
 pub use burn;
-pub use classifier::NeuralClassifier;
 pub use error::NeuralError;
 /// The dense matrix the engines take (gigo-ml's).
 pub use gigo_ml::Matrix;
+pub use network::Network;
 
 /// Registers the `pretrain` and `train` stages.
 pub fn register(registry: &mut gigo_pipeline::Registry) {

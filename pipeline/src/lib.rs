@@ -29,7 +29,8 @@ pub use plan::{Plan, PlannedStage};
 pub use registry::{Registry, StageType};
 pub use stage::{Flow, Inputs, NoProgress, PortSpec, Progress, Stage, StageContext, StageOutput};
 pub use table::{
-    Artifact, Model, PortKind, REASON_COLUMN, Role, Table, append_columns, field_with_role, role_of,
+    Artifact, Model, PREDICTED, PortKind, REASON_COLUMN, Role, Table, append_columns,
+    field_with_role, prob_column, role_of, with_predictions,
 };
 
 /// gigo's version: part of every cache key (with the build id, [`cache::build_id`]).

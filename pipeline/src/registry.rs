@@ -172,6 +172,15 @@ impl Registry {
         );
     }
 
+    /// Lets the JSON Schema of stage type `name` say more than its parameter
+    /// type can (e.g. `model_params` typed by the value of `model`, from a
+    /// catalogue known only at registration). Unknown names are ignored.
+    pub fn refine_schema(&mut self, name: &str, refine: impl FnOnce(&mut Value)) {
+        if let Some(t) = self.types.get_mut(name) {
+            refine(&mut t.schema);
+        }
+    }
+
     /// The stage type called `name`.
     pub fn get(&self, name: &str) -> Option<&StageType> {
         self.types.get(name)

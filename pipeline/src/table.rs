@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StringArray};
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
@@ -101,6 +101,74 @@ pub fn append_columns(
     ));
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
     Ok(RecordBatch::try_new_with_options(schema, arrays, &options)?)
+}
+
+/// Name of the probability column of class `c`.
+pub fn prob_column(c: &str) -> String {
+    format!("prob_{c}")
+}
+
+/// Name of the predicted-class column.
+pub const PREDICTED: &str = "predicted";
+
+/// `table` with one probability column per class (`prob_<class>`, from the
+/// row-major `probs`, `classes.len()` per row) and the predicted class
+/// (`predicted`, as text: the first most probable class), all with role
+/// `added`. Columns of those names already present (an earlier model's)
+/// are replaced.
+pub fn with_predictions(
+    table: &Table,
+    probs: &[f32],
+    classes: &[String],
+) -> Result<Table, StageError> {
+    let k = classes.len();
+    let batch = table.to_batch()?;
+    if probs.len() != batch.num_rows() * k {
+        return Err(StageError::internal(format!(
+            "{} probabilities for {} rows and {k} classes",
+            probs.len(),
+            batch.num_rows()
+        )));
+    }
+    let names: Vec<String> = classes.iter().map(|c| prob_column(c)).collect();
+    let schema = batch.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| {
+            let n = schema.field(i).name();
+            n != PREDICTED && !names.contains(n)
+        })
+        .collect();
+    let batch = batch.project(&keep)?;
+    let mut columns: Vec<(Field, ArrayRef)> = Vec::with_capacity(k + 1);
+    for (j, name) in names.iter().enumerate() {
+        let col: Vec<f64> = probs
+            .iter()
+            .skip(j)
+            .step_by(k.max(1))
+            .map(|&p| p as f64)
+            .collect();
+        columns.push((
+            field_with_role(Field::new(name, DataType::Float64, false), Role::Added),
+            Arc::new(arrow::array::Float64Array::from(col)),
+        ));
+    }
+    let predicted: Vec<&str> = probs
+        .chunks(k.max(1))
+        .map(|row| {
+            let mut best = 0;
+            for (i, &v) in row.iter().enumerate() {
+                if v > row[best] {
+                    best = i;
+                }
+            }
+            classes[best].as_str()
+        })
+        .collect();
+    columns.push((
+        field_with_role(Field::new(PREDICTED, DataType::Utf8, false), Role::Added),
+        Arc::new(StringArray::from(predicted)),
+    ));
+    Ok(Table::from_batch(append_columns(&batch, columns)?))
 }
 
 /// The role recorded on a field; columns without one count as [`Role::Other`].

@@ -1,13 +1,17 @@
 //! gigo's built-in stages that work on Arrow tables: `profile`,
-//! `label_noise`, `rebalance`, `split`, `evaluate`, `report`, `export`, `exec`. Each stage type is one module holding its parameters, its
-//! implementation, its registration and its unit tests.
+//! `label_noise`, `rebalance`, `split`, `fit`, `predict`, `evaluate`,
+//! `report`, `export`, `exec`. Each stage type is one module holding its
+//! parameters, its implementation, its registration and its unit tests.
 #![warn(missing_docs)]
 
 pub mod evaluate;
 pub mod exec;
 pub mod export;
+pub mod fit;
 pub mod label_noise;
 pub mod labels;
+pub mod models;
+pub mod predict;
 pub mod profile;
 pub mod rebalance;
 pub mod report;
@@ -16,24 +20,21 @@ pub mod split;
 #[cfg(test)]
 mod testing;
 
-pub use gigo_ml::classifier::ClassifierMakers;
-pub use gigo_ml::scorer::ScorerLoaders;
+pub use gigo_ml::Catalogue;
 use gigo_pipeline::Registry;
 
-/// Registers every stage of this crate; `evaluate` scores the model kinds
-/// that `scorers` can load, and `label_noise` can cross-validate the models
-/// `classifiers` make (besides gigo-ml's own).
-pub fn register_all(
-    registry: &mut Registry,
-    scorers: ScorerLoaders,
-    classifiers: ClassifierMakers,
-) {
+/// Registers every stage of this crate; the stages that fit or score models
+/// (`fit`, `predict`, `label_noise`, `evaluate`) use the models of
+/// `catalogue`.
+pub fn register_all(registry: &mut Registry, catalogue: &Catalogue) {
     split::register(registry);
-    label_noise::register(registry, classifiers);
+    fit::register(registry, catalogue);
+    predict::register(registry, catalogue);
+    label_noise::register(registry, catalogue);
     export::register(registry);
     exec::register(registry);
     profile::register(registry);
     rebalance::register(registry);
     report::register(registry);
-    evaluate::register(registry, scorers);
+    evaluate::register(registry, catalogue);
 }

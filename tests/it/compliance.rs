@@ -83,9 +83,17 @@ stages:
     inputs: {{table: rebalance, valid: split.valid, test: split.test, pretrained: pretrain.model}}
     epochs: 3
     batch_size: 64
+  forest:
+    type: fit
+    inputs: split.train
+    model: random_forest
+    model_params: {{n_estimators: 10}}
+  scored:
+    type: predict
+    inputs: {{model: forest.model, table: split.test}}
   evaluate:
     type: evaluate
-    inputs: {{models: [train.model], test: split.test, train: split.train}}
+    inputs: {{models: [train.model, forest.model], test: split.test, train: split.train}}
     corruptions: [gaussian_noise, outliers]
     severities: [1, 3]
     adversarial: fgsm
@@ -100,7 +108,7 @@ stages:
   report:
     type: report
     inputs: [profile.summary, read_profile.summary, label_noise.summary, rebalance.summary,
-             pretrain.summary, train.summary, evaluate.summary]
+             pretrain.summary, train.summary, forest.summary, scored.summary, evaluate.summary]
 "#,
         child = child_bin().display()
     );

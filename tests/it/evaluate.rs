@@ -52,6 +52,21 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
         assert!(auc < by_model(&s, "accuracy", model) && auc > 0.6, "{auc}");
         assert!(by_model(&s, "adversarial_accuracy", model) < by_model(&s, "accuracy", model));
     }
+    // gradient boosting sits beside the networks under every corruption;
+    // the gradient attack skips it, and the report says why
+    eprintln!("quickstart {}", describe(&s, "boosted"));
+    assert!(by_model(&s, "accuracy", "boosted") > 0.85);
+    assert!(by_model(&s, "robust_auc", "boosted") > 0.6);
+    assert!(s["metrics"]["adversarial_accuracy"]["boosted"].is_null());
+    let evaluate = run_summary(&run, "evaluate");
+    assert_eq!(evaluate["attack_skipped"], serde_json::json!(["boosted"]));
+    assert!(
+        s["blocks"].as_array().unwrap().iter().any(|b| b["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("not applied to `boosted` (not differentiable"))),
+        "{}",
+        s["blocks"]
+    );
     // the reference's own corruption error is 1 by definition
     assert!((by_model(&s, "mce", "baseline") - 1.0).abs() < 1e-9);
     let kinds: Vec<&str> = s["alerts"]
@@ -74,6 +89,7 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
         "rebalance",
         "pretrain",
         "baseline",
+        "boosted",
         "train",
         "evaluate",
     ] {
@@ -104,7 +120,7 @@ fn adult_example_compares_the_baseline_with_the_cleaned_model() {
     let dir = tempfile::tempdir().unwrap();
     let run = run_example(dir.path(), "examples/adult_robustness.yaml", "a");
     let s = report_section(&run, "evaluate");
-    for model in ["baseline", "cleaned"] {
+    for model in ["baseline", "cleaned", "boosted"] {
         eprintln!("Adult {}", describe(&s, model));
         assert!(
             by_model(&s, "accuracy", model) > 0.8,
@@ -125,4 +141,31 @@ fn adult_example_compares_the_baseline_with_the_cleaned_model() {
         .as_u64()
         .unwrap();
     assert_eq!(rows, 16_281);
+    // predict scored every test row with the boosted model, exactly as
+    // evaluate did (same accuracy on the clean rows)
+    let scored = read_parquet(&run.join("test_scored.parquet"));
+    assert_eq!(scored.num_rows(), 16_281);
+    let predicted = scored
+        .column_by_name("predicted")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    let truth = scored.column_by_name("label").unwrap();
+    let truth = arrow::compute::cast(truth, &arrow::datatypes::DataType::Utf8).unwrap();
+    let truth = truth
+        .as_any()
+        .downcast_ref::<arrow::array::StringArray>()
+        .unwrap();
+    let right = (0..scored.num_rows())
+        .filter(|&i| {
+            arrow::array::Array::is_valid(truth, i) && predicted.value(i) == truth.value(i)
+        })
+        .count();
+    let acc = right as f64 / scored.num_rows() as f64;
+    assert!(
+        (acc - by_model(&s, "accuracy", "boosted")).abs() < 1e-9,
+        "predict {acc}, evaluate {}",
+        by_model(&s, "accuracy", "boosted")
+    );
 }

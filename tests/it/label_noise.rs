@@ -82,7 +82,7 @@ fn mnist_example(dir: &Path, command: &str, sets: &[&str]) -> std::process::Outp
 fn mnist_pipeline_with_the_neural_classifier_ranks_the_validated_errors_low() {
     let dir = tempfile::tempdir().unwrap();
     let sets = [
-        "label_noise.model=mlp",
+        "label_noise.model=neural_network",
         "label_noise.model_params={epochs: 20}",
     ];
     let o = mnist_example(dir.path(), "run", &sets);
@@ -95,10 +95,10 @@ fn mnist_pipeline_with_the_neural_classifier_ranks_the_validated_errors_low() {
 }
 
 #[test]
-fn mlp_parameters_that_do_not_apply_are_named() {
+fn network_parameters_that_do_not_apply_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let sets = [
-        "label_noise.model=mlp",
+        "label_noise.model=neural_network",
         "label_noise.model_params={features: [a], epochs: 2}",
     ];
     let o = mnist_example(dir.path(), "validate", &sets);

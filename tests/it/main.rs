@@ -8,6 +8,7 @@ mod cache;
 #[cfg(feature = "neural")]
 mod compliance;
 mod corpus;
+mod custom_model;
 #[cfg(feature = "neural")]
 mod evaluate;
 mod ingest;

@@ -17,7 +17,7 @@ use arrow::datatypes::Int64Type;
 use gigo_ml::confident::{PredProbs, ScoreMethod, label_quality_scores};
 use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::knn_classifier::KnnParams;
-use gigo_ml::{EncoderOptions, FeatureEncoder, ModelSpec};
+use gigo_ml::{EncoderOptions, FeatureEncoder, TrainSet};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 fn read(rel: &str) -> Vec<RecordBatch> {
@@ -86,11 +86,11 @@ fn validated_mnist_errors_rank_among_the_lowest_quality_rows() {
         })
         .collect();
     assert_eq!(y.len(), index.len());
-    let spec = ModelSpec::Knn(KnnParams {
+    let model = KnnParams {
         k: 10,
         distance_weighted: true,
-    });
-    let p = cross_val_predict_proba(&spec, &x, &y, 10, None, 5, 0).unwrap();
+    };
+    let p = cross_val_predict_proba(&model, &TrainSet::new(&x, &y, 10), 5, 0).unwrap();
     let probs = PredProbs::from_matrix(&p).unwrap();
     let accuracy = (0..y.len())
         .filter(|&i| probs.argmax(i) == y[i] as usize)

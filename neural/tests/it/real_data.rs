@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Int64Type;
-use gigo_ml::{Classifier, EncoderOptions, FeatureEncoder, Matrix};
+use gigo_ml::{EncoderOptions, FeatureEncoder, Fit, FittedModel, Matrix};
 use gigo_neural::config::{BatchSize, EncoderParams, EncoderSpec};
 use gigo_neural::fit::{EncoderInit, TrainSet, fit};
 use gigo_neural::pretrain::PretrainParams;
@@ -243,9 +243,10 @@ fn adult(train_rows: usize, epochs: usize) -> (f64, f64) {
     let yte: Vec<u32> = te.iter().map(|&i| y[i]).collect();
 
     let t = Instant::now();
-    let mut lr = gigo_ml::logistic::LogisticRegression::new(Default::default()).unwrap();
-    lr.fit(&xtr, &ytr, 2, None).unwrap();
-    let lr_acc = accuracy(&lr.predict_proba(&xte), &yte);
+    let lr = gigo_ml::logistic::LogisticParams::default()
+        .fit(&gigo_ml::TrainSet::new(&xtr, &ytr, 2), 0)
+        .unwrap();
+    let lr_acc = accuracy(&lr.predict_proba(&xte).unwrap(), &yte);
     let lr_s = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
@@ -264,9 +265,8 @@ fn adult(train_rows: usize, epochs: usize) -> (f64, f64) {
         batch_size: BatchSize::Rows(256),
         ..TrainParams::default()
     };
-    let mut net = gigo_neural::NeuralClassifier::new(p, 3).unwrap();
-    net.fit(&xtr, &ytr, 2, None).unwrap();
-    let nn_acc = accuracy(&net.predict_proba(&xte), &yte);
+    let net = p.fit(&gigo_ml::TrainSet::new(&xtr, &ytr, 2), 3).unwrap();
+    let nn_acc = accuracy(&net.predict_proba(&xte).unwrap(), &yte);
     eprintln!(
         "Adult, {} train / {} test rows: neural {nn_acc:.4} ({:.1} s), logistic regression {lr_acc:.4} ({lr_s:.1} s)",
         xtr.rows,

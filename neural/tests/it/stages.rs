@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use gigo_ml::{Classifier, Matrix};
-use gigo_neural::saved::{ClassifierModel, EncoderModel};
+use gigo_ml::{Catalogue, Matrix, TrainSet, TrainedModel};
+use gigo_neural::saved::EncoderModel;
 use gigo_pipeline::summary::Section;
 use gigo_pipeline::{
     Artifact, Inputs, NoProgress, Registry, Role, StageContext, StageOutput, Table, field_with_role,
@@ -197,13 +197,16 @@ fn train_outputs_predictions_and_a_model_that_reloads_to_the_same_predictions() 
 
     // reload: same predictions from the model port alone
     let model = model_of(&out, "model");
-    assert_eq!(model.kind, "neural_classifier");
-    let (cfg, fitted) = ClassifierModel::from_model(&model).unwrap();
+    assert_eq!(model.kind, "neural_network");
+    let mut catalogue = Catalogue::classic();
+    gigo_neural::network::register(&mut catalogue);
+    let cfg =
+        TrainedModel::from_parts(&catalogue, &model.kind, &model.config, &model.weights).unwrap();
     assert_eq!(cfg.classes, vec!["no", "yes"]);
-    assert_eq!(cfg.train["epochs"], 15);
+    assert_eq!(cfg.params["epochs"], 15);
     let batch = test.to_batch().unwrap();
-    let x = cfg.features.transform(&[batch]).unwrap();
-    let probs = fitted.predict_proba(&x).unwrap();
+    let x = cfg.encode(&[batch]).unwrap();
+    let probs = cfg.predict_proba(&x).unwrap();
     for (i, want) in p_yes.iter().enumerate() {
         assert!((probs.get(i, 1) as f64 - want).abs() < 1e-6);
     }
@@ -290,9 +293,13 @@ fn pretrain_then_fine_tune() {
         5,
     )
     .unwrap();
-    let (c, f) = ClassifierModel::from_model(&model_of(&tuned, "model")).unwrap();
-    assert_eq!(c.encoder.params.width, 8);
-    assert_eq!(c.pretrained.unwrap()["method"], "vime");
+    let tuned_model = model_of(&tuned, "model");
+    let c = gigo_ml::trained::PortConfig::read(&tuned_model.config).unwrap();
+    let f = gigo_neural::Network::from_bytes(&tuned_model.weights)
+        .unwrap()
+        .fitted;
+    assert_eq!(f.spec.params.width, 8);
+    assert_eq!(c.provenance["pretrained"]["method"], "vime");
     assert_eq!(
         &f.weights.tensors[..w.tensors.len()],
         &w.tensors[..],
@@ -390,24 +397,21 @@ fn neural_classifier_plugs_into_cross_validation() {
         y.push(c);
     }
     let x = Matrix::new(n, 2, x);
-    let make = || -> Result<Box<dyn Classifier>, gigo_ml::MlError> {
-        let p = gigo_neural::train::TrainParams {
-            epochs: 30,
-            lr: 0.02,
-            batch_size: gigo_neural::config::BatchSize::Rows(16),
-            ..Default::default()
-        };
-        Ok(Box::new(gigo_neural::NeuralClassifier::new(p, 1)?))
+    let p = gigo_neural::train::TrainParams {
+        epochs: 30,
+        lr: 0.02,
+        batch_size: gigo_neural::config::BatchSize::Rows(16),
+        ..Default::default()
     };
-    let probs = gigo_ml::cv::cross_val_predict_proba_with(&make, &x, &y, 3, None, 4, 0).unwrap();
+    let probs = gigo_ml::cv::cross_val_predict_proba(&p, &TrainSet::new(&x, &y, 3), 4, 1).unwrap();
     let acc = (0..n)
         .filter(|&i| gigo_neural::data::argmax(probs.row(i)) == y[i] as usize)
         .count();
     assert!(acc > 110, "{acc} of {n} out-of-fold");
-    let m = make().unwrap();
+    let m = gigo_ml::Estimator::fit_boxed(&p, &TrainSet::new(&x, &y, 3), 1).unwrap();
     assert_eq!(m.name(), "neural_network");
-    assert_eq!(m.n_features(), None);
-    assert_eq!(m.predict_proba(&x).row(0), &[1.0]);
+    assert_eq!(m.n_features(), 2);
+    assert!(m.predict_proba(&Matrix::zeros(1, 3)).is_err());
 }
 
 #[test]

@@ -13,8 +13,10 @@
 //! accuracy, and a verdict naming the corruptions each model is most fragile
 //! to.
 //!
-//! Models come from a [`ScorerLoaders`] given at registration: gigo-neural
-//! registers `neural_classifier`; a custom model family registers its own.
+//! Models are read with the model catalogue given at registration, so every
+//! catalogue model (classic ones, the network, a program's own) is scored.
+//! Attacks that need gradients apply to differentiable models; the report
+//! names the models they skipped and why.
 //! Missing values that corruptions inject are imputed by each model's own
 //! feature encoder (numeric: the training mean; categorical: the "other"
 //! indicator).
@@ -30,9 +32,9 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{DataType, Field, Schema};
-use gigo_ml::Matrix;
 use gigo_ml::features::ColumnEncoding;
-use gigo_ml::scorer::{Scorer, ScorerLoaders, numeric_outputs};
+use gigo_ml::features::numeric_outputs;
+use gigo_ml::{Catalogue, Matrix, TrainedModel};
 use gigo_pipeline::table::{Role, Table, field_with_role};
 use gigo_pipeline::{
     Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
@@ -157,11 +159,12 @@ impl EvaluateParams {
 /// The `evaluate` stage.
 pub struct Evaluate {
     params: EvaluateParams,
-    loaders: ScorerLoaders,
+    catalogue: Catalogue,
 }
 
-/// Registers `evaluate`, scoring the model kinds `loaders` can read.
-pub fn register(registry: &mut Registry, loaders: ScorerLoaders) {
+/// Registers `evaluate`, scoring the models of `catalogue`.
+pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
+    let catalogue = catalogue.clone();
     registry.register::<EvaluateParams, _>(
         "evaluate",
         "Generalisation and robustness of one or more models: clean metrics per split \
@@ -176,7 +179,7 @@ pub fn register(registry: &mut Registry, loaders: ScorerLoaders) {
             let params = params.check()?;
             Ok(Box::new(Evaluate {
                 params,
-                loaders: loaders.clone(),
+                catalogue: catalogue.clone(),
             }))
         },
     );
@@ -185,7 +188,7 @@ pub fn register(registry: &mut Registry, loaders: ScorerLoaders) {
 /// One model under evaluation.
 struct Candidate {
     name: String,
-    scorer: Box<dyn Scorer>,
+    model: TrainedModel,
 }
 
 /// Scores of one model on one table: its encoded inputs, the probabilities
@@ -272,23 +275,20 @@ impl Evaluate {
         for (i, m) in models.iter().enumerate() {
             let source = sources.get(i).map(String::as_str).unwrap_or("model");
             let name = source.split('.').next().unwrap_or(source).to_string();
-            let scorer = self
-                .loaders
-                .load(&m.kind, &m.config, &m.weights)
-                .map_err(ml(&name))?;
+            let model = crate::models::load(&self.catalogue, m).map_err(ml(&name))?;
             if out.iter().any(|c: &Candidate| c.name == name) {
                 return Err(StageError::data(format!(
                     "two models come from stage `{name}`: connect each model once"
                 )));
             }
-            out.push(Candidate { name, scorer });
+            out.push(Candidate { name, model });
         }
-        let label = out[0].scorer.label_column().to_string();
-        if let Some(c) = out.iter().find(|c| c.scorer.label_column() != label) {
+        let label = out[0].model.label_column.as_str().to_string();
+        if let Some(c) = out.iter().find(|c| c.model.label_column.as_str() != label) {
             return Err(StageError::data(format!(
                 "model `{}` predicts `{}` but model `{}` predicts `{label}`: evaluate compares models of one label",
                 c.name,
-                c.scorer.label_column(),
+                c.model.label_column.as_str(),
                 out[0].name
             )));
         }
@@ -351,7 +351,7 @@ impl Evaluate {
             .params
             .truth_column
             .clone()
-            .unwrap_or_else(|| models[0].scorer.label_column().to_string());
+            .unwrap_or_else(|| models[0].model.label_column.as_str().to_string());
         let what = if self.params.truth_column.is_some() {
             "the `truth_column`"
         } else {
@@ -394,7 +394,7 @@ impl Evaluate {
                     return Err(StageError::data(format!(
                         "no {split} row has a label that model `{}` knows (its classes: {})",
                         m.name,
-                        m.scorer.classes().join(", ")
+                        m.model.classes.join(", ")
                     )));
                 }
                 per_split.push((split.to_string(), s.metrics()));
@@ -450,8 +450,7 @@ impl Evaluate {
         }
 
         let names: Vec<String> = models.iter().map(|c| c.name.clone()).collect();
-        let classes: Vec<Vec<String>> =
-            models.iter().map(|c| c.scorer.classes().to_vec()).collect();
+        let classes: Vec<Vec<String>> = models.iter().map(|c| c.model.classes.to_vec()).collect();
         let report = section::Report {
             stage: &ctx.stage_id,
             models: &names,
@@ -485,12 +484,12 @@ impl Evaluate {
             .zip(&base.predicted)
             .map(|(t, p)| t.unwrap_or(*p))
             .collect();
-        let movable = numeric_outputs(m.scorer.features());
+        let movable = numeric_outputs(&m.model.features);
         let mut out = Vec::new();
         for &s in &self.params.severities {
             let eps = robust::EPSILONS[s as usize];
             let adv = match robust::attack(
-                m.scorer.as_ref(),
+                m.model.fitted.as_ref(),
                 &base.x,
                 &y,
                 &movable,
@@ -501,7 +500,7 @@ impl Evaluate {
                 None => return Ok(Vec::new()),
                 Some(r) => r.map_err(ml(&m.name))?,
             };
-            let probs = m.scorer.predict_proba(&adv).map_err(ml(&m.name))?;
+            let probs = m.model.predict_proba(&adv).map_err(ml(&m.name))?;
             let scored = Scored::new(adv, probs, base.truth.clone());
             out.push(point(m, self.params.adversarial.name(), s, &scored, base));
         }
@@ -547,12 +546,11 @@ fn point(
 /// Probabilities of `m` on every row of `batch`, and each row's class.
 fn score(m: &Candidate, batch: &RecordBatch, label: &str) -> Result<Scored, StageError> {
     let x = m
-        .scorer
-        .features()
-        .transform(std::slice::from_ref(batch))
+        .model
+        .encode(std::slice::from_ref(batch))
         .map_err(ml(&m.name))?;
-    let probs = m.scorer.predict_proba(&x).map_err(ml(&m.name))?;
-    let classes = m.scorer.classes();
+    let probs = m.model.predict_proba(&x).map_err(ml(&m.name))?;
+    let classes = &m.model.classes;
     if probs.cols != classes.len() || probs.rows != batch.num_rows() {
         return Err(StageError::internal(format!(
             "model `{}` gave {}x{} probabilities for {} rows and {} classes",
@@ -593,7 +591,7 @@ fn corruptible(
         ..Columns::default()
     };
     for m in models {
-        let enc = m.scorer.features();
+        let enc = &m.model.features;
         for (name, e) in enc.columns().iter().zip(enc.encodings()) {
             let i = test.schema().index_of(name).map_err(|_| {
                 StageError::data(format!(

@@ -2,9 +2,9 @@
 //! curve, ImageNet-C's corruption error and relative corruption error), and
 //! the adversarial perturbations of differentiable models (FGSM, PGD).
 
+use gigo_ml::FittedModel;
 use gigo_ml::Matrix;
 use gigo_ml::MlError;
-use gigo_ml::scorer::Scorer;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,7 @@ impl Attack {
 /// `movable[j]`) to raise the model's loss on labels `y`. `None` when the
 /// model is not differentiable.
 pub fn attack(
-    model: &dyn Scorer,
+    model: &dyn FittedModel,
     x: &Matrix,
     y: &[u32],
     movable: &[bool],
@@ -128,7 +128,6 @@ pub fn relative_corruption_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gigo_ml::FeatureEncoder;
 
     #[test]
     fn auc_of_a_flat_curve_is_its_value_and_a_drop_lowers_it() {
@@ -155,20 +154,17 @@ mod tests {
     /// A linear model whose loss gradient is known: logits = x * w (one
     /// feature, two classes), so the gradient of class 0's loss points along
     /// (p1 - 0) * (w1 - w0).
-    struct Linear {
-        enc: FeatureEncoder,
-        classes: Vec<String>,
-    }
+    struct Linear;
 
-    impl Scorer for Linear {
-        fn label_column(&self) -> &str {
-            "y"
+    impl FittedModel for Linear {
+        fn name(&self) -> &'static str {
+            "linear"
         }
-        fn classes(&self) -> &[String] {
-            &self.classes
+        fn n_features(&self) -> usize {
+            2
         }
-        fn features(&self) -> &FeatureEncoder {
-            &self.enc
+        fn n_classes(&self) -> usize {
+            2
         }
         fn predict_proba(&self, x: &Matrix) -> Result<Matrix, MlError> {
             let mut out = Vec::new();
@@ -188,23 +184,16 @@ mod tests {
             }
             Some(Ok(Matrix::new(x.rows, 2, g)))
         }
+        fn save(&self) -> Result<Vec<u8>, MlError> {
+            Ok(Vec::new())
+        }
+        fn load(_: &[u8]) -> Result<Linear, MlError> {
+            Ok(Linear)
+        }
     }
 
     fn linear() -> Linear {
-        use arrow::array::Float64Array;
-        use arrow::datatypes::{DataType, Field, Schema};
-        use std::sync::Arc;
-        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Float64, false)]));
-        let batch = arrow::record_batch::RecordBatch::try_new(
-            schema,
-            vec![Arc::new(Float64Array::from(vec![0.0, 1.0]))],
-        )
-        .unwrap();
-        let enc = FeatureEncoder::fit(&[batch], &["a".to_string()], &Default::default()).unwrap();
-        Linear {
-            enc,
-            classes: vec!["0".into(), "1".into()],
-        }
+        Linear
     }
 
     #[test]

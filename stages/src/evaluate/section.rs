@@ -110,6 +110,17 @@ impl Report<'_> {
         if c.len() == 1 { Vec::new() } else { c }
     }
 
+    /// The models the attack did not apply to (not differentiable).
+    fn attack_skipped(&self) -> Vec<&String> {
+        if self.attack == Attack::None {
+            return Vec::new();
+        }
+        self.models
+            .iter()
+            .filter(|m| !self.attacked.contains(m))
+            .collect()
+    }
+
     /// Names of the corruptions in report order: the table corruptions, then
     /// the attack if any model was attacked.
     fn corruption_names(&self) -> Vec<&'static str> {
@@ -243,6 +254,7 @@ impl Report<'_> {
         self.blocks(&mut s, &rob);
         let detail = json!({
             "skipped_corruptions": self.skipped.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            "attack_skipped": self.attack_skipped(),
             "models": self.models,
             "reference": self.models[self.reference],
             "severities": self.severities,
@@ -428,6 +440,16 @@ impl Report<'_> {
                 self.severities, self.models[self.reference]
             ),
         });
+        let not_attacked = self.attack_skipped();
+        if !not_attacked.is_empty() {
+            s.block(Block::Text {
+                text: format!(
+                    "The {} attack needs the gradient of a model's loss with respect to its inputs; not applied to {} (not differentiable: trees, neighbour votes).",
+                    self.attack.name(),
+                    not_attacked.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
         if !self.skipped.is_empty() {
             s.block(Block::Text {
                 text: format!(

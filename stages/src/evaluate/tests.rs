@@ -2,8 +2,7 @@ use std::sync::Arc;
 
 use arrow::array::{AsArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
-use gigo_ml::FeatureEncoder;
-use gigo_ml::MlError;
+use gigo_ml::{FeatureEncoder, Fit, FittedModel, MlError, TrainSet};
 use gigo_pipeline::summary::Section;
 use gigo_pipeline::{Artifact, Model};
 
@@ -11,22 +10,45 @@ use super::*;
 use crate::testing::ctx;
 
 /// `p(1) = sigmoid(sharpness * z)` on the standardised first feature `z`
-/// (sharpness 0: a constant prediction), differentiable.
-struct Threshold {
-    enc: FeatureEncoder,
-    classes: Vec<String>,
+/// (sharpness 0: a constant prediction), differentiable: a catalogue model
+/// defined here.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+struct ThresholdParams {
     sharpness: f32,
 }
 
-impl Scorer for Threshold {
-    fn label_column(&self) -> &str {
-        "label"
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Threshold {
+    sharpness: f32,
+    n_features: usize,
+}
+
+impl Fit for ThresholdParams {
+    const NAME: &'static str = "threshold";
+    const DOC: &'static str = "a sigmoid of the first feature";
+    type Fitted = Threshold;
+
+    fn check(&self) -> Result<(), MlError> {
+        Ok(())
     }
-    fn classes(&self) -> &[String] {
-        &self.classes
+
+    fn fit(&self, data: &TrainSet, _seed: u64) -> Result<Threshold, MlError> {
+        Ok(Threshold {
+            sharpness: self.sharpness,
+            n_features: data.x.cols,
+        })
     }
-    fn features(&self) -> &FeatureEncoder {
-        &self.enc
+}
+
+impl FittedModel for Threshold {
+    fn name(&self) -> &'static str {
+        "threshold"
+    }
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+    fn n_classes(&self) -> usize {
+        2
     }
     fn predict_proba(&self, x: &Matrix) -> Result<Matrix, MlError> {
         let mut out = Vec::with_capacity(x.rows * 2);
@@ -48,6 +70,13 @@ impl Scorer for Threshold {
             g[i * x.cols] = d * self.sharpness;
         }
         Some(Ok(Matrix::new(x.rows, x.cols, g)))
+    }
+    fn save(&self) -> Result<Vec<u8>, MlError> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    fn load(bytes: &[u8]) -> Result<Threshold, MlError> {
+        Ok(serde_json::from_slice(bytes)?)
     }
 }
 
@@ -86,38 +115,38 @@ fn table(n: usize) -> Table {
     Table::from_batch(batch)
 }
 
-fn load(config: &serde_json::Value, _weights: &[u8]) -> Result<Box<dyn Scorer>, MlError> {
+fn catalogue() -> Catalogue {
+    let mut c = Catalogue::classic();
+    c.register::<ThresholdParams>();
+    c
+}
+
+/// A fitted `threshold` model on a port, as `fit` would put it there.
+fn model(sharpness: f32) -> Artifact {
     let t = table(200);
     let cols: Vec<String> = ["x", "noise", "region"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let enc = FeatureEncoder::fit(t.batches(), &cols, &Default::default())?;
-    Ok(Box::new(Threshold {
-        enc,
+    let enc = FeatureEncoder::fit(t.batches(), &cols, &Default::default()).unwrap();
+    let x = enc.transform(t.batches()).unwrap();
+    let fitted = ThresholdParams { sharpness }
+        .fit(&TrainSet::new(&x, &vec![0; x.rows], 2), 0)
+        .unwrap();
+    let trained = TrainedModel {
+        label_column: "label".into(),
         classes: vec!["0".into(), "1".into()],
-        sharpness: config["sharpness"].as_f64().unwrap_or(0.0) as f32,
-    }))
-}
-
-fn loaders() -> ScorerLoaders {
-    let mut l = ScorerLoaders::default();
-    l.register("threshold", load);
-    l
-}
-
-fn model(sharpness: f64) -> Artifact {
-    Model {
-        kind: "threshold".into(),
-        config: serde_json::json!({ "sharpness": sharpness }),
-        weights: Vec::new(),
-    }
-    .into()
+        features: enc,
+        params: serde_json::json!({ "sharpness": sharpness }),
+        provenance: serde_json::Value::Null,
+        fitted: Box::new(fitted),
+    };
+    crate::models::port(&trained).unwrap().into()
 }
 
 fn stage(params: serde_json::Value) -> Box<dyn Stage> {
     let mut r = Registry::new();
-    register(&mut r, loaders());
+    register(&mut r, &catalogue());
     r.get("evaluate")
         .unwrap()
         .build(&params)
@@ -321,7 +350,7 @@ fn user_errors_are_clear() {
     assert!(e.contains("empty"), "{e}");
     // parameters are checked before any work
     let mut r = Registry::new();
-    register(&mut r, loaders());
+    register(&mut r, &catalogue());
     let problems = r
         .get("evaluate")
         .unwrap()

@@ -145,3 +145,10 @@ pub fn run_example(dir: &Path, file: &str, run_id: &str) -> PathBuf {
     assert_eq!(o.status.code(), Some(0), "{file}: {}", stderr(&o));
     dir.join("runs").join(run_id)
 }
+
+/// The `summary.json` stage `stage` wrote in run directory `run_dir`.
+pub fn run_summary(run_dir: &Path, stage: &str) -> serde_json::Value {
+    let path = run_dir.join(stage).join("summary.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("JSON")
+}

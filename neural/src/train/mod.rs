@@ -2,15 +2,14 @@
 //! encoder, with every lever as a parameter; records learning curves and
 //! per-layer gradient norms and diagnoses them.
 
-use gigo_ml::{EncoderOptions, FeatureEncoder, Matrix};
-use gigo_pipeline::summary::{Block, Section};
+use gigo_ml::{EncoderOptions, FeatureEncoder, Matrix, TrainedModel};
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
+    Inputs, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
     StageOutput, Table,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::backend::backend_name;
 use crate::config::{
@@ -18,11 +17,12 @@ use crate::config::{
     OptimizerKind, Range, Schedule, no_effect, word,
 };
 use crate::data;
-use crate::diagnose::{Baseline, Thresholds, curve_blocks, diagnose};
+use crate::diagnose::Thresholds;
 use crate::error::NeuralError;
 use crate::fit::{EncoderInit, EvalSet, FitSettings, TrainSet, evaluate, fit, predict};
 use crate::loss::LossSpec;
-use crate::saved::{ClassifierModel, EncoderModel, FORMAT};
+use crate::network::Network;
+use crate::saved::EncoderModel;
 
 /// Parameters of `train`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -674,123 +674,37 @@ impl Train {
         // the model
         let train_json = serde_json::to_value(p)
             .map_err(|e| NeuralError::internal(format!("parameters as JSON: {e}")))?;
-        let model = ClassifierModel {
-            format: FORMAT,
-            encoder: fitted.spec.clone(),
-            feature_columns: columns.clone(),
-            features: enc.clone(),
+        let (kind, config, weights) = TrainedModel {
             label_column: label.clone(),
             classes: classes.clone(),
-            train: train_json.clone(),
-            pretrained: pretrained_cfg.clone(),
-            backend: backend_name().into(),
+            features: enc.clone(),
+            params: train_json.clone(),
+            provenance: json!({"pretrained": pretrained_cfg, "backend": backend_name()}),
+            fitted: Box::new(Network {
+                fitted: fitted.clone(),
+            }),
         }
-        .into_model(&fitted.weights)?;
-
-        // the report
-        let baseline = Baseline::of(&y_train, k, p.loss == LossKind::CrossEntropy);
-        let diagnoses = diagnose(
-            &report.history,
-            Some(baseline),
-            report.kept_epoch,
-            &p.thresholds(),
-        );
-        let mut s = Section::new(&ctx.stage_id, "train", "Neural training");
-        let title = if pretrained.is_some() {
-            if p.freeze_encoder {
-                "fine-tuned head on a frozen pretrained encoder"
-            } else {
-                "fine-tuned a pretrained encoder"
-            }
-        } else {
-            "trained from scratch"
+        .to_parts()?;
+        let model = Model {
+            kind,
+            config,
+            weights,
         };
-        s.figure("model", title, "text");
-        s.figure("epochs", report.history.epochs.len(), "int");
-        s.figure("updates", report.updates, "int");
-        s.figure("parameters", report.parameters, "int");
-        for (port, (l, a), _) in &scored {
-            s.figure(&format!("{port} accuracy"), *a, "pct");
-            s.metric(&format!("{port}_accuracy"), *a);
-            if let Some(l) = l {
-                s.metric(&format!("{port}_loss"), *l);
-            }
-        }
-        let last = report.history.epochs.last();
-        if let Some(e) = last {
-            s.metric("final_train_loss", e.train_loss);
-            if let Some(v) = e.valid_loss {
-                s.metric("final_valid_loss", v);
-            }
-        }
-        if let Some(best) = report
-            .history
-            .epochs
-            .iter()
-            .filter_map(|e| e.valid_loss)
-            .min_by(f64::total_cmp)
-        {
-            s.metric("best_valid_loss", best);
-        }
-        s.metric("epochs", report.history.epochs.len());
-        s.metric("updates", report.updates);
-        let mut verdicts = Vec::new();
-        for d in &diagnoses {
-            verdicts.push(json!({"kind": d.kind, "severity": d.severity.as_str(), "message": d.message, "evidence": d.evidence}));
-            let a = s.alert(d.severity, d.kind, None, d.message.clone());
-            for (key, v) in &d.evidence {
-                a.with(key, v.clone());
-            }
-        }
-        s.block(Block::Text {
-            text: format!(
-                "{title}: {} x {} {} encoder ({} features in, {} classes out), {} with lr {}, \
-                 batch {}, {} epochs run{}{}.",
-                fitted.spec.params.depth,
-                fitted.spec.params.width,
-                kind_name(fitted.spec.params.kind),
-                fitted.spec.input_dim,
-                k,
-                optimizer_words(&settings.optim),
-                p.lr,
-                match p.batch_size {
-                    BatchSize::Rows(n) => n.to_string(),
-                    BatchSize::Named(_) => "full".into(),
-                },
-                report.history.epochs.len(),
-                if report.stopped_early {
-                    format!(
-                        " (early stopping; weights of epoch {} kept)",
-                        report.kept_epoch.unwrap_or(0)
-                    )
-                } else {
-                    String::new()
-                },
-                if report.diverged {
-                    "; training diverged"
-                } else {
-                    ""
-                },
-            ),
+
+        let summary = report::summary(&report::Facts {
+            stage: &ctx.stage_id,
+            params: p,
+            fine_tuned: pretrained.is_some(),
+            fit: &report,
+            scored: &scored,
+            y_train: &y_train,
+            spec: &fitted.spec,
+            settings: &settings,
+            classes: &classes,
+            feature_columns: columns.len(),
+            train_json: &train_json,
+            pretrained: &pretrained_cfg,
         });
-        for b in curve_blocks(&report.history) {
-            s.block(b);
-        }
-        let summary = s.into_summary(json!({
-            "classes": classes,
-            "feature_columns": columns.len(),
-            "encoded_features": fitted.spec.input_dim,
-            "backend": backend_name(),
-            "stopped_early": report.stopped_early,
-            "kept_epoch": report.kept_epoch,
-            "diverged": report.diverged,
-            "updates": report.updates,
-            "params": train_json,
-            "pretrained": pretrained_cfg,
-            "history": report.history,
-            "diagnoses": verdicts,
-            "scores": scored.iter().map(|(port, (l, a), rows)| (port.to_string(), json!({"rows": rows, "loss": l, "accuracy": a}))).collect::<serde_json::Map<String, Value>>(),
-        }));
 
         let mut out = StageOutput::new().with("model", model);
         for (port, t) in outputs {
@@ -799,6 +713,8 @@ impl Train {
         Ok(out.with_summary(summary))
     }
 }
+
+mod report;
 
 #[cfg(test)]
 mod tests {
@@ -810,6 +726,7 @@ mod tests {
 
     use super::*;
     use crate::config::tests::{assert_refused, listed};
+    use serde_json::Value;
 
     fn params(v: Value) -> TrainParams {
         serde_json::from_value(v).unwrap()

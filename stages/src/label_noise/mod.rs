@@ -1,0 +1,757 @@
+//! `label_noise`: finds rows whose label is probably wrong, by confident
+//! learning (Northcutt et al., JAIR 2021) on out-of-sample predicted
+//! probabilities, computed as cleanlab 2.9 computes it (see
+//! [`gigo_ml::confident`]).
+//!
+//! Where the probabilities come from (one of):
+//!
+//! - **cross-validation** (default): any catalogue `model`
+//!   (`logistic_regression`, `gradient_boosting`, `random_forest`, `knn`,
+//!   `neural_network`, or one a program registers) trained on `folds`
+//!   stratified folds of the feature columns (role `feature`, or
+//!   `features`), each row predicted by the model that did not see it.
+//!   Numeric features are standardised, text features one-hot encoded
+//!   ([`gigo_ml::FeatureEncoder`]); a weight column (role `weight`) weighs
+//!   the training rows.
+//! - **`knn_consensus`**: the label distribution of each row's `k` nearest
+//!   neighbours (its own vote removed), as cleanlab's Datalab does without a
+//!   model; useful on embedding columns.
+//! - **`pred_probs`**: columns the user already has, one per class in the
+//!   order of the sorted class values (each row renormalised to sum to 1).
+//!
+//! Then the `filter_by` rule flags rows and every row gets a label-quality
+//! score (`score`). Added columns (role `added`): `label_quality`,
+//! `is_label_issue`, `suggested_label` (the most probable class). `action`:
+//! `flag` only adds them; `drop` moves flagged rows to the `removed` port
+//! (`removed_reason` = `label_issue`); `relabel` replaces flagged labels by
+//! the suggestion; `weight` writes `label_quality` into `weight_column`
+//! (role `weight`), multiplied by an existing weight column.
+//!
+//! The summary reports issues per class, the estimated noise matrix, the
+//! most suspicious rows, and, when the table has a boolean `is_flipped`
+//! ground-truth column (role `truth`, as `generate` writes), precision,
+//! recall and F1 of the flags against it. The metric `label_issue_rate`
+//! feeds quality gates (`max_label_issue_rate`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
+};
+use arrow::compute::{cast, filter_record_batch, take};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema};
+use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
+use gigo_ml::cv::cross_val_predict_proba;
+use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
+use gigo_pipeline::summary::{Block, Section, Severity};
+use gigo_pipeline::{
+    Inputs, ParamProblem, PortSpec, REASON_COLUMN, Registry, Role, Stage, StageContext, StageError,
+    StageOutput, Table, field_with_role, role_of,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::labels::label_keys;
+
+mod report;
+use report::truth_scores;
+
+/// The stage type name.
+pub const STAGE_TYPE: &str = "label_noise";
+
+/// Name of the ground-truth column the summary scores the flags against.
+pub const TRUTH_COLUMN: &str = "is_flipped";
+
+/// Which rows are flagged (cleanlab's `filter_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Filter {
+    /// Per off-diagonal cell of the confident joint, the rows with the
+    /// largest margin for the other class (cleanlab's default).
+    #[default]
+    PruneByNoiseRate,
+    /// Per class, the rows least likely to belong to their label.
+    PruneByClass,
+    /// Rows flagged by both rules above.
+    Both,
+    /// Rows counted off the diagonal of the confident joint.
+    ConfidentLearning,
+    /// Rows whose most probable class is not their label.
+    PredictedNeqGiven,
+    /// The estimated number of issues, lowest self-confidence first.
+    LowSelfConfidence,
+    /// The estimated number of issues, lowest normalised margin first.
+    LowNormalizedMargin,
+}
+
+impl Filter {
+    fn to_ml(self) -> FilterBy {
+        match self {
+            Filter::PruneByNoiseRate => FilterBy::PruneByNoiseRate,
+            Filter::PruneByClass => FilterBy::PruneByClass,
+            Filter::Both => FilterBy::Both,
+            Filter::ConfidentLearning => FilterBy::ConfidentLearning,
+            Filter::PredictedNeqGiven => FilterBy::PredictedNeqGiven,
+            Filter::LowSelfConfidence => FilterBy::LowSelfConfidence,
+            Filter::LowNormalizedMargin => FilterBy::LowNormalizedMargin,
+        }
+    }
+}
+
+/// The label-quality score written to `label_quality`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    /// Probability of the given label.
+    #[default]
+    SelfConfidence,
+    /// `(p(given) - max p(other) + 1) / 2`.
+    NormalizedMargin,
+    /// Entropy-weighted self-confidence.
+    ConfidenceWeightedEntropy,
+}
+
+impl Score {
+    fn to_ml(self) -> ScoreMethod {
+        match self {
+            Score::SelfConfidence => ScoreMethod::SelfConfidence,
+            Score::NormalizedMargin => ScoreMethod::NormalizedMargin,
+            Score::ConfidenceWeightedEntropy => ScoreMethod::ConfidenceWeightedEntropy,
+        }
+    }
+}
+
+/// What happens to the flagged rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Only add `label_quality`, `is_label_issue` and `suggested_label`.
+    #[default]
+    Flag,
+    /// Move flagged rows to the `removed` port.
+    Drop,
+    /// Replace flagged labels by `suggested_label`.
+    Relabel,
+    /// Write `label_quality` as a sample weight (`weight_column`).
+    Weight,
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Flag => "flag",
+            Action::Drop => "drop",
+            Action::Relabel => "relabel",
+            Action::Weight => "weight",
+        }
+    }
+}
+
+/// kNN consensus instead of a model.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnnConsensus {
+    /// Neighbours per row (default 10).
+    #[serde(default = "default_knn_k")]
+    pub k: usize,
+}
+
+fn default_knn_k() -> usize {
+    10
+}
+
+/// Parameters of `label_noise`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelNoiseParams {
+    /// The cross-validated catalogue model (default `logistic_regression`).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Hyper-parameters of `model` (typed per model in `gigo schema`;
+    /// unknown names are errors).
+    #[serde(default)]
+    pub model_params: Option<BTreeMap<String, Value>>,
+    /// Cross-validation folds (default 5).
+    #[serde(default = "default_folds")]
+    pub folds: usize,
+    /// Which rows are flagged (default `prune_by_noise_rate`).
+    #[serde(default)]
+    pub filter_by: Filter,
+    /// The score written to `label_quality` (default `self_confidence`).
+    #[serde(default)]
+    pub score: Score,
+    /// Use these probability columns (one per class, in sorted class order)
+    /// instead of cross-validation.
+    #[serde(default)]
+    pub pred_probs: Option<Vec<String>>,
+    /// Use the labels of each row's nearest neighbours instead of a model.
+    #[serde(default)]
+    pub knn_consensus: Option<KnnConsensus>,
+    /// Feature columns (default: the columns with role `feature`); e.g.
+    /// embedding columns for `knn_consensus`.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// Text features keep their most frequent values as indicators (default 32).
+    #[serde(default = "default_max_categories")]
+    pub max_categories: usize,
+    /// Standardise numeric features (default true); `false` keeps features
+    /// that share one scale (pixels, embeddings) as they are.
+    #[serde(default = "default_true")]
+    pub standardize: bool,
+    /// What to do with flagged rows (default `flag`).
+    #[serde(default)]
+    pub action: Action,
+    /// `action: weight`: the weight column written (default `sample_weight`).
+    #[serde(default)]
+    pub weight_column: Option<String>,
+    /// Rows shown in the report's table of top issues (default 20).
+    #[serde(default = "default_top")]
+    pub top_issues: usize,
+}
+
+fn default_model() -> String {
+    DEFAULT_MODEL.to_string()
+}
+
+/// The model cross-validated when `model` is absent.
+pub const DEFAULT_MODEL: &str = "logistic_regression";
+fn default_folds() -> usize {
+    5
+}
+fn default_max_categories() -> usize {
+    32
+}
+fn default_top() -> usize {
+    20
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Where the probabilities come from, once checked.
+#[derive(Clone)]
+enum Source {
+    CrossValidation(Arc<dyn Estimator>),
+    Knn(usize),
+    Columns(Vec<String>),
+}
+
+impl LabelNoiseParams {
+    /// Checks every rule and reports all problems at once; `model` comes
+    /// from `catalogue`.
+    fn check(&self, catalogue: &Catalogue) -> Result<Source, Vec<ParamProblem>> {
+        let mut p = Vec::new();
+        if self.folds < 2 {
+            p.push(ParamProblem::new(
+                "folds",
+                format!("must be at least 2, got {}", self.folds),
+            ));
+        }
+        if self.max_categories == 0 {
+            p.push(ParamProblem::new("max_categories", "must be at least 1"));
+        }
+        if let Some(c) = &self.weight_column {
+            if c.is_empty() {
+                p.push(ParamProblem::new("weight_column", "must not be empty"));
+            }
+            if self.action != Action::Weight {
+                p.push(ParamProblem::new(
+                    "weight_column",
+                    "is only used with `action: weight`",
+                ));
+            }
+        }
+        if let Some(f) = &self.features
+            && f.is_empty()
+        {
+            p.push(ParamProblem::new(
+                "features",
+                "must list at least one column",
+            ));
+        }
+        let spec = match self.estimator(catalogue) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                p.push(e);
+                None
+            }
+        };
+        let source = match (&self.pred_probs, &self.knn_consensus) {
+            (Some(_), Some(_)) => {
+                p.push(ParamProblem::new(
+                    "pred_probs",
+                    "give either `pred_probs` or `knn_consensus`, not both",
+                ));
+                None
+            }
+            (Some(cols), None) => {
+                if cols.len() < 2 {
+                    p.push(ParamProblem::new(
+                        "pred_probs",
+                        "needs one column per class (at least 2)",
+                    ));
+                }
+                let mut seen = cols.clone();
+                seen.sort();
+                seen.dedup();
+                if seen.len() != cols.len() {
+                    p.push(ParamProblem::new("pred_probs", "lists a column twice"));
+                }
+                if self.model_params.is_some() {
+                    p.push(ParamProblem::new(
+                        "model_params",
+                        "has no effect with `pred_probs` (no model is trained)",
+                    ));
+                }
+                Some(Source::Columns(cols.clone()))
+            }
+            (None, Some(k)) => {
+                if k.k == 0 {
+                    p.push(ParamProblem::new("knn_consensus.k", "must be at least 1"));
+                }
+                if self.model_params.is_some() {
+                    p.push(ParamProblem::new(
+                        "model_params",
+                        "has no effect with `knn_consensus` (no model is trained)",
+                    ));
+                }
+                Some(Source::Knn(k.k))
+            }
+            (None, None) => spec.map(Source::CrossValidation),
+        };
+        match source {
+            Some(s) if p.is_empty() => Ok(s),
+            _ => Err(p),
+        }
+    }
+
+    /// The model with its parameters, checked by the model itself.
+    fn estimator(&self, catalogue: &Catalogue) -> Result<Arc<dyn Estimator>, ParamProblem> {
+        let params = Value::Object(
+            self.model_params
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        );
+        crate::models::estimator(catalogue, &self.model, &params).map(Arc::from)
+    }
+}
+
+/// The `label_noise` stage.
+pub struct LabelNoise {
+    params: LabelNoiseParams,
+    source: Source,
+}
+
+/// Registers `label_noise`, cross-validating the models of `catalogue`.
+pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
+    let cat = catalogue.clone();
+    registry.register::<LabelNoiseParams, _>(
+        STAGE_TYPE,
+        "Finds rows whose label is probably wrong: confident learning (as cleanlab 2.9) on \
+         out-of-sample probabilities from k-fold cross-validation of a model \
+         of the catalogue, from kNN consensus, \
+         or from given probability columns. Adds label_quality, is_label_issue and \
+         suggested_label; action flag, drop (to the `removed` port), relabel or weight. \
+         Reports issues per class, the noise matrix, the top issues, and precision/recall \
+         against an `is_flipped` truth column when there is one.",
+        move |params: LabelNoiseParams| {
+            let source = params.check(&cat)?;
+            Ok(Box::new(LabelNoise { params, source }))
+        },
+    );
+    crate::models::type_model_params(registry, STAGE_TYPE, catalogue, Some(DEFAULT_MODEL));
+}
+
+/// The labels of a table as class indices, in [`Classes`] order.
+struct Labels {
+    column: String,
+    index: Vec<u32>,
+    names: Vec<String>,
+    /// A row holding each class (for building `suggested_label`).
+    example_row: Vec<u32>,
+}
+
+fn read_labels(table: &Table, batch: &RecordBatch) -> Result<Labels, StageError> {
+    let column = table.label_column()?;
+    let col = batch
+        .column_by_name(&column)
+        .ok_or_else(|| StageError::internal("label column vanished"))?;
+    if col.null_count() > 0 {
+        return Err(StageError::data(format!(
+            "label column `{column}` has {} missing values; label_noise needs a label on \
+             every row (drop or fill them upstream)",
+            col.null_count()
+        )));
+    }
+    let (classes, index) = Classes::of(col).map_err(|e| StageError::data(e.to_string()))?;
+    let names = classes.names().to_vec();
+    let index: Vec<u32> = index
+        .into_iter()
+        .map(|c| c.ok_or_else(|| StageError::internal("a non-null label without a class")))
+        .collect::<Result<_, _>>()?;
+    let mut example_row = vec![u32::MAX; names.len()];
+    for (i, &c) in index.iter().enumerate() {
+        if example_row[c as usize] == u32::MAX {
+            example_row[c as usize] = i as u32;
+        }
+    }
+    Ok(Labels {
+        column,
+        index,
+        names,
+        example_row,
+    })
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, StageError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| StageError::data(format!("column `{name}` is not in the input table")))
+}
+
+impl LabelNoise {
+    /// The feature columns: `features`, or the columns with role `feature`.
+    fn feature_columns(&self, table: &Table) -> Result<Vec<String>, StageError> {
+        let cols = match &self.params.features {
+            Some(f) => f.clone(),
+            None => table.columns_with_role(Role::Feature),
+        };
+        if cols.is_empty() {
+            return Err(StageError::data(
+                "the input table has no feature columns (role `feature`); name them in \
+                 `features`, or give `pred_probs`",
+            ));
+        }
+        Ok(cols)
+    }
+
+    /// Out-of-sample probabilities, and a description of how they were made.
+    fn probabilities(
+        &self,
+        table: &Table,
+        batch: &RecordBatch,
+        labels: &Labels,
+        ctx: &StageContext,
+    ) -> Result<(PredProbs, Value), StageError> {
+        let n = batch.num_rows();
+        let k = labels.names.len();
+        let ml = |e: gigo_ml::MlError| StageError::data(e.to_string());
+        match &self.source {
+            Source::Columns(cols) => {
+                if cols.len() != k {
+                    return Err(StageError::data(format!(
+                        "`pred_probs` names {} columns but the label column `{}` has {k} \
+                         classes ({})",
+                        cols.len(),
+                        labels.column,
+                        labels.names.join(", ")
+                    )));
+                }
+                let mut data = vec![0.0f64; n * k];
+                for (j, name) in cols.iter().enumerate() {
+                    let c = column(batch, name)?;
+                    if !(c.data_type().is_numeric()) {
+                        return Err(StageError::data(format!(
+                            "probability column `{name}` has type {}, not numbers",
+                            c.data_type()
+                        )));
+                    }
+                    let v = cast(c, &DataType::Float64)?;
+                    let v = v.as_primitive::<Float64Type>();
+                    for i in 0..n {
+                        if v.is_null(i) {
+                            return Err(StageError::data(format!(
+                                "probability column `{name}` is missing a value in row {i}"
+                            )));
+                        }
+                        data[i * k + j] = v.value(i);
+                    }
+                }
+                let probs = PredProbs::normalized(n, k, data).map_err(ml)?;
+                Ok((probs, json!({"source": "columns", "columns": cols})))
+            }
+            Source::Knn(kn) => {
+                let cols = self.feature_columns(table)?;
+                let opts = EncoderOptions {
+                    max_categories: self.params.max_categories,
+                    standardize: self.params.standardize,
+                };
+                let enc =
+                    FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts).map_err(ml)?;
+                let x = enc.transform(std::slice::from_ref(batch)).map_err(ml)?;
+                ctx.progress.message("nearest neighbours");
+                let nn = knn_self(&x, *kn);
+                let probs = confident::knn_consensus(&nn, &labels.index, k).map_err(ml)?;
+                Ok((
+                    probs,
+                    json!({"source": "knn_consensus", "k": nn.k, "features": enc.output_names().len()}),
+                ))
+            }
+            Source::CrossValidation(model) => {
+                let cols = self.feature_columns(table)?;
+                let opts = EncoderOptions {
+                    max_categories: self.params.max_categories,
+                    standardize: self.params.standardize,
+                };
+                let enc =
+                    FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts).map_err(ml)?;
+                let x = enc.transform(std::slice::from_ref(batch)).map_err(ml)?;
+                let weights = crate::models::row_weights(table, batch)?;
+                let folds = self.params.folds.min(n);
+                if folds < 2 {
+                    return Err(StageError::data(format!(
+                        "cross-validation needs at least 2 rows, the input has {n}"
+                    )));
+                }
+                ctx.progress
+                    .message(&format!("{folds}-fold cross-validation"));
+                let data = TrainSet::new(&x, &labels.index, k).weighted(weights.as_deref());
+                let p =
+                    cross_val_predict_proba(model.as_ref(), &data, folds, ctx.seed).map_err(ml)?;
+                let probs = PredProbs::from_matrix(&p).map_err(ml)?;
+                Ok((
+                    probs,
+                    json!({
+                        "source": "cross_validation",
+                        "model": crate::models::describe(model.as_ref()),
+                        "folds": folds,
+                        "features": enc.output_names().len(),
+                    }),
+                ))
+            }
+        }
+    }
+}
+
+impl Stage for LabelNoise {
+    fn inputs(&self) -> Vec<PortSpec> {
+        vec![PortSpec::table("table", "labelled rows")]
+    }
+
+    fn outputs(&self) -> Vec<PortSpec> {
+        vec![
+            PortSpec::table(
+                "table",
+                "the rows with label_quality, is_label_issue and suggested_label (minus \
+                 flagged rows with `action: drop`)",
+            ),
+            PortSpec::removed(
+                "removed",
+                "flagged rows with `action: drop` (removed_reason = label_issue)",
+            ),
+        ]
+    }
+
+    fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        let table = inputs.table("table")?;
+        let batch = table.to_batch()?;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Err(StageError::data("label_noise got an empty table"));
+        }
+        let labels = read_labels(&table, &batch)?;
+        let k = labels.names.len();
+        if k < 2 {
+            return Err(StageError::data(format!(
+                "label column `{}` has a single class ({}); there is nothing to confuse it with",
+                labels.column,
+                labels.names.join(", ")
+            )));
+        }
+        let started = std::time::Instant::now();
+        let (probs, how) = self.probabilities(&table, &batch, &labels, ctx)?;
+        let seconds_probs = started.elapsed().as_secs_f64();
+        ctx.progress.message("confident learning");
+        let opts = FindOptions {
+            filter_by: self.params.filter_by.to_ml(),
+            ..FindOptions::default()
+        };
+        let found = confident::analyse(&labels.index, &probs, &opts, self.params.score.to_ml())
+            .map_err(|e| StageError::data(e.to_string()))?;
+
+        let (out, removed) = self.apply(&table, &batch, &labels, &found)?;
+        let truth = truth_scores(&table, &batch, &found.is_issue);
+        let summary = self.summary(
+            ctx,
+            &table,
+            &batch,
+            &labels,
+            &found,
+            how,
+            truth,
+            seconds_probs,
+        )?;
+        let mut output = StageOutput::new().with("table", out).with_summary(summary);
+        output = output.with("removed", removed);
+        Ok(output)
+    }
+}
+
+impl LabelNoise {
+    /// The output table and the removed rows.
+    fn apply(
+        &self,
+        table: &Table,
+        batch: &RecordBatch,
+        labels: &Labels,
+        found: &LabelIssues,
+    ) -> Result<(Table, Table), StageError> {
+        let schema = table.schema();
+        let label_idx = schema.index_of(&labels.column)?;
+        let label_col = batch.column(label_idx);
+        // suggested label: the label value of a row of the suggested class
+        let rows: UInt32Array = found
+            .suggested
+            .iter()
+            .map(|&c| labels.example_row[c as usize])
+            .collect::<Vec<u32>>()
+            .into();
+        let suggested = take(label_col.as_ref(), &rows, None)?;
+        let quality: ArrayRef = Arc::new(Float64Array::from(found.quality.clone()));
+        let issue: ArrayRef = Arc::new(BooleanArray::from(found.is_issue.clone()));
+
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+        let put =
+            |fields: &mut Vec<Field>, cols: &mut Vec<ArrayRef>, f: Field, a: ArrayRef| match fields
+                .iter()
+                .position(|x| x.name() == f.name())
+            {
+                Some(i) => {
+                    fields[i] = f;
+                    cols[i] = a;
+                }
+                None => {
+                    fields.push(f);
+                    cols.push(a);
+                }
+            };
+        let added =
+            |name: &str, t: DataType| field_with_role(Field::new(name, t, false), Role::Added);
+        put(
+            &mut fields,
+            &mut cols,
+            added("label_quality", DataType::Float64),
+            quality,
+        );
+        put(
+            &mut fields,
+            &mut cols,
+            added("is_label_issue", DataType::Boolean),
+            issue.clone(),
+        );
+        put(
+            &mut fields,
+            &mut cols,
+            added("suggested_label", label_col.data_type().clone()),
+            suggested.clone(),
+        );
+        match self.params.action {
+            Action::Flag | Action::Drop => {}
+            Action::Relabel => {
+                let pick: Vec<u32> = (0..batch.num_rows() as u32)
+                    .map(|i| {
+                        if found.is_issue[i as usize] {
+                            labels.example_row[found.suggested[i as usize] as usize]
+                        } else {
+                            i
+                        }
+                    })
+                    .collect();
+                cols[label_idx] = take(label_col.as_ref(), &UInt32Array::from(pick), None)?;
+            }
+            Action::Weight => {
+                let name = self
+                    .params
+                    .weight_column
+                    .as_deref()
+                    .unwrap_or("sample_weight");
+                let old = schema
+                    .fields()
+                    .iter()
+                    .position(|f| role_of(f) == Role::Weight)
+                    .or_else(|| schema.index_of(name).ok());
+                let prior = match old {
+                    Some(i) => training_weights_at(batch, schema.field(i).name(), i)?,
+                    None => None,
+                };
+                let w: Vec<f64> = found
+                    .quality
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| q * prior.as_ref().map_or(1.0, |p| p[i]))
+                    .collect();
+                if let Some(i) = old
+                    && schema.field(i).name() != name
+                {
+                    fields[i] = field_with_role(fields[i].clone(), Role::Other);
+                }
+                put(
+                    &mut fields,
+                    &mut cols,
+                    field_with_role(Field::new(name, DataType::Float64, false), Role::Weight),
+                    Arc::new(Float64Array::from(w)),
+                );
+            }
+        }
+        let out_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        let all = RecordBatch::try_new(out_schema.clone(), cols)?;
+        // removed rows: the input columns plus the added ones, then the reason
+        let mut removed_fields: Vec<Field> = out_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        removed_fields.push(field_with_role(
+            Field::new(REASON_COLUMN, DataType::Utf8, false),
+            Role::Other,
+        ));
+        let removed_schema = Arc::new(Schema::new_with_metadata(
+            removed_fields,
+            out_schema.metadata().clone(),
+        ));
+        if self.params.action != Action::Drop {
+            return Ok((Table::from_batch(all), Table::empty(removed_schema)));
+        }
+        let flagged = issue.as_boolean().clone();
+        let kept = arrow::compute::not(&flagged)?;
+        let keep = filter_record_batch(&all, &kept)?;
+        let gone = filter_record_batch(&all, &flagged)?;
+        let mut gone_cols = gone.columns().to_vec();
+        gone_cols.push(Arc::new(StringArray::from(vec![
+            "label_issue";
+            gone.num_rows()
+        ])));
+        let gone = RecordBatch::try_new(removed_schema, gone_cols)?;
+        Ok((Table::from_batch(keep), Table::from_batch(gone)))
+    }
+}
+
+/// A weight column's values (nulls as 1).
+fn training_weights_at(
+    batch: &RecordBatch,
+    name: &str,
+    i: usize,
+) -> Result<Option<Vec<f64>>, StageError> {
+    let c = batch.column(i);
+    if !(c.data_type().is_numeric() || c.data_type() == &DataType::Boolean) {
+        return Err(StageError::data(format!(
+            "the existing weight column `{name}` has type {}, not numbers",
+            c.data_type()
+        )));
+    }
+    let v = cast(c, &DataType::Float64)?;
+    let v = v.as_primitive::<Float64Type>();
+    Ok(Some(
+        (0..v.len())
+            .map(|r| if v.is_null(r) { 1.0 } else { v.value(r) })
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests;
