@@ -34,16 +34,8 @@
 //! A self search over 1,025 to 16,384 rows computes each product once for
 //! both rows of the pair (`symmetric`): about half the products.
 //!
-//! Speed, on the 2-core development machine (`examples/knn_timing.rs`,
-//! uniform data, dev profile): 10,000 x 20, k = 5 in 0.036-0.045 s
-//! (0.055-0.06 s before the symmetric search, the folded lower bound and
-//! the group bootstrap) and 100,000 x 20, k = 10 in about 5 s (3.8 s
-//! with the symmetric search, which is not used at that size: see
-//! `SYMMETRIC_MAX_ROWS`), against 0.12 s and 10.5 s with the
-//! `matrixmultiply` sgemm this replaced (which re-packed both operands on
-//! every call and, in the full workspace, started its own threads beside
-//! rayon's). The candidate filter keeps about `k (1 + ln(n / 1024))` rows
-//! per query for exact measurement.
+//! The candidate filter keeps about `k (1 + ln(n / 1024))` rows per query
+//! for exact measurement. Timings: `benches/README.md`.
 //!
 //! Error bound used: with `u = 2⁻²⁴` and `d` columns, the computed
 //! `f32` squared distance of centred rows `q`, `r` differs from the exact
@@ -68,12 +60,9 @@ const REF_BLOCK: usize = 1024;
 const LANES: usize = 16;
 /// Query rows per step of the product kernel.
 const MR: usize = 6;
-/// The most rows for which a self search is symmetric. The symmetric
-/// search holds every row's running best and a band's offers at once (about
-/// 130 + 40 bytes per row at k = 5, on top of the rows themselves): SMOTE
-/// over 1M x 50 rows (100k minority rows) peaked 23 MB higher with it, which
-/// its memory goal (2x the input) cannot spare. It was also 35% faster there
-/// (6.1 s against 9.4 s), so this limit is a trade of memory for time.
+/// The most rows for which a self search is symmetric: it holds every row's
+/// running best and a band's offers at once (about 170 bytes per row at
+/// k = 5), a trade of memory for time (`benches/README.md` has the figures).
 const SYMMETRIC_MAX_ROWS: usize = 16 * REF_BLOCK;
 /// The most neighbours per row for which a self search is symmetric: its
 /// first thresholds come from the row's own block of [`REF_BLOCK`] rows,

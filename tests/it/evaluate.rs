@@ -31,10 +31,7 @@ fn describe(s: &serde_json::Value, model: &str) -> String {
     out
 }
 
-// Measured (dev profile, 2 cores; the whole quickstart takes about 6 s):
-// against the true labels, baseline accuracy 0.943, balanced 0.878,
-// worst class 0.734, robust AUC 0.854; the rebalanced, pretrained,
-// noise-robust model 0.925, 0.889, 0.789, robust AUC 0.809 (mCE 1.32).
+// Figures: README, "Robustness evaluation" (printed with --no-capture).
 #[test]
 fn quickstart_ends_with_the_whole_story_in_one_report() {
     let dir = tempfile::tempdir().unwrap();
@@ -110,11 +107,7 @@ fn quickstart_ends_with_the_whole_story_in_one_report() {
     assert!(run.join("evaluate/metrics.parquet").is_file());
 }
 
-// Measured (dev profile, 2 cores, about 70 s): baseline accuracy 0.8552,
-// balanced 0.7774, robust AUC 0.8245; cleaned (label issues dropped,
-// SMOTE-NC) 0.8524, 0.7978, robust AUC 0.8315, mCE 0.961; worst-class
-// accuracy +0.064; more robust under MNAR missingness, swaps and unit errors,
-// less under PGD (accuracy at eps 0.5: baseline 0.555, cleaned 0.486).
+// Figures: README, "Robustness evaluation" (printed with --no-capture).
 #[test]
 fn adult_example_compares_the_baseline_with_the_cleaned_model() {
     let dir = tempfile::tempdir().unwrap();
