@@ -10,14 +10,16 @@ use crate::config::{BatchSize, EncoderSpec, LossKind};
 use crate::diagnose::{Baseline, curve_blocks, diagnose};
 use crate::fit::{FitReport, FitSettings};
 
+/// A scored split: (port, (loss, accuracy), rows).
+pub(super) type Scored = (&'static str, (Option<f64>, f64), usize);
+
 /// What the summary is made of.
 pub(super) struct Facts<'a> {
     pub stage: &'a str,
     pub params: &'a TrainParams,
     pub fine_tuned: bool,
     pub fit: &'a FitReport,
-    /// (port, (loss, accuracy), rows) per scored split.
-    pub scored: &'a [(&'static str, (Option<f64>, f64), usize)],
+    pub scored: &'a [Scored],
     pub y_train: &'a [u32],
     pub spec: &'a EncoderSpec,
     pub settings: &'a FitSettings,
