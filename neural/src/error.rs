@@ -60,7 +60,11 @@ impl From<NeuralError> for StageError {
     fn from(e: NeuralError) -> Self {
         match e {
             NeuralError::Internal(m) => StageError::internal(format!("gigo-neural: {m}")),
-            other => StageError::data(other.to_string()),
+            NeuralError::Ml(MlError::Internal(m)) => {
+                StageError::internal(format!("gigo-ml, from gigo-neural: {m}"))
+            }
+            NeuralError::Ml(MlError::Arrow(e)) => StageError::from(e),
+            other => StageError::invalid(other),
         }
     }
 }

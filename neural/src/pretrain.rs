@@ -5,6 +5,7 @@
 
 use arrow::compute::concat_batches;
 use gigo_ml::{EncoderOptions, FeatureEncoder};
+use gigo_pipeline::Metrics;
 use gigo_pipeline::summary::{Block, Section};
 use gigo_pipeline::{
     Artifact, Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
@@ -262,6 +263,15 @@ pub fn register(registry: &mut Registry) {
 }
 
 impl Stage for Pretrain {
+    fn metrics(&self) -> Metrics {
+        Metrics::names([
+            "final_pretrain_loss",
+            "pretrain_loss_drop",
+            "rows",
+            "updates",
+        ])
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::table(

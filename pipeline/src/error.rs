@@ -10,6 +10,12 @@ pub enum StageError {
     /// The data is not what the stage needs (missing label column, malformed file, ...).
     #[error("{0}")]
     Data(String),
+    /// The data is not what the stage needs, as the typed error of the crate
+    /// that found it (a contract violation, a malformed file, a degenerate
+    /// label column): its own sources stay reachable through `source()`, and
+    /// a caller can `downcast_ref` it.
+    #[error(transparent)]
+    Invalid(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
@@ -36,6 +42,11 @@ impl StageError {
     /// A broken invariant.
     pub fn internal(msg: impl Into<String>) -> Self {
         StageError::Internal(msg.into())
+    }
+
+    /// A problem with the user's data, found by a typed error of another crate.
+    pub fn invalid(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StageError::Invalid(Box::new(source))
     }
 
     /// An I/O error on `path`.

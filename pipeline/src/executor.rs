@@ -18,6 +18,7 @@ use crate::plan::{Plan, PlannedStage};
 use crate::stage::{Flow, Inputs, NoProgress, Progress, SUMMARY_PORT, StageContext};
 use crate::store::{self, PortEntry, ReasonCount, RowAccount};
 use crate::table::{Artifact, PortKind, REASON_COLUMN};
+use crate::wiring::Metrics;
 
 /// Version of the `run.json` format.
 pub const RUN_RECORD_VERSION: u32 = 1;
@@ -366,6 +367,34 @@ struct Where<'a> {
     run_dir: &'a Path,
 }
 
+/// A section's metrics must be among those its stage declares
+/// ([`Stage::metrics`]), which `gigo validate` trusts to refuse a gate no
+/// input can test.
+fn check_declared_metrics(declared: Metrics, summary: &Value) -> Result<(), StageError> {
+    let Metrics::Names(names) = declared else {
+        return Ok(());
+    };
+    let Some(metrics) = summary
+        .get(crate::summary::REPORT_KEY)
+        .and_then(|r| r.get("metrics"))
+        .and_then(Value::as_object)
+    else {
+        return Ok(());
+    };
+    let undeclared: Vec<&str> = metrics
+        .keys()
+        .map(String::as_str)
+        .filter(|m| !names.contains(*m))
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(StageError::internal(format!(
+        "the stage reported metric(s) {} that its `metrics()` does not declare",
+        undeclared.join(", ")
+    )))
+}
+
 fn run_stage(
     plan: &Plan,
     st: &PlannedStage,
@@ -483,6 +512,7 @@ fn execute(
                 }
             };
             let rows = account(st, &input_slots, &out)?;
+            check_declared_metrics(st.stage.metrics(), &out.summary)?;
             let tmp = cache
                 .begin(&key)
                 .map_err(|e| StageError::io(&opts.cache_dir, e))?;
@@ -808,6 +838,18 @@ mod tests {
             force: false,
             build_id: Some(build.into()),
         }
+    }
+
+    #[test]
+    fn a_section_may_carry_only_the_metrics_its_stage_declares() {
+        let summary = serde_json::json!({"report": {"metrics": {"rows": 3, "drift": 0.1}}});
+        let e = check_declared_metrics(Metrics::names(["rows"]), &summary).unwrap_err();
+        assert!(matches!(e, StageError::Internal(_)), "{e:?}");
+        assert!(e.to_string().contains("drift"), "{e}");
+        assert!(check_declared_metrics(Metrics::names(["rows", "drift"]), &summary).is_ok());
+        assert!(check_declared_metrics(Metrics::Any, &summary).is_ok());
+        // no report section: nothing to check
+        assert!(check_declared_metrics(Metrics::none(), &serde_json::json!({"n": 1})).is_ok());
     }
 
     #[test]

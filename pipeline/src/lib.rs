@@ -19,6 +19,7 @@ pub mod stage;
 pub mod store;
 pub mod summary;
 pub mod table;
+pub mod wiring;
 pub mod yaml;
 
 pub use config::{Override, PipelineSpec};
@@ -32,6 +33,7 @@ pub use table::{
     Artifact, Model, PREDICTED, PortKind, REASON_COLUMN, Role, Table, append_columns,
     field_with_role, prob_column, role_of, with_predictions,
 };
+pub use wiring::{Edge, Metrics, Wiring};
 
 /// gigo's version: part of every cache key (with the build id, [`cache::build_id`]).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -12,6 +12,7 @@ use crate::diag::{Diagnostic, Location, did_you_mean};
 use crate::registry::Registry;
 use crate::stage::{PortSpec, SUMMARY_PORT, Stage};
 use crate::table::PortKind;
+use crate::wiring::{Metrics, WiredStage, Wiring};
 
 /// An edge into a stage: which upstream port feeds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,11 +373,45 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
         ));
     }
 
+    // 4. Each stage's checks of its place in the graph.
+    let graph: BTreeMap<String, WiredStage> = spec
+        .stages
+        .iter()
+        .map(|s| {
+            let built_stage = built.get(s.id.as_str()).map(|(st, _)| st);
+            let node = WiredStage {
+                type_name: s.type_name.clone(),
+                metrics: built_stage.map_or(Metrics::Any, |st| st.metrics()),
+                inputs: wiring
+                    .get(s.id.as_str())
+                    .map(|ports| {
+                        ports
+                            .iter()
+                            .map(|(p, srcs)| (p.name.clone(), srcs.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            (s.id.clone(), node)
+        })
+        .collect();
+    for s in &spec.stages {
+        let Some((stage, _)) = built.get(s.id.as_str()) else {
+            continue;
+        };
+        for p in stage.check_wiring(&Wiring::new(&s.id, &graph)) {
+            let mut d =
+                Diagnostic::error(Some(s.param_location(&p.path)), p.message).in_stage(&s.id);
+            d.help = p.help;
+            problems.push(d);
+        }
+    }
+
     if !problems.is_empty() {
         return Err(problems);
     }
 
-    // 4. Topological order, stable with respect to file order.
+    // 5. Topological order, stable with respect to file order.
     let topo = topo_order(&order, &edges);
     let mut stages = Vec::new();
     for id in topo {

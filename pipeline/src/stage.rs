@@ -8,8 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-use crate::error::StageError;
+use crate::error::{ParamProblem, StageError};
 use crate::table::{Artifact, Model, PortKind, Table};
+use crate::wiring::{Metrics, Wiring};
 
 /// How rows on a port count in the row accounting of the stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +103,20 @@ pub trait Stage: Send + Sync {
     /// every run; `base_dir` is the pipeline file's directory.
     fn fingerprint(&self, _base_dir: &Path) -> Result<Option<String>, StageError> {
         Ok(None)
+    }
+
+    /// The metrics its summary section may carry (see [`Metrics`]): what a
+    /// `report` stage's gates can test. The executor refuses a section that
+    /// carries an undeclared one, as a bug.
+    fn metrics(&self) -> Metrics {
+        Metrics::none()
+    }
+
+    /// Checks the stage's place in the validated graph (see [`Wiring`]), at
+    /// validate time, before any data is read. A problem's path is a
+    /// parameter path, or `inputs` for the stage's inputs.
+    fn check_wiring(&self, _wiring: &Wiring) -> Vec<ParamProblem> {
+        Vec::new()
     }
 
     /// Does the work. Never prints: report through `ctx` and the summary.

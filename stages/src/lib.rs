@@ -4,6 +4,7 @@
 //! parameters, its implementation, its registration and its unit tests.
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod evaluate;
 pub mod exec;
 pub mod export;

@@ -145,7 +145,11 @@ impl Stage for Split {
                 })?;
                 let keys = label_keys(col)?;
                 let test: Vec<u32> = (0..n as u32)
-                    .filter(|&i| by.values.contains(&keys[i as usize]))
+                    .filter(|&i| {
+                        keys[i as usize]
+                            .as_ref()
+                            .is_some_and(|k| by.values.contains(k))
+                    })
                     .collect();
                 if test.is_empty() {
                     return Err(StageError::data(format!(
@@ -161,7 +165,8 @@ impl Stage for Split {
             is_test[i as usize] = true;
         }
         // Groups of row indices: one per class when stratifying, else one.
-        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        // (A missing label is a group of its own.)
+        let mut groups: BTreeMap<Option<String>, Vec<u32>> = BTreeMap::new();
         if self.params.stratify {
             let label = table
                 .label_column()
@@ -176,7 +181,7 @@ impl Stage for Split {
             }
         } else {
             groups.insert(
-                String::new(),
+                None,
                 (0..n as u32).filter(|&i| !is_test[i as usize]).collect(),
             );
         }
@@ -205,7 +210,15 @@ impl Stage for Split {
         }
         let by_class: serde_json::Map<String, serde_json::Value> = groups
             .iter()
-            .map(|(k, v)| (k.clone(), v.len().into()))
+            .map(|(k, v)| {
+                // unstratified: one group, ""; stratified: missing labels, "null"
+                let name = match k {
+                    Some(k) => k.clone(),
+                    None if self.params.stratify => "null".into(),
+                    None => String::new(),
+                };
+                (name, v.len().into())
+            })
             .collect();
         Ok(out.with_summary(serde_json::json!({
             "rows": counts,

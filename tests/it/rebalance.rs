@@ -400,16 +400,34 @@ fn a_pipeline_rebalances_its_training_part_and_reports_before_and_after() {
 }
 
 #[test]
-fn rebalancing_test_data_is_refused_with_a_clear_error() {
+fn rebalancing_test_data_is_refused_by_validate_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = pipeline(dir.path(), "split.test", "    method: smote\n");
-    let o = gigo(dir.path(), &["run", &p, "--run-id", "t"]);
-    assert_ne!(o.status.code(), Some(0));
-    let err = stderr(&o);
-    assert!(
-        err.contains("split.test") && err.contains("split.train") && err.contains("meaningless"),
-        "{err}"
-    );
+    for args in [vec!["validate", &p], vec!["run", &p, "--run-id", "t"]] {
+        let o = gigo(dir.path(), &args);
+        assert_ne!(o.status.code(), Some(0));
+        let err = stderr(&o);
+        assert!(
+            err.contains("split.test")
+                && err.contains("split.train")
+                && err.contains("meaningless"),
+            "{err}"
+        );
+        // at the stage's `inputs:` line of the generated file, before any data
+        assert!(
+            err.contains("p.yaml:17") && err.contains("rebalance"),
+            "{err}"
+        );
+    }
+    assert!(!dir.path().join("runs/t/data").exists(), "no stage ran");
+    // the valid port is held out too
+    let p = pipeline(dir.path(), "split.valid", "    method: smote\n");
+    let o = gigo(dir.path(), &["validate", &p]);
+    assert!(stderr(&o).contains("split.valid"), "{}", stderr(&o));
+    // the training part is fine
+    let p = pipeline(dir.path(), "split.train", "    method: smote\n");
+    let o = gigo(dir.path(), &["validate", &p]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]

@@ -495,17 +495,35 @@ fn passing_gates_exit_0() {
 }
 
 #[test]
-fn a_gate_nothing_reports_fails_the_run_and_a_misnamed_one_is_invalid() {
+fn a_gate_no_input_can_report_is_invalid_and_one_this_run_lacks_fails_the_run() {
     let dir = tempfile::tempdir().unwrap();
+    // A metric no input declares: `gigo validate` refuses it, at the gate's line.
+    let p = write(
+        dir.path(),
+        "typo.yaml",
+        &gate_pipeline("      max_duplicat_rate: 0.1\n"),
+    );
+    let o = gigo(dir.path(), &["validate", &p]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("gate `max_duplicat_rate`: no input can report metric `duplicat_rate` (did you mean `max_duplicate_rate`?)")
+            && err.contains("metrics the inputs can report: ")
+            && err.contains("duplicate_rate (profile)")
+            && err.contains("typo.yaml:22"),
+        "{err}"
+    );
+    // A metric profile reports only with a reference input: valid, but this
+    // run has none, so the run fails rather than the gate passing unseen.
     let o = run_pipeline(
         dir.path(),
-        &gate_pipeline("      max_duplicat_rate: 0.1\n"),
+        &gate_pipeline("      max_drift_share: 0.1\n"),
         "r",
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("gate `max_duplicat_rate`: no input reports metric `duplicat_rate` (did you mean `max_duplicate_rate`?)")
+        err.contains("gate `max_drift_share`: no input reports metric `drift_share`")
             && err.contains("metrics reported: ")
             && err.contains("duplicate_rate (profile)"),
         "{err}"

@@ -3,6 +3,7 @@
 //! per-layer gradient norms and diagnoses them.
 
 use gigo_ml::{EncoderOptions, FeatureEncoder, Matrix, TrainedModel};
+use gigo_pipeline::Metrics;
 use gigo_pipeline::{
     Inputs, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
     StageOutput, Table,
@@ -410,6 +411,10 @@ fn accuracy_of(probs: &Matrix, y: &[Option<u32>]) -> f64 {
 }
 
 impl Stage for Train {
+    fn metrics(&self) -> Metrics {
+        Metrics::names(report::METRICS)
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::table("table", "training rows (features and a label)"),

@@ -30,6 +30,22 @@ pub(super) struct Facts<'a> {
 }
 
 /// The summary, with the report section.
+/// Every metric [`summary`] may report (`valid_*` and `test_*` need those
+/// inputs).
+pub(super) const METRICS: [&str; 11] = [
+    "train_accuracy",
+    "train_loss",
+    "valid_accuracy",
+    "valid_loss",
+    "test_accuracy",
+    "test_loss",
+    "final_train_loss",
+    "final_valid_loss",
+    "best_valid_loss",
+    "epochs",
+    "updates",
+];
+
 pub(super) fn summary(f: &Facts) -> Value {
     let baseline = Baseline::of(
         f.y_train,

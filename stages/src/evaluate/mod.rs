@@ -258,9 +258,7 @@ pub fn worst_class_accuracy(m: &Metrics) -> f64 {
         .fold(f64::NAN, f64::min)
 }
 
-fn ml(model: &str) -> impl Fn(gigo_ml::MlError) -> StageError + '_ {
-    move |e| StageError::data(format!("model `{model}`: {e}"))
-}
+use crate::error::from_model as ml;
 
 impl Evaluate {
     fn candidates(&self, inputs: &Inputs) -> Result<Vec<Candidate>, StageError> {
@@ -331,8 +329,10 @@ impl Evaluate {
             ))
         })?;
         let keys = label_keys(col)?;
-        let is_ood: arrow::array::BooleanArray =
-            keys.iter().map(|k| Some(o.values.contains(k))).collect();
+        let is_ood: arrow::array::BooleanArray = keys
+            .iter()
+            .map(|k| Some(k.as_ref().is_some_and(|k| o.values.contains(k))))
+            .collect();
         let not_ood = arrow::compute::not(&is_ood)?;
         let ood = filter_record_batch(&test, &is_ood)?;
         if ood.num_rows() == 0 {
@@ -567,13 +567,9 @@ fn score(m: &Candidate, batch: &RecordBatch, label: &str) -> Result<Scored, Stag
     let keys = label_keys(col)?;
     let truth = keys
         .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            if col.is_null(i) {
-                None
-            } else {
-                classes.iter().position(|c| c == k).map(|c| c as u32)
-            }
+        .map(|k| {
+            let k = k.as_ref()?;
+            classes.iter().position(|c| c == k).map(|c| c as u32)
         })
         .collect();
     Ok(Scored::new(x, probs, truth))
@@ -707,6 +703,10 @@ fn results_table(
 }
 
 impl Stage for Evaluate {
+    fn metrics(&self) -> gigo_pipeline::Metrics {
+        gigo_pipeline::Metrics::names(section::METRICS)
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::aside(

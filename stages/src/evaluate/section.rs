@@ -56,6 +56,24 @@ pub struct Robustness {
 }
 
 /// Rounds for display (the `metrics` table keeps full precision).
+/// Every metric [`Report::build`] may report, each an object by model.
+pub(super) const METRICS: [&str; 14] = [
+    "accuracy",
+    "balanced_accuracy",
+    "macro_f1",
+    "ece",
+    "log_loss",
+    "worst_class_accuracy",
+    "generalisation_gap",
+    "ood_gap",
+    "robust_auc",
+    "relative_robustness",
+    "flip_rate",
+    "mce",
+    "relative_mce",
+    "adversarial_accuracy",
+];
+
 fn r4(v: f64) -> Value {
     if v.is_finite() {
         json!((v * 1e4).round() / 1e4)

@@ -38,6 +38,7 @@ use std::time::Duration;
 use arrow::datatypes::{Field, Schema};
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::FileWriter;
+use gigo_pipeline::Metrics;
 use gigo_pipeline::table::ROLE_KEY;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
@@ -381,6 +382,11 @@ fn restore_roles(table: Table, inputs: &[Arc<Table>]) -> Result<Table, StageErro
 }
 
 impl Stage for Exec {
+    /// The child's program writes its own summary: any metric.
+    fn metrics(&self) -> Metrics {
+        Metrics::Any
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         self.params
             .input_ports

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use gigo_ml::{
     Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, TrainedModel,
 };
+use gigo_pipeline::Metrics;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortKind, PortSpec, Registry, Role, Stage, StageContext, StageError,
     StageOutput, Table,
@@ -112,6 +113,10 @@ pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
 }
 
 impl Stage for Fit {
+    fn metrics(&self) -> Metrics {
+        Metrics::names(["train_accuracy"])
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::table("table", "the training rows")]
     }
@@ -142,9 +147,7 @@ pub(crate) struct Fitted {
     pub train_accuracy: f64,
 }
 
-fn ml(model: &str) -> impl Fn(gigo_ml::MlError) -> StageError + '_ {
-    move |e| StageError::data(format!("model `{model}`: {e}"))
-}
+use crate::error::from_model as ml;
 
 impl Fit {
     fn fit(&self, table: &Table, ctx: &StageContext) -> Result<Fitted, StageError> {

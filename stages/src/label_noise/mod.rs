@@ -44,6 +44,7 @@ use arrow::datatypes::{DataType, Field, Float64Type, Schema};
 use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
 use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
+use gigo_pipeline::Metrics;
 use gigo_pipeline::summary::{Block, Section, Severity};
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, REASON_COLUMN, Registry, Role, Stage, StageContext, StageError,
@@ -53,6 +54,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::error::{from_ml, from_model};
 use crate::labels::label_keys;
 
 mod report;
@@ -387,7 +389,7 @@ fn read_labels(table: &Table, batch: &RecordBatch) -> Result<Labels, StageError>
             col.null_count()
         )));
     }
-    let (classes, index) = Classes::of(col).map_err(|e| StageError::data(e.to_string()))?;
+    let (classes, index) = Classes::of(col).map_err(from_ml)?;
     let names = classes.names().to_vec();
     let index: Vec<u32> = index
         .into_iter()
@@ -439,7 +441,7 @@ impl LabelNoise {
     ) -> Result<(PredProbs, Value), StageError> {
         let n = batch.num_rows();
         let k = labels.names.len();
-        let ml = |e: gigo_ml::MlError| StageError::data(e.to_string());
+        let ml = from_ml;
         match &self.source {
             Source::Columns(cols) => {
                 if cols.len() != k {
@@ -510,8 +512,8 @@ impl LabelNoise {
                 ctx.progress
                     .message(&format!("{folds}-fold cross-validation"));
                 let data = TrainSet::new(&x, &labels.index, k).weighted(weights.as_deref());
-                let p =
-                    cross_val_predict_proba(model.as_ref(), &data, folds, ctx.seed).map_err(ml)?;
+                let p = cross_val_predict_proba(model.as_ref(), &data, folds, ctx.seed)
+                    .map_err(from_model(model.name()))?;
                 let probs = PredProbs::from_matrix(&p).map_err(ml)?;
                 Ok((
                     probs,
@@ -528,6 +530,10 @@ impl LabelNoise {
 }
 
 impl Stage for LabelNoise {
+    fn metrics(&self) -> Metrics {
+        Metrics::names(report::METRICS)
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::table("table", "labelled rows")]
     }
@@ -571,7 +577,7 @@ impl Stage for LabelNoise {
             ..FindOptions::default()
         };
         let found = confident::analyse(&labels.index, &probs, &opts, self.params.score.to_ml())
-            .map_err(|e| StageError::data(e.to_string()))?;
+            .map_err(from_ml)?;
 
         let (out, removed) = self.apply(&table, &batch, &labels, &found)?;
         let truth = truth_scores(&table, &batch, &found.is_issue);

@@ -4,6 +4,18 @@
 
 use super::*;
 
+/// Every metric the section may report (the precision, recall and F1 need a
+/// generator's `is_flipped` column).
+pub(super) const METRICS: [&str; 7] = [
+    "label_issue_rate",
+    "label_issues",
+    "estimated_noise_rate",
+    "estimated_label_issues",
+    "label_issue_precision",
+    "label_issue_recall",
+    "label_issue_f1",
+];
+
 impl LabelNoise {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn summary(

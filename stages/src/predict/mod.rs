@@ -13,6 +13,7 @@ mod report;
 mod tests;
 
 use gigo_ml::Catalogue;
+use gigo_pipeline::Metrics;
 use gigo_pipeline::{
     Inputs, PortKind, PortSpec, Registry, Role, Stage, StageContext, StageError, StageOutput,
     Table, with_predictions,
@@ -20,6 +21,7 @@ use gigo_pipeline::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::error::from_model;
 use crate::models;
 
 /// The stage type name.
@@ -52,6 +54,10 @@ pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
 }
 
 impl Stage for Predict {
+    fn metrics(&self) -> Metrics {
+        Metrics::names(["predicted_fraction"])
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec {
@@ -80,8 +86,7 @@ impl Stage for Predict {
             }
         };
         let source = inputs.sources("model").first().cloned().unwrap_or_default();
-        let model = models::load(&self.catalogue, &port)
-            .map_err(|e| StageError::data(format!("model from `{source}`: {e}")))?;
+        let model = models::load(&self.catalogue, &port).map_err(from_model(&source))?;
         let table = inputs.table("table")?;
         check_columns(&model.features, &table, &source)?;
         ctx.progress
@@ -89,10 +94,8 @@ impl Stage for Predict {
         let batch = table.to_batch()?;
         let x = model
             .encode(std::slice::from_ref(&batch))
-            .map_err(|e| StageError::data(format!("model from `{source}`: {e}")))?;
-        let probs = model
-            .predict_proba(&x)
-            .map_err(|e| StageError::data(format!("model from `{source}`: {e}")))?;
+            .map_err(from_model(&source))?;
+        let probs = model.predict_proba(&x).map_err(from_model(&source))?;
         let out = with_predictions(&table, &probs.data, &model.classes)?;
         let mut counts = vec![0u64; model.classes.len()];
         for c in crate::evaluate::metrics::argmax_rows(&probs.data, probs.cols) {

@@ -274,10 +274,10 @@ fn neighbour_distances(
         features,
         &EncoderOptions::default(),
     )
-    .map_err(|e| StageError::data(e.to_string()))?;
+    .map_err(crate::error::from_ml)?;
     let m = enc
         .transform(std::slice::from_ref(sample))
-        .map_err(|e| StageError::data(e.to_string()))?;
+        .map_err(crate::error::from_ml)?;
     let k = k.min(n - 1).max(1);
     let nb = knn_self(&m, k);
     let mut nearest = Vec::with_capacity(n);

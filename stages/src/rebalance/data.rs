@@ -131,8 +131,9 @@ impl Rows {
 pub struct Classes {
     /// The label column's position in the schema.
     pub field: usize,
-    /// Class names (the label as text), in natural order: numerically for
-    /// numeric labels, else by text.
+    /// Class names (the label as text), in the order of
+    /// [`gigo_ml::classes::Classes`]: numerically when every label is a
+    /// number, else by text.
     pub names: Vec<String>,
     /// The class of every row.
     pub of_row: Vec<u32>,
@@ -151,7 +152,6 @@ impl Classes {
             .schema
             .index_of(&label)
             .map_err(|_| StageError::internal("the label column vanished"))?;
-        let numeric = rows.schema.field(field).data_type().is_numeric();
         let mut index: HashMap<String, u32> = HashMap::new();
         let mut names: Vec<String> = Vec::new();
         let mut raw = Vec::with_capacity(rows.n);
@@ -222,21 +222,17 @@ impl Classes {
                  on every row (drop or fill them upstream)"
             )));
         }
-        // Natural order, so that "the first class" means what it means in
-        // imbalanced-learn (np.unique of the labels).
-        let mut order: Vec<usize> = (0..names.len()).collect();
-        if numeric {
-            let value = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-            order.sort_by(|&a, &b| value(&names[a]).total_cmp(&value(&names[b])));
-        } else {
-            order.sort_by(|&a, &b| names[a].cmp(&names[b]));
-        }
-        let mut rank = vec![0u32; names.len()];
-        for (r, &c) in order.iter().enumerate() {
-            rank[c] = r as u32;
-        }
+        // The one class order of every stage (`gigo_ml::classes`): numbers
+        // numerically, else text, as imbalanced-learn's np.unique of the
+        // labels, so "the first class" means what it means there.
+        let ordered = gigo_ml::Classes::from_keys(names.iter().map(String::as_str));
+        let rank: Vec<u32> = names
+            .iter()
+            .map(|n| ordered.index_of(n))
+            .collect::<Option<_>>()
+            .ok_or_else(|| StageError::internal("a label lost its class"))?;
         let of_row: Vec<u32> = raw.into_iter().map(|c| rank[c as usize]).collect();
-        let names: Vec<String> = order.iter().map(|&c| names[c].clone()).collect();
+        let names = ordered.names().to_vec();
         let mut members = vec![Vec::new(); names.len()];
         for (i, &c) in of_row.iter().enumerate() {
             members[c as usize].push(i as u32);

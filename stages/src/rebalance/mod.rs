@@ -48,7 +48,7 @@
 //! `weight_column` (default `sample_weight`, role `weight`), multiplied by an
 //! existing weight column if there is one.
 //!
-//! **Held-out data**: the stage refuses to run when its rows come only from a
+//! **Held-out data**: `gigo validate` refuses the stage when its rows come only from a
 //! `split` stage's `test` or `valid` port (see [`provenance`] for why and how).
 //!
 //! Everything random derives from the stage seed, one generator per class,
@@ -73,6 +73,7 @@ use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
 };
+use gigo_pipeline::{Metrics, Wiring};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -498,6 +499,10 @@ impl Accounting {
 }
 
 impl Stage for Rebalance {
+    fn metrics(&self) -> Metrics {
+        Metrics::names(report::METRICS)
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![PortSpec::table(
             "table",
@@ -519,13 +524,12 @@ impl Stage for Rebalance {
         ]
     }
 
+    fn check_wiring(&self, wiring: &Wiring) -> Vec<ParamProblem> {
+        provenance::refuse_held_out(wiring)
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let table = inputs.table("table")?;
-        let upstream = provenance::upstream_splits(&ctx.run_dir, &ctx.stage_id);
-        if upstream == provenance::Upstream::Unknown {
-            ctx.log("no run record: not checked whether the input is held-out (test/valid) data");
-        }
-        provenance::refuse_held_out(&upstream, &ctx.stage_id)?;
         self.rebalance(&table, ctx)
     }
 }

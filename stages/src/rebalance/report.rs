@@ -8,6 +8,15 @@ use serde_json::{Value, json};
 
 use super::Note;
 
+/// Every metric [`summary`] may report.
+pub(super) const METRICS: [&str; 5] = [
+    "imbalance_ratio_before",
+    "imbalance_ratio_after",
+    "rows_added",
+    "rows_removed",
+    "synthetic_fraction",
+];
+
 /// One class's accounting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassLine {

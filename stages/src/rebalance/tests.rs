@@ -598,25 +598,6 @@ fn random_over_copies_rows_but_not_ids() {
     assert!(ints(&o, "id")[15..].iter().all(Option::is_none));
 }
 
-#[test]
-fn held_out_input_is_refused_when_the_run_record_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = ctx("rebalance", 1, dir.path());
-    std::fs::create_dir_all(&c.run_dir).unwrap();
-    let record = serde_json::json!({"config": {"stages": {
-        "split": {"type": "split", "inputs": {"table": ["data.table"]}},
-        "rebalance": {"type": "rebalance", "inputs": {"table": ["split.test"]}},
-    }}});
-    std::fs::write(c.run_dir.join("run.json"), record.to_string()).unwrap();
-    let mut inputs = Inputs::default();
-    inputs.push("table", table(&random_points(&[10, 5], 1)).into());
-    let e = stage(serde_json::json!({"method": "smote"}))
-        .run(&inputs, &c)
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("split.test"), "{e}");
-}
-
 /// A strategy for the property tests, with the counts it should give.
 fn expected_counts(counts: &[usize], kind: &str, strategy: &serde_json::Value) -> Vec<usize> {
     let maj = *counts.iter().max().unwrap();

@@ -8,15 +8,18 @@
 //! - Bounds are inclusive: `max_x: 0.01` passes at exactly 0.01.
 //! - A value that is not a finite number (NaN is written as `null` in JSON)
 //!   fails its gate: a check that cannot be made must not pass.
-//! - A gate whose metric no input reports, or whose key a metric lacks, is an
-//!   error of the run, not a failed gate: a typo must neither pass silently nor
-//!   pass for a data problem.
+//! - A gate whose metric no input can report (every stage declares its
+//!   metrics, [`gigo_pipeline::Metrics`]) is refused by `gigo validate`.
+//! - A gate whose metric no input reports in this run (drift needs a
+//!   reference input), or whose key a metric lacks, is an error of the run,
+//!   not a failed gate: a typo must neither pass silently nor pass for a data
+//!   problem.
 
 use std::collections::BTreeMap;
 
-use gigo_pipeline::ParamProblem;
 use gigo_pipeline::diag::did_you_mean;
 use gigo_pipeline::summary::Section;
+use gigo_pipeline::{Metrics, ParamProblem, Wiring};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -247,6 +250,59 @@ fn unknown_metric(gate: &Gate, sections: &[Section]) -> String {
             known.entry(m.as_str()).or_default().push(s.stage.as_str());
         }
     }
+    no_input_reports(gate, &known, When::Run)
+}
+
+/// At validate time: a problem for every gate whose metric no input stage
+/// declares (see [`Metrics`]), so a typo fails `gigo validate`, not the run.
+/// An input whose metrics are not known before the run (`exec`) may report
+/// any metric.
+pub fn check_declared(gates: &[Gate], wiring: &Wiring) -> Vec<ParamProblem> {
+    let inputs = wiring.inputs();
+    let mut known: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for e in &inputs {
+        match wiring.metrics_of(e.stage) {
+            Metrics::Any => return Vec::new(),
+            Metrics::Names(names) => {
+                for m in names {
+                    let stages = known.entry(m.as_str()).or_default();
+                    if !stages.contains(&e.stage) {
+                        stages.push(e.stage);
+                    }
+                }
+            }
+        }
+    }
+    gates
+        .iter()
+        .filter(|g| !known.contains_key(g.metric.as_str()))
+        .map(|g| {
+            ParamProblem::new(
+                &format!("gates.{}", g.name),
+                no_input_reports(g, &known, When::Validate),
+            )
+        })
+        .collect()
+}
+
+/// Whether the metrics were reported (a run) or declared (validation).
+#[derive(Clone, Copy)]
+enum When {
+    Run,
+    Validate,
+}
+
+/// The message for a gate whose metric is not among `known` (metric ->
+/// stages that report it).
+fn no_input_reports(gate: &Gate, known: &BTreeMap<&str, Vec<&str>>, when: When) -> String {
+    let (verb, listed_as, none) = match when {
+        When::Run => (
+            "reports",
+            "metrics reported",
+            "none (no input summary has a report section with metrics)",
+        ),
+        When::Validate => ("can report", "metrics the inputs can report", "none"),
+    };
     let hint = did_you_mean(&gate.metric, known.keys().copied())
         .map(|d| {
             let prefix = match gate.bound {
@@ -261,11 +317,11 @@ fn unknown_metric(gate: &Gate, sections: &[Section]) -> String {
         .map(|(m, stages)| format!("{m} ({})", stages.join(", ")))
         .collect();
     format!(
-        "gate `{}`: no input reports metric `{}`{hint}; metrics reported: {}",
+        "gate `{}`: no input {verb} metric `{}`{hint}; {listed_as}: {}",
         gate.name,
         gate.metric,
         if listed.is_empty() {
-            "none (no input summary has a report section with metrics)".to_string()
+            none.to_string()
         } else {
             listed.join(", ")
         }

@@ -41,7 +41,7 @@ use std::fs;
 
 use gigo_pipeline::{
     Artifact, Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
-    StageOutput,
+    StageOutput, Wiring,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -152,6 +152,10 @@ impl Stage for Report {
 
     fn outputs(&self) -> Vec<PortSpec> {
         vec![]
+    }
+
+    fn check_wiring(&self, wiring: &Wiring) -> Vec<ParamProblem> {
+        gates::check_declared(&self.gates, wiring)
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
