@@ -90,7 +90,7 @@ pub fn split_csv(
     // A quote that never closes swallows the rest of the file: take out the
     // line it opens on, and look again.
     let mut removed: Vec<usize> = Vec::new();
-    while let Some(line) = super::scan_csv(&buf, separator).unterminated_quote {
+    while let Some(line) = super::readers::scan_csv(&buf, separator).unterminated_quote {
         if line == 1 {
             return Err(StageError::data(format!(
                 "{shown}:1: unterminated quote in the header"
@@ -120,14 +120,14 @@ pub fn split_csv(
         let start = reader.position().clone();
         let more = reader
             .read_byte_record(&mut record)
-            .map_err(|e| super::csv_error(shown, &buf, &e, None))?;
+            .map_err(|e| super::readers::csv_error(shown, &buf, &e, None))?;
         if !more {
             break;
         }
         let end = reader.position().byte() as usize;
         let offset = record.position().map_or(start.byte(), |p| p.byte()) as usize;
         // Lines counted here, incrementally: the csv crate's skip blank lines.
-        let begin = super::skip_blank_lines(&buf, offset);
+        let begin = super::readers::skip_blank_lines(&buf, offset);
         newlines += buf[counted..begin].iter().filter(|&&b| b == b'\n').count();
         counted = begin;
         let line = original_line(newlines + 1, &removed);
@@ -175,7 +175,7 @@ pub fn split_jsonl(bytes: &[u8]) -> (Vec<u8>, Vec<BadLine>) {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match super::json_line_problem(line) {
+        match super::readers::json_line_problem(line) {
             Some((_, reason)) => bad.push(BadLine {
                 line: i + 1,
                 raw: raw_text(line),

@@ -25,7 +25,7 @@ impl ColumnPattern {
         if text.trim().is_empty() {
             return Err("an empty column name".into());
         }
-        let glob = if super::is_glob(text) {
+        let glob = if super::files::is_glob(text) {
             Some(
                 glob::Pattern::new(text)
                     .map_err(|e| format!("`{text}` is not a valid glob pattern: {e}"))?,
