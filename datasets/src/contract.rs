@@ -24,6 +24,8 @@ use gigo_pipeline::diag::did_you_mean;
 use gigo_pipeline::yaml::{Node, NodeValue};
 use gigo_pipeline::{Diagnostic, Role, StageError};
 
+use crate::error::DatasetError;
+
 /// The type a contract column is cast to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ColumnType {
@@ -269,13 +271,15 @@ impl Contract {
     /// named it. Problems become one data error listing each with its place.
     pub fn load(path: &Path, shown: &str) -> Result<Contract, StageError> {
         let source = std::fs::read_to_string(path).map_err(|e| StageError::io(path, e))?;
-        Contract::parse(&source, shown).map_err(|problems| {
-            let rendered: Vec<String> = problems.iter().map(|d| d.render(Some(&source))).collect();
-            StageError::data(format!(
-                "invalid dataset contract {shown}:\n{}",
-                rendered.join("\n")
-            ))
-        })
+        match Contract::parse(&source, shown) {
+            Ok(contract) => Ok(contract),
+            Err(problems) => Err(DatasetError::InvalidContract {
+                file: shown.to_string(),
+                problems,
+                text: source,
+            }
+            .into()),
+        }
     }
 
     /// The rule for `name`.

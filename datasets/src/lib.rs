@@ -4,8 +4,11 @@
 #![warn(missing_docs)]
 
 pub mod contract;
+pub mod error;
 pub mod generate;
 #[cfg(feature = "polars")]
 pub mod ingest;
 #[cfg(feature = "polars")]
 pub mod polars_bridge;
+
+pub use error::DatasetError;

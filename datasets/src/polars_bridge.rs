@@ -19,7 +19,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use polars::prelude::{CompatLevel, DataFrame};
 
-use gigo_pipeline::StageError;
+use crate::error::DatasetError;
 
 // The two crates' C structs must be the same shape (both are `#[repr(C)]`
 // transcriptions of the C Data Interface's `ArrowArray` / `ArrowSchema`).
@@ -40,7 +40,7 @@ const _: () = assert!(
 /// Converts `df` into one arrow-rs record batch with plain types (see the
 /// module documentation). Column names and order are kept; every field is
 /// nullable.
-pub fn dataframe_to_record_batch(df: &DataFrame) -> Result<RecordBatch, StageError> {
+pub fn dataframe_to_record_batch(df: &DataFrame) -> Result<RecordBatch, DatasetError> {
     let mut fields = Vec::with_capacity(df.width());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(df.width());
     for col in df.columns() {
@@ -48,22 +48,28 @@ pub fn dataframe_to_record_batch(df: &DataFrame) -> Result<RecordBatch, StageErr
         // The C Data Interface carries names as C strings: polars-arrow's
         // exporter panics on a NUL byte (a CSV header of one `\0` has one).
         if name.contains('\0') {
-            return Err(StageError::data(format!(
-                "column name {name:?} contains a NUL byte"
-            )));
+            return Err(DatasetError::BadColumnName { name });
         }
         let polars_field = col.field().to_arrow(CompatLevel::newest());
         let polars_array = col.clone().rechunk_to_arrow(CompatLevel::newest());
-        let array = import_column(polars_array, &polars_field)
-            .map_err(|e| StageError::internal(format!("column `{name}` from polars: {e}")))?;
+        let array = import_column(polars_array, &polars_field).map_err(|source| {
+            DatasetError::Internal {
+                what: format!("column `{name}` from polars"),
+                source,
+            }
+        })?;
         let array = plain_array(&name, array)?;
         fields.push(Field::new(name, array.data_type().clone(), true));
         columns.push(array);
     }
     let schema = Arc::new(Schema::new(fields));
     let options = RecordBatchOptions::new().with_row_count(Some(df.height()));
-    RecordBatch::try_new_with_options(schema, columns, &options)
-        .map_err(|e| StageError::internal(format!("building a record batch from polars: {e}")))
+    RecordBatch::try_new_with_options(schema, columns, &options).map_err(|source| {
+        DatasetError::Internal {
+            what: "building a record batch from polars".into(),
+            source,
+        }
+    })
 }
 
 /// Moves one polars-arrow array into arrow-rs.
@@ -96,23 +102,21 @@ fn import_column(
 }
 
 /// `array` cast to its [`plain_type`] (itself when already plain).
-pub fn plain_array(name: &str, array: ArrayRef) -> Result<ArrayRef, StageError> {
+pub fn plain_array(name: &str, array: ArrayRef) -> Result<ArrayRef, DatasetError> {
     let plain = plain_type(array.data_type());
     if &plain == array.data_type() {
         return Ok(array);
     }
-    arrow::compute::cast(&array, &plain).map_err(|e| {
-        StageError::internal(format!(
-            "column `{name}`: casting {} to {plain}: {e}",
-            array.data_type()
-        ))
+    arrow::compute::cast(&array, &plain).map_err(|source| DatasetError::Internal {
+        what: format!("column `{name}`: casting {} to {plain}", array.data_type()),
+        source,
     })
 }
 
 /// `batch` with every column cast to its [`plain_type`], every field
 /// nullable and without metadata (as a polars frame converts), for batches
 /// read by arrow-rs itself.
-pub fn plain_batch(batch: &RecordBatch) -> Result<RecordBatch, StageError> {
+pub fn plain_batch(batch: &RecordBatch) -> Result<RecordBatch, DatasetError> {
     let mut fields = Vec::with_capacity(batch.num_columns());
     let mut columns = Vec::with_capacity(batch.num_columns());
     for (field, array) in batch.schema().fields().iter().zip(batch.columns()) {
@@ -121,8 +125,12 @@ pub fn plain_batch(batch: &RecordBatch) -> Result<RecordBatch, StageError> {
         columns.push(array);
     }
     let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)
-        .map_err(|e| StageError::internal(format!("building a record batch: {e}")))
+    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options).map_err(
+        |source| DatasetError::Internal {
+            what: "building a record batch".into(),
+            source,
+        },
+    )
 }
 
 /// The plain type that `data_type` is cast to (itself when already plain).
@@ -166,8 +174,8 @@ mod tests {
     fn a_nul_byte_in_a_column_name_is_a_data_error() {
         let df = df!("a\0b" => [1i64, 2]).unwrap();
         match dataframe_to_record_batch(&df) {
-            Err(StageError::Data(m)) => {
-                assert_eq!(m, r#"column name "a\0b" contains a NUL byte"#)
+            Err(e @ DatasetError::BadColumnName { .. }) => {
+                assert_eq!(e.to_string(), r#"column name "a\0b" contains a NUL byte"#)
             }
             other => panic!("expected a data error, got {other:?}"),
         }

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use gigo_pipeline::{REASON_COLUMN, StageError};
 
+use crate::error::DatasetError;
+
 /// What `ingest` does with a malformed line of a CSV, TSV or JSON lines file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +86,7 @@ pub fn split_csv(
     bytes: &[u8],
     shown: &str,
     separator: u8,
-) -> Result<(Vec<u8>, Vec<BadLine>), StageError> {
+) -> Result<(Vec<u8>, Vec<BadLine>), DatasetError> {
     let mut buf = bytes.to_vec();
     let mut bad = Vec::new();
     // A quote that never closes swallows the rest of the file: take out the
@@ -92,9 +94,13 @@ pub fn split_csv(
     let mut removed: Vec<usize> = Vec::new();
     while let Some(line) = super::readers::scan_csv(&buf, separator).unterminated_quote {
         if line == 1 {
-            return Err(StageError::data(format!(
-                "{shown}:1: unterminated quote in the header"
-            )));
+            return Err(DatasetError::Malformed {
+                file: shown.to_string(),
+                line: Some(1),
+                column: None,
+                problem: "unterminated quote in the header".into(),
+                source: None,
+            });
         }
         let range = line_range(&buf, line);
         let orig = original_line(line, &removed);
@@ -120,7 +126,7 @@ pub fn split_csv(
         let start = reader.position().clone();
         let more = reader
             .read_byte_record(&mut record)
-            .map_err(|e| super::readers::csv_error(shown, &buf, &e, None))?;
+            .map_err(|e| super::readers::csv_error(shown, &buf, e, None))?;
         if !more {
             break;
         }

@@ -15,8 +15,9 @@ use arrow::datatypes::{DataType, Field, Schema};
 use gigo_pipeline::{REASON_COLUMN, Role, StageError, append_columns, field_with_role};
 
 use super::bad_lines::{self, BadLine, bad_line_fields};
-use super::{column_names, missing_column_message};
+use super::column_names;
 use crate::contract::{Allowed, Bound, ColumnRule, ColumnType, Contract, ExtraColumns};
+use crate::error::{DatasetError, WantedBy};
 
 /// One file's rows, split by the contract.
 pub(super) struct Split {
@@ -58,26 +59,14 @@ pub(super) fn apply_contract(
         .map(|c| c.name.as_str())
         .filter(|c| !names.iter().any(|n| n == c))
         .collect();
-    if let Some(first) = missing.first() {
-        let list = missing
-            .iter()
-            .map(|m| format!("`{m}`"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let head = if missing.len() == 1 {
-            format!(
-                "{shown}: column {list} required by the contract {} is missing",
-                contract.file
-            )
-        } else {
-            format!(
-                "{shown}: columns {list} required by the contract {} are missing",
-                contract.file
-            )
-        };
-        return Err(StageError::data(missing_column_message(
-            &head, first, &names,
-        )));
+    if !missing.is_empty() {
+        return Err(DatasetError::MissingColumn {
+            file: shown.to_string(),
+            wanted: missing.iter().map(|m| m.to_string()).collect(),
+            by: WantedBy::Contract(contract.file.clone()),
+            columns: names,
+        }
+        .into());
     }
     let extra: Vec<&String> = names
         .iter()
@@ -86,15 +75,12 @@ pub(super) fn apply_contract(
     let raw = match (contract.extra_columns, extra.is_empty()) {
         (_, true) | (ExtraColumns::Allow, _) => raw,
         (ExtraColumns::Error, false) => {
-            let list = extra
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(StageError::data(format!(
-                "{shown}: column(s) {list} are not in the contract {} (it says `extra_columns: error`)",
-                contract.file
-            )));
+            return Err(DatasetError::ExtraColumns {
+                file: shown.to_string(),
+                contract: contract.file.clone(),
+                columns: extra.into_iter().cloned().collect(),
+            }
+            .into());
         }
         (ExtraColumns::Drop, false) => {
             let keep: Vec<usize> = names
@@ -160,13 +146,12 @@ fn check_column(
     mut violate: impl FnMut(usize, &str),
 ) -> Result<ArrayRef, StageError> {
     let name = &rule.name;
-    let cast = convert(array, rule.ty).ok_or_else(|| {
-        StageError::data(format!(
-            "{shown}: column `{name}` has type {}, which cannot be cast to {} as the contract {} asks",
-            array.data_type(),
-            rule.ty,
-            contract.file
-        ))
+    let cast = convert(array, rule.ty).ok_or_else(|| DatasetError::Uncastable {
+        file: shown.to_string(),
+        column: name.clone(),
+        found: array.data_type().clone(),
+        expected: rule.ty,
+        contract: contract.file.clone(),
     })?;
     let before = array.logical_nulls();
     let after = cast.logical_nulls();
@@ -348,11 +333,14 @@ pub(super) fn with_bad_lines(
     let mut added = Vec::new();
     for field in bad_line_fields() {
         if quarantined.schema().field_with_name(field.name()).is_ok() {
-            return Err(StageError::data(format!(
-                "{shown}: the file has a column `{}`, which `on_bad_line: quarantine` adds to \
-                 `quarantined`; rename or `ignore` it",
-                field.name()
-            )));
+            return Err(DatasetError::ColumnConflict {
+                file: shown.to_string(),
+                column: field.name().clone(),
+                problem: "is in the file, and `on_bad_line: quarantine` adds a column of that \
+                          name to `quarantined`; rename or `ignore` it"
+                    .into(),
+            }
+            .into());
         }
         let nulls = arrow::array::new_null_array(field.data_type(), n);
         added.push((field, nulls));

@@ -11,6 +11,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use gigo_pipeline::StageError;
 
+use crate::error::DatasetError;
+
 use super::column_names;
 
 pub(super) fn is_glob(pattern: &str) -> bool {
@@ -19,7 +21,7 @@ pub(super) fn is_glob(pattern: &str) -> bool {
 
 /// The files `pattern` names, sorted. A literal path must be a file; a glob
 /// must match at least one file.
-pub fn matched_files(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, StageError> {
+pub fn matched_files(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let as_path = Path::new(pattern);
     if !is_glob(pattern) {
         let path = if as_path.is_absolute() {
@@ -28,15 +30,11 @@ pub fn matched_files(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, Sta
             base_dir.join(as_path)
         };
         if !path.is_file() {
-            let what = if path.exists() {
-                "is not a file"
-            } else {
-                "does not exist"
-            };
-            return Err(StageError::data(format!(
-                "{pattern}: the file {what} (looked for {})",
-                path.display()
-            )));
+            return Err(DatasetError::MissingFile {
+                pattern: pattern.to_string(),
+                exists: path.exists(),
+                looked: path,
+            });
         }
         return Ok(vec![path]);
     }
@@ -46,16 +44,17 @@ pub fn matched_files(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, Sta
         let base = glob::Pattern::escape(&base_dir.to_string_lossy());
         format!("{base}/{pattern}")
     };
-    let entries = glob::glob(&full)
-        .map_err(|e| StageError::data(format!("`{pattern}` is not a valid glob pattern: {e}")))?;
+    let entries = glob::glob(&full).map_err(|e| DatasetError::Glob {
+        pattern: pattern.to_string(),
+        path: None,
+        source: Box::new(e),
+    })?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| {
-            StageError::data(format!(
-                "{}: cannot read while matching `{pattern}`: {}",
-                e.path().display(),
-                e.error()
-            ))
+        let path = entry.map_err(|e| DatasetError::Glob {
+            pattern: pattern.to_string(),
+            path: Some(e.path().to_path_buf()),
+            source: Box::new(std::io::Error::from(e)),
         })?;
         if path.is_file() {
             files.push(path);
@@ -63,10 +62,10 @@ pub fn matched_files(pattern: &str, base_dir: &Path) -> Result<Vec<PathBuf>, Sta
     }
     files.sort();
     if files.is_empty() {
-        return Err(StageError::data(format!(
-            "no file matches `{pattern}` (in {})",
-            base_dir.display()
-        )));
+        return Err(DatasetError::NoMatch {
+            pattern: pattern.to_string(),
+            dir: base_dir.to_path_buf(),
+        });
     }
     Ok(files)
 }
@@ -82,7 +81,7 @@ pub(super) fn shown(path: &Path, base_dir: &Path) -> String {
 
 /// The type a column takes when files disagree: integers widen to Int64,
 /// numbers to Float64, anything else becomes text.
-fn unify(column: &str, types: &[(&str, &DataType)]) -> Result<DataType, StageError> {
+fn unify(column: &str, types: &[(&str, &DataType)]) -> Result<DataType, DatasetError> {
     let typed: Vec<&(&str, &DataType)> = types
         .iter()
         .filter(|(_, t)| **t != DataType::Null)
@@ -108,9 +107,13 @@ fn unify(column: &str, types: &[(&str, &DataType)]) -> Result<DataType, StageErr
             .find(|(_, o)| o != t)
             .map(|(f, o)| (*f, *o))
             .unwrap_or((file, t));
-        return Err(StageError::data(format!(
-            "column `{column}` is {t} in {file} but {ot} in {other}; these cannot be combined"
-        )));
+        return Err(DatasetError::IncompatibleTypes {
+            column: column.to_string(),
+            file: file.to_string(),
+            ty: (*t).clone(),
+            other: other.to_string(),
+            other_ty: ot.clone(),
+        });
     }
     Ok(DataType::Utf8)
 }
@@ -140,17 +143,13 @@ pub(super) fn concat_parts(parts: Vec<(String, RecordBatch)>) -> Result<RecordBa
             .map(String::as_str)
             .collect();
         if !missing.is_empty() || !extra.is_empty() {
-            let mut what = Vec::new();
-            if !missing.is_empty() {
-                what.push(format!("it lacks {}", missing.join(", ")));
+            return Err(DatasetError::DifferentColumns {
+                file: file.clone(),
+                first: first_file.clone(),
+                missing: missing.into_iter().map(String::from).collect(),
+                extra: extra.into_iter().map(String::from).collect(),
             }
-            if !extra.is_empty() {
-                what.push(format!("it has {} in addition", extra.join(", ")));
-            }
-            return Err(StageError::data(format!(
-                "{file} does not have the same columns as {first_file}: {}",
-                what.join("; ")
-            )));
+            .into());
         }
     }
     let mut fields = Vec::with_capacity(names.len());
@@ -184,12 +183,11 @@ pub(super) fn concat_parts(parts: Vec<(String, RecordBatch)>) -> Result<RecordBa
             let col = if col.data_type() == field.data_type() {
                 col
             } else {
-                cast(&col, field.data_type()).map_err(|e| {
-                    StageError::data(format!(
-                        "{file}: column `{}` cannot be combined with the other files as {}: {e}",
-                        field.name(),
-                        field.data_type()
-                    ))
+                cast(&col, field.data_type()).map_err(|source| DatasetError::NotCombinable {
+                    file: file.clone(),
+                    column: field.name().clone(),
+                    ty: field.data_type().clone(),
+                    source,
                 })?
             };
             columns.push(col);

@@ -14,7 +14,6 @@ use arrow::array::RecordBatch;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use gigo_pipeline::diag::did_you_mean;
 use gigo_pipeline::store::file_sha256;
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, Registry, Role, Stage, StageContext, StageError, StageOutput,
@@ -22,6 +21,7 @@ use gigo_pipeline::{
 };
 
 use crate::contract::{ColumnType, Contract};
+use crate::error::{DatasetError, WantedBy};
 
 mod bad_lines;
 mod enforce;
@@ -229,9 +229,11 @@ impl Ingest {
         match self.params.format {
             Some(f) => Ok(f),
             None => Format::from_extension(path).ok_or_else(|| {
-                StageError::data(format!(
-                    "{shown}: cannot tell the format from the extension (known: {EXTENSIONS}); set `format:`"
-                ))
+                DatasetError::UnknownFormat {
+                    file: shown.to_string(),
+                    known: EXTENSIONS,
+                }
+                .into()
             }),
         }
     }
@@ -371,11 +373,15 @@ fn drop_ignored(
     if let Some(c) = contract
         && let Some(name) = ignored.iter().find(|n| c.column(n).is_some())
     {
-        return Err(StageError::data(format!(
-            "{shown}: column `{name}` is in the contract {} but `ignore` drops it; remove it \
-             from one of them",
-            c.file
-        )));
+        return Err(DatasetError::ColumnConflict {
+            file: shown.to_string(),
+            column: name.clone(),
+            problem: format!(
+                "is in the contract {} but `ignore` drops it; remove it from one of them",
+                c.file
+            ),
+        }
+        .into());
     }
     let keep: Vec<usize> = column_names(&batch)
         .iter()
@@ -395,41 +401,29 @@ fn column_names(batch: &RecordBatch) -> Vec<String> {
         .collect()
 }
 
-fn check_unique_names(batch: &RecordBatch, shown: &str) -> Result<(), StageError> {
+fn check_unique_names(batch: &RecordBatch, shown: &str) -> Result<(), DatasetError> {
     let mut seen = HashSet::new();
     for name in column_names(batch) {
         if !seen.insert(name.clone()) {
-            return Err(StageError::data(format!(
-                "{shown}: column `{name}` appears more than once"
-            )));
+            return Err(DatasetError::ColumnConflict {
+                file: shown.to_string(),
+                column: name,
+                problem: "appears more than once".into(),
+            });
         }
     }
     Ok(())
 }
 
-fn check_label(batch: &RecordBatch, label: &str, shown: &str) -> Result<(), StageError> {
+fn check_label(batch: &RecordBatch, label: &str, shown: &str) -> Result<(), DatasetError> {
     let names = column_names(batch);
     if names.iter().any(|n| n == label) {
         return Ok(());
     }
-    Err(StageError::data(missing_column_message(
-        &format!("label column `{label}` is not in {shown}"),
-        label,
-        &names,
-    )))
-}
-
-fn missing_column_message(head: &str, wanted: &str, names: &[String]) -> String {
-    let mut msg = format!(
-        "{head}; its columns are: {}",
-        if names.is_empty() {
-            "(none)".to_string()
-        } else {
-            names.join(", ")
-        }
-    );
-    if let Some(s) = did_you_mean(wanted, names.iter().map(String::as_str)) {
-        msg.push_str(&format!(" (did you mean `{s}`?)"));
-    }
-    msg
+    Err(DatasetError::MissingColumn {
+        file: shown.to_string(),
+        wanted: vec![label.to_string()],
+        by: WantedBy::Label,
+        columns: names,
+    })
 }

@@ -20,6 +20,7 @@ use gigo_pipeline::StageError;
 
 use super::bad_lines::{BadLine, split_csv, split_jsonl};
 use super::{Format, OnBadLine};
+use crate::error::{BoxedSource, DatasetError};
 use crate::polars_bridge::{dataframe_to_record_batch, plain_batch};
 
 /// Reads one file into a record batch with plain Arrow types. A panic inside
@@ -49,7 +50,11 @@ fn read_file_unguarded(
             .map_err(|e| StageError::io(path, e))?
             .len();
         if len == 0 {
-            return Err(StageError::data(format!("{shown}: the file is empty")));
+            return Err(DatasetError::Empty {
+                file: shown.to_string(),
+                what: "the file is empty",
+            }
+            .into());
         }
     }
     let (df, bad) = match format {
@@ -59,11 +64,24 @@ fn read_file_unguarded(
         Format::Parquet => return Ok((read_parquet(path, shown)?, Vec::new())),
         Format::Ipc => return Ok((read_ipc(path, shown)?, Vec::new())),
     };
-    let batch = dataframe_to_record_batch(&df).map_err(|e| match e {
-        StageError::Data(m) => StageError::data(format!("{shown}: {m}")),
-        e => e,
-    })?;
-    Ok((batch, bad))
+    Ok((to_batch(&df, shown)?, bad))
+}
+
+/// A frame read by polars as a record batch; a problem with the data (a
+/// column name Arrow cannot carry) names the file.
+fn to_batch(df: &DataFrame, shown: &str) -> Result<RecordBatch, DatasetError> {
+    dataframe_to_record_batch(df).map_err(|e| {
+        if e.is_internal() {
+            return e;
+        }
+        DatasetError::Malformed {
+            file: shown.to_string(),
+            line: None,
+            column: None,
+            problem: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    })
 }
 
 /// Parquet through arrow-rs, which reads every type a Parquet file holds
@@ -73,12 +91,10 @@ fn read_file_unguarded(
 fn read_parquet(path: &Path, shown: &str) -> Result<RecordBatch, StageError> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let open = || std::fs::File::open(path).map_err(|e| StageError::io(path, e));
-    let bad = |e: &dyn std::fmt::Display| {
-        StageError::data(format!("{shown}: cannot read it as Parquet: {e}"))
-    };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| bad(&e))?;
+    let bad = |e| unreadable(shown, "Parquet", e);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(bad)?;
     let schema = builder.schema().clone();
-    let reader = builder.build().map_err(|e| bad(&e))?;
+    let reader = builder.build().map_err(bad)?;
     let mut batches = Vec::new();
     for batch in reader {
         match batch {
@@ -86,46 +102,55 @@ fn read_parquet(path: &Path, shown: &str) -> Result<RecordBatch, StageError> {
             Err(e) if e.to_string().contains("Disabled feature at compile time") => {
                 let file = open()?;
                 let df = polars_read(shown, "Parquet", || ParquetReader::new(file).finish())?
-                    .map_err(|e| corrupt(shown, "Parquet", &e))?;
-                return dataframe_to_record_batch(&df);
+                    .map_err(|e| unreadable(shown, "Parquet", e))?;
+                return Ok(to_batch(&df, shown)?);
             }
-            Err(e) => return Err(bad(&e)),
+            Err(e) => return Err(unreadable(shown, "Parquet", e).into()),
         }
     }
-    plain_batch(&concat_batches(&schema, &batches)?)
+    Ok(plain_batch(&concat_batches(&schema, &batches)?)?)
 }
 
 /// Arrow IPC files through arrow-rs (every Arrow type, as written).
 fn read_ipc(path: &Path, shown: &str) -> Result<RecordBatch, StageError> {
     let mut file = std::fs::File::open(path).map_err(|e| StageError::io(path, e))?;
-    let bad = |e: &dyn std::fmt::Display| {
-        StageError::data(format!("{shown}: cannot read it as Arrow IPC: {e}"))
-    };
+    let bad = |e: arrow::error::ArrowError| unreadable(shown, "Arrow IPC", e);
     // A forged footer would make the reader allocate what it claims.
-    gigo_pipeline::store::check_ipc_blocks(&mut file).map_err(|e| bad(&e))?;
+    gigo_pipeline::store::check_ipc_blocks(&mut file)
+        .map_err(|e| unreadable(shown, "Arrow IPC", e))?;
     let reader = arrow::ipc::reader::FileReader::try_new(std::io::BufReader::new(file), None)
-        .map_err(|e| bad(&e))?;
+        .map_err(bad)?;
     let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
-    plain_batch(&concat_batches(&schema, &batches)?)
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    Ok(plain_batch(&concat_batches(&schema, &batches)?)?)
 }
 
-fn corrupt(shown: &str, what: &str, e: &polars::prelude::PolarsError) -> StageError {
-    StageError::data(format!("{shown}: cannot read it as {what}: {e}"))
+/// `shown` could not be read as `format`, for the reason `e`.
+fn unreadable(shown: &str, format: &'static str, e: impl Into<BoxedSource>) -> DatasetError {
+    DatasetError::Unreadable {
+        file: shown.to_string(),
+        format,
+        source: e.into(),
+    }
 }
 
 /// Runs `f`, turning a panic (inside polars or arrow-rs) into an error
 /// naming the file and the reader.
-pub(super) fn guarded<T>(shown: &str, what: &str, f: impl FnOnce() -> T) -> Result<T, StageError> {
+pub(super) fn guarded<T>(
+    shown: &str,
+    what: &str,
+    f: impl FnOnce() -> T,
+) -> Result<T, DatasetError> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|panic| {
         let msg = match gigo_pipeline::panic_message(panic.as_ref()) {
             m if m.is_empty() => "unknown failure".to_string(),
             m => m,
         };
-        StageError::data(format!(
-            "{shown}: the {what} reader panicked while reading it (a bug in the reader; the \
-             file may be corrupt or use a type it does not support): {msg}"
-        ))
+        DatasetError::ReaderPanicked {
+            file: shown.to_string(),
+            reader: what.to_string(),
+            message: msg,
+        }
     })
 }
 
@@ -134,7 +159,7 @@ fn polars_read<T>(
     shown: &str,
     what: &str,
     f: impl FnOnce() -> PolarsResult<T>,
-) -> Result<PolarsResult<T>, StageError> {
+) -> Result<PolarsResult<T>, DatasetError> {
     guarded(shown, &format!("polars {what}"), f)
 }
 
@@ -186,7 +211,7 @@ fn read_csv(
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
     })?
-    .map_err(|e| corrupt(shown, "CSV", &e))?;
+    .map_err(|e| unreadable(shown, "CSV", e))?;
     Ok((df, bad))
 }
 
@@ -198,17 +223,27 @@ fn check_csv_structure(
     bytes: &[u8],
     shown: &str,
     separator: u8,
-) -> Result<(Vec<String>, Vec<Range<usize>>), StageError> {
+) -> Result<(Vec<String>, Vec<Range<usize>>), DatasetError> {
+    let empty = |what| DatasetError::Empty {
+        file: shown.to_string(),
+        what,
+    };
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(StageError::data(format!(
-            "{shown}: no header: the file is empty"
-        )));
+        return Err(empty("no header: the file is empty"));
     }
+    let malformed = |line, problem| DatasetError::Malformed {
+        file: shown.to_string(),
+        line: Some(line),
+        column: None,
+        problem,
+        source: None,
+    };
     let scan = scan_csv(bytes, separator);
     if let Some(line) = scan.unterminated_quote {
-        return Err(StageError::data(format!(
-            "{shown}:{line}: unterminated quote: the quoted field that starts on this line never ends"
-        )));
+        return Err(malformed(
+            line,
+            "unterminated quote: the quoted field that starts on this line never ends".into(),
+        ));
     }
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -225,19 +260,19 @@ fn check_csv_structure(
                     let line = record.position().map_or(1, |p| p.line());
                     let mut seen = HashSet::new();
                     if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
-                        return Err(StageError::data(format!(
-                            "{shown}:{line}: column `{dup}` appears more than once in the header"
-                        )));
+                        return Err(malformed(
+                            line as usize,
+                            format!("column `{dup}` appears more than once in the header"),
+                        ));
                     }
                     header = Some(names);
                 }
             }
             Ok(false) => break,
-            Err(e) => return Err(csv_error(shown, bytes, &e, header.as_deref())),
+            Err(e) => return Err(csv_error(shown, bytes, e, header.as_deref())),
         }
     }
-    let header = header
-        .ok_or_else(|| StageError::data(format!("{shown}: no header: the file has no lines")))?;
+    let header = header.ok_or_else(|| empty("no header: the file has no lines"))?;
     Ok((header, scan.blank_lines))
 }
 
@@ -253,19 +288,15 @@ pub(super) fn skip_blank_lines(bytes: &[u8], offset: usize) -> usize {
 pub(super) fn csv_error(
     shown: &str,
     bytes: &[u8],
-    e: &csv::Error,
+    e: csv::Error,
     header: Option<&[String]>,
-) -> StageError {
+) -> DatasetError {
     // The csv crate's own line numbers skip blank lines.
-    let line = e.position().map(|p| {
+    let mut line = e.position().map(|p| {
         let begin = skip_blank_lines(bytes, p.byte() as usize);
         1 + bytes[..begin].iter().filter(|&&b| b == b'\n').count()
     });
-    let at = match line {
-        Some(l) => format!("{shown}:{l}"),
-        None => shown.to_string(),
-    };
-    StageError::data(match e.kind() {
+    let problem = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => {
@@ -274,7 +305,7 @@ pub(super) fn csv_error(
             } else {
                 ""
             };
-            format!("{at}: expected {expected_len} fields{of}, found {len}")
+            format!("expected {expected_len} fields{of}, found {len}")
         }
         csv::ErrorKind::Utf8 { err, .. } => {
             let field = err.field();
@@ -283,14 +314,24 @@ pub(super) fn csv_error(
                 .map(|n| format!(" (`{n}`)"))
                 .unwrap_or_default();
             format!(
-                "{at}: field {}{name} is not valid UTF-8 (after {} valid bytes)",
+                "field {}{name} is not valid UTF-8 (after {} valid bytes)",
                 field + 1,
                 err.valid_up_to()
             )
         }
-        csv::ErrorKind::Io(io) => format!("{shown}: {io}"),
-        _ => format!("{at}: {e}"),
-    })
+        csv::ErrorKind::Io(io) => {
+            line = None;
+            io.to_string()
+        }
+        _ => e.to_string(),
+    };
+    DatasetError::Malformed {
+        file: shown.to_string(),
+        line,
+        column: None,
+        problem,
+        source: Some(Box::new(e)),
+    }
 }
 
 /// What a quick pass over CSV bytes finds.
@@ -354,9 +395,11 @@ fn read_jsonl(
 ) -> Result<(DataFrame, Vec<BadLine>), StageError> {
     let bytes = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(StageError::data(format!(
-            "{shown}: the file is empty: no rows, so no columns"
-        )));
+        return Err(DatasetError::Empty {
+            file: shown.to_string(),
+            what: "the file is empty: no rows, so no columns",
+        }
+        .into());
     }
     let (bytes, bad) = match on_bad {
         OnBadLine::Error => (bytes, Vec::new()),
@@ -365,7 +408,7 @@ fn read_jsonl(
     if bytes.is_empty() {
         // Every line was bad: no rows, no columns.
         return Ok((
-            DataFrame::new(0, Vec::new()).map_err(|e| corrupt(shown, "JSON lines", &e))?,
+            DataFrame::new(0, Vec::new()).map_err(|e| unreadable(shown, "JSON lines", e))?,
             bad,
         ));
     }
@@ -377,24 +420,29 @@ fn read_jsonl(
     });
     match result {
         Ok(Ok(df)) => Ok((df, bad)),
-        Ok(Err(e)) => {
-            Err(first_bad_json_line(&bytes, shown)
-                .unwrap_or_else(|| corrupt(shown, "JSON lines", &e)))
-        }
-        Err(panic) => Err(first_bad_json_line(&bytes, shown).unwrap_or(panic)),
+        Ok(Err(e)) => Err(first_bad_json_line(&bytes, shown)
+            .unwrap_or_else(|| unreadable(shown, "JSON lines", e))
+            .into()),
+        Err(panic) => Err(first_bad_json_line(&bytes, shown).unwrap_or(panic).into()),
     }
 }
 
 /// The first line of a JSON lines file that is not a JSON object, as an error
 /// naming file, line and column.
-pub fn first_bad_json_line(bytes: &[u8], shown: &str) -> Option<StageError> {
+pub fn first_bad_json_line(bytes: &[u8], shown: &str) -> Option<DatasetError> {
     bytes
         .split(|&b| b == b'\n')
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .find_map(|(i, line)| {
             let (col, msg) = json_line_problem(line)?;
-            Some(StageError::data(format!("{shown}:{}:{col}: {msg}", i + 1)))
+            Some(DatasetError::Malformed {
+                file: shown.to_string(),
+                line: Some(i + 1),
+                column: Some(col),
+                problem: msg,
+                source: None,
+            })
         })
 }
 

@@ -9,8 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use gigo_pipeline::diag::did_you_mean;
-use gigo_pipeline::{ParamProblem, Role, StageError};
+use gigo_pipeline::{ParamProblem, Role};
+
+use crate::error::{DatasetError, WantedBy};
 
 /// A column name, or a glob over column names. A name is also matched
 /// literally, so a column called `a[1]` can be named as it is.
@@ -213,7 +214,7 @@ impl ColumnRoles {
 
     /// Applies the rules to `columns` (of the file `shown`): every rule must
     /// match a column, and no column may be matched by rules that disagree.
-    pub fn resolve(&self, columns: &[String], shown: &str) -> Result<Resolved, StageError> {
+    pub fn resolve(&self, columns: &[String], shown: &str) -> Result<Resolved, DatasetError> {
         let mut by_column: BTreeMap<&str, &Rule> = BTreeMap::new();
         for rule in &self.rules {
             let mut matched = false;
@@ -222,32 +223,27 @@ impl ColumnRoles {
                 if let Some(other) = by_column.get(c.as_str())
                     && other.action != rule.action
                 {
-                    return Err(StageError::data(format!(
-                        "{shown}: column `{c}` is {} by {} and {} by {}; say one",
-                        other.action.describe(),
-                        other.shown(),
-                        rule.action.describe(),
-                        rule.shown()
-                    )));
+                    return Err(DatasetError::ColumnConflict {
+                        file: shown.to_string(),
+                        column: c.clone(),
+                        problem: format!(
+                            "is {} by {} and {} by {}; say one",
+                            other.action.describe(),
+                            other.shown(),
+                            rule.action.describe(),
+                            rule.shown()
+                        ),
+                    });
                 }
                 by_column.insert(c.as_str(), rule);
             }
             if !matched {
-                let mut msg = format!(
-                    "{shown}: {} matches no column; its columns are: {}",
-                    rule.shown(),
-                    if columns.is_empty() {
-                        "(none)".into()
-                    } else {
-                        columns.join(", ")
-                    }
-                );
-                if let Some(s) =
-                    did_you_mean(&rule.pattern.text, columns.iter().map(String::as_str))
-                {
-                    msg.push_str(&format!(" (did you mean `{s}`?)"));
-                }
-                return Err(StageError::data(msg));
+                return Err(DatasetError::MissingColumn {
+                    file: shown.to_string(),
+                    wanted: vec![rule.pattern.text.clone()],
+                    by: WantedBy::Rule(rule.shown()),
+                    columns: columns.to_vec(),
+                });
             }
         }
         let mut out = Resolved::default();

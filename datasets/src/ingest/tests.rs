@@ -276,6 +276,61 @@ fn corrupt_parquet_and_ipc_name_the_file() {
     assert!(err.starts_with("bad.arrow: "), "{err}");
 }
 
+#[test]
+fn errors_keep_the_readers_error_and_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "bad.parquet",
+        b"PAR1 this is not parquet at all PAR1",
+    );
+    let err = run(dir.path(), json!({"path": "bad.parquet"}))
+        .err()
+        .unwrap();
+    let StageError::Invalid(inner) = &err else {
+        panic!("{err:?}")
+    };
+    let ours = inner.downcast_ref::<DatasetError>().unwrap();
+    assert!(
+        matches!(
+            ours,
+            DatasetError::Unreadable {
+                format: "Parquet",
+                ..
+            }
+        ),
+        "{ours:?}"
+    );
+    let source = std::error::Error::source(ours).unwrap();
+    assert!(
+        source
+            .downcast_ref::<parquet::errors::ParquetError>()
+            .is_some(),
+        "{source:?}"
+    );
+
+    write(dir.path(), "r.csv", b"a,b\n1,2\n3,4,5\n");
+    let err = run(dir.path(), json!({"path": "r.csv"})).err().unwrap();
+    let StageError::Invalid(inner) = &err else {
+        panic!("{err:?}")
+    };
+    match inner.downcast_ref::<DatasetError>() {
+        Some(DatasetError::Malformed {
+            file, line, source, ..
+        }) => {
+            assert_eq!((file.as_str(), *line), ("r.csv", Some(3)));
+            assert!(
+                source
+                    .as_ref()
+                    .unwrap()
+                    .downcast_ref::<csv::Error>()
+                    .is_some()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 fn write_parquet(dir: &Path, name: &str, batch: &RecordBatch) {
     let file = std::fs::File::create(dir.join(name)).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
