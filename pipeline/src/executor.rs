@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -176,24 +177,90 @@ impl RunResult {
     }
 }
 
-/// An output held by the executor: on disk, loaded on first use.
+/// An output held by the executor: on disk, and in memory only while a
+/// stage of this run that reads it has yet to finish. Without that, every
+/// table of a run would stay resident until its end; with it, a linear
+/// pipeline holds the tables of the stages running now and their inputs.
 struct Slot {
     dir: PathBuf,
     entry: PortEntry,
-    value: OnceLock<Artifact>,
+    /// The artifact, while `pending > 0`; loaded from disk on first use.
+    value: Mutex<Option<Artifact>>,
+    /// Edges from this output to stages of the run that have not finished.
+    pending: AtomicUsize,
 }
 
 impl Slot {
+    fn new(dir: PathBuf, entry: PortEntry, readers: usize) -> Slot {
+        Slot {
+            dir,
+            entry,
+            value: Mutex::new(None),
+            pending: AtomicUsize::new(readers),
+        }
+    }
+
+    /// The artifact, from memory or disk (kept for the other readers: the
+    /// lock makes concurrent readers share one load).
     fn get(&self) -> Result<Artifact, StageError> {
-        if let Some(v) = self.value.get() {
+        let mut v = lock(&self.value);
+        if let Some(v) = v.as_ref() {
             return Ok(v.clone());
         }
-        let v = store::read_artifact(&self.dir, &self.entry)?;
-        Ok(self.value.get_or_init(|| v).clone())
+        let a = store::read_artifact(&self.dir, &self.entry)?;
+        if self.pending.load(Ordering::SeqCst) > 0 {
+            *v = Some(a.clone());
+        }
+        Ok(a)
+    }
+
+    /// Keeps `a`, just produced, in memory for the stages that will read it.
+    fn hold(&self, a: Artifact) {
+        if self.pending.load(Ordering::SeqCst) > 0 {
+            *lock(&self.value) = Some(a);
+        }
+    }
+
+    /// One reader has finished (ran, failed or was skipped); the last one
+    /// lets the artifact go (its memory is freed once the reader's own
+    /// copy of the handle is dropped, which it is by then).
+    fn reader_done(&self) {
+        let before = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .unwrap_or(0);
+        if before <= 1 {
+            *lock(&self.value) = None;
+        }
     }
 }
 
 type Slots = HashMap<(String, String), Arc<Slot>>;
+
+/// How many input edges of the plan read each output (`stage`, `port`).
+fn readers(plan: &Plan) -> HashMap<(String, String), usize> {
+    let mut n = HashMap::new();
+    for st in &plan.stages {
+        for (_, srcs) in &st.inputs {
+            for src in srcs {
+                *n.entry((src.stage.clone(), src.port.clone())).or_insert(0) += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Stage `st` has finished: each output it read has one reader fewer.
+fn inputs_done(st: &PlannedStage, slots: &Mutex<Slots>) {
+    let s = lock(slots);
+    for (_, srcs) in &st.inputs {
+        for src in srcs {
+            if let Some(slot) = s.get(&(src.stage.clone(), src.port.clone())) {
+                slot.reader_done();
+            }
+        }
+    }
+}
 
 /// Runs `plan`. Stage failures do not make this return `Err`: they are in the
 /// record (and dependants are skipped); `Err` is for problems with the run
@@ -233,6 +300,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
     write_record(&lock(&record))?;
 
     let slots: Mutex<Slots> = Mutex::new(HashMap::new());
+    let readers = readers(plan);
     let mut status: HashMap<&str, Option<StageStatus>> =
         plan.stages.iter().map(|s| (s.id.as_str(), None)).collect();
     let mut started: std::collections::HashSet<&str> = Default::default();
@@ -263,6 +331,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
                     });
                     if let Some(up) = failed_up {
                         let rec = skipped_record(st, up);
+                        inputs_done(st, &slots);
                         observer.stage_finished(&rec);
                         status.insert(st.id.as_str(), Some(StageStatus::Skipped));
                         let mut r = lock(&record);
@@ -286,9 +355,11 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
                             cache,
                             build: &build,
                             run_dir,
+                            readers: &readers,
                         };
                         scope.spawn(move || {
                             let rec = run_stage(plan, st, opts, at, slots, progress);
+                            inputs_done(st, slots);
                             let _ = tx.send(rec);
                         });
                         progressed = true;
@@ -359,12 +430,13 @@ fn skipped_record(st: &PlannedStage, up: &str) -> StageRecord {
 }
 
 /// What every stage of a run shares: the cache, the build id in its keys,
-/// the run directory.
+/// the run directory, how many stages read each output.
 #[derive(Clone, Copy)]
 struct Where<'a> {
     cache: &'a Cache,
     build: &'a str,
     run_dir: &'a Path,
+    readers: &'a HashMap<(String, String), usize>,
 }
 
 /// A section's metrics must be among those its stage declares
@@ -442,6 +514,7 @@ fn execute(
         cache,
         build,
         run_dir,
+        readers,
     } = at;
     // Inputs, by port, as slots.
     let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
@@ -561,15 +634,13 @@ fn execute(
             // Downstream stages in this run reuse the in-memory values.
             let mut s = lock(slots);
             for (name, entry) in &manifest.ports {
-                let slot = Slot {
-                    dir: dir.clone(),
-                    entry: entry.clone(),
-                    value: OnceLock::new(),
-                };
+                let key = (st.id.clone(), name.clone());
+                let n = readers.get(&key).copied().unwrap_or(0);
+                let slot = Slot::new(dir.clone(), entry.clone(), n);
                 if let Some(v) = values.remove(name) {
-                    let _ = slot.value.set(v);
+                    slot.hold(v);
                 }
-                s.insert((st.id.clone(), name.clone()), Arc::new(slot));
+                s.insert(key, Arc::new(slot));
             }
             drop(s);
             (dir, manifest)
@@ -581,13 +652,10 @@ fn execute(
     fs::create_dir_all(&stage_dir).map_err(|e| StageError::io(&stage_dir, e))?;
     let mut s = lock(slots);
     for (name, entry) in &manifest.ports {
-        s.entry((st.id.clone(), name.clone())).or_insert_with(|| {
-            Arc::new(Slot {
-                dir: dir.clone(),
-                entry: entry.clone(),
-                value: OnceLock::new(),
-            })
-        });
+        let key = (st.id.clone(), name.clone());
+        let n = readers.get(&key).copied().unwrap_or(0);
+        s.entry(key)
+            .or_insert_with(|| Arc::new(Slot::new(dir.clone(), entry.clone(), n)));
         let dest = stage_dir.join(&entry.file);
         if dir != stage_dir {
             store::link_or_copy(&dir.join(&entry.file), &dest)
@@ -788,6 +856,7 @@ mod tests {
     use super::*;
     use crate::registry::Registry;
     use crate::stage::{PortSpec, Stage, StageOutput};
+    use crate::table::Table;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -838,6 +907,113 @@ mod tests {
             force: false,
             build_id: Some(build.into()),
         }
+    }
+
+    type Seen = Arc<Mutex<Vec<(String, bool)>>>;
+
+    /// Outputs a table, and records at each of its runs whether the table
+    /// `watched` (one a previous stage produced) is still alive in memory.
+    struct Watching {
+        reads: usize,
+        watched: Arc<Mutex<std::sync::Weak<Table>>>,
+        seen: Seen,
+        produce: bool,
+    }
+    impl Stage for Watching {
+        fn inputs(&self) -> Vec<PortSpec> {
+            // the second input is read aside: rows flow from the first only
+            let ports = [
+                PortSpec::table("a", "rows"),
+                PortSpec::aside("b", PortKind::Table, "rows"),
+            ];
+            ports.into_iter().take(self.reads).collect()
+        }
+        fn outputs(&self) -> Vec<PortSpec> {
+            vec![PortSpec::table("table", "rows")]
+        }
+        fn run(
+            &self,
+            _: &crate::stage::Inputs,
+            ctx: &StageContext,
+        ) -> Result<StageOutput, StageError> {
+            let alive = lock(&self.watched).upgrade().is_some();
+            lock(&self.seen).push((ctx.stage_id.clone(), alive));
+            let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Int64, false),
+            ]));
+            let col: arrow::array::ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![
+                ctx.stage_id.len() as i64,
+            ]));
+            let t = Arc::new(Table::from_batch(
+                arrow::array::RecordBatch::try_new(schema, vec![col]).unwrap(),
+            ));
+            if self.produce {
+                *lock(&self.watched) = Arc::downgrade(&t);
+            }
+            let out = StageOutput::new().with("table", Artifact::Table(t));
+            // a source makes its row; a reader passes one through
+            Ok(if self.reads == 0 {
+                out.created("made", 1)
+            } else {
+                out
+            })
+        }
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct WatchParams {
+        reads: usize,
+        #[serde(default)]
+        produce: bool,
+    }
+
+    /// What each stage of `yaml` saw of the watched table.
+    fn watch(dir: &Path, yaml: &str) -> Vec<(String, bool)> {
+        let watched = Arc::new(Mutex::new(std::sync::Weak::new()));
+        let seen: Seen = Arc::default();
+        let mut registry = Registry::new();
+        let (w, s) = (watched.clone(), seen.clone());
+        registry.register::<WatchParams, _>("w", "Watches.", move |p| {
+            Ok(Box::new(Watching {
+                reads: p.reads,
+                watched: w.clone(),
+                seen: s.clone(),
+                produce: p.produce,
+            }))
+        });
+        let spec = crate::config::parse_str(yaml, "t.yaml".into(), dir.to_path_buf(), &[]).unwrap();
+        let plan = crate::plan::build_plan(&spec, &registry).unwrap();
+        let r = run(&plan, &options(dir, "b"), &Silent).unwrap();
+        assert!(r.succeeded(), "{:?}", r.failures());
+        let out = lock(&seen).clone();
+        out
+    }
+
+    #[test]
+    fn an_output_leaves_memory_when_its_last_reader_has_finished() {
+        let chain = "name: t\nseed: 1\nstages:\n  src:\n    type: w\n    reads: 0\n    produce: true\n  \
+                     mid:\n    type: w\n    reads: 1\n    inputs: src\n  \
+                     last:\n    type: w\n    reads: 1\n    inputs: mid\n";
+        let dir = tempfile::tempdir().unwrap();
+        let seen = watch(dir.path(), chain);
+        assert_eq!(
+            seen,
+            [
+                ("src".into(), false),
+                ("mid".into(), true),
+                ("last".into(), false)
+            ],
+            "src's table is held for mid, then let go"
+        );
+        // a second reader keeps it until that reader has run
+        let fan = chain.replace(
+            "reads: 1\n    inputs: mid",
+            "reads: 2\n    inputs: [mid, src]",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let seen = watch(dir.path(), &fan);
+        assert_eq!(seen[2], ("last".into(), true), "{seen:?}");
     }
 
     #[test]
