@@ -986,8 +986,7 @@ mod tests {
         let plan = crate::plan::build_plan(&spec, &registry).unwrap();
         let r = run(&plan, &options(dir, "b"), &Silent).unwrap();
         assert!(r.succeeded(), "{:?}", r.failures());
-        let out = lock(&seen).clone();
-        out
+        lock(&seen).to_vec()
     }
 
     #[test]
