@@ -67,6 +67,16 @@ pub enum DatasetError {
     },
 
     // --- A file's content
+    /// A file whose size, times or Parquet footer changed while it was read:
+    /// its rows would mix two versions.
+    #[error(
+        "{file}: the file changed while it was read (another program is writing it?); \
+         run again once it is complete"
+    )]
+    ChangedWhileRead {
+        /// The file.
+        file: String,
+    },
     /// A file with nothing to read.
     #[error("{file}: {what}")]
     Empty {

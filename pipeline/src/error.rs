@@ -56,6 +56,34 @@ impl StageError {
             source,
         }
     }
+
+    /// File `path` is not what it should be (`what`: "not a readable Parquet
+    /// file"), as the library that read or wrote it says (`source`).
+    pub fn file(
+        path: impl Into<PathBuf>,
+        what: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        StageError::invalid(FileError {
+            path: path.into(),
+            what,
+            source: Box::new(source),
+        })
+    }
+}
+
+/// A file that could not be read or written in its format, with the error of
+/// the library that tried as source.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {what}: {source}", path.display())]
+pub struct FileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong, in a few words.
+    pub what: &'static str,
+    /// The library's error.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync + 'static>,
 }
 
 impl From<arrow::error::ArrowError> for StageError {

@@ -52,20 +52,16 @@ pub fn write_parquet(table: &Table, path: &Path) -> Result<(), StageError> {
 /// Reads a Parquet file written by [`write_parquet`] (or any Parquet file).
 pub fn read_parquet(path: &Path) -> Result<Table, StageError> {
     let file = fs::File::open(path).map_err(|e| StageError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
-        StageError::data(format!(
-            "{}: not a readable Parquet file: {e}",
-            path.display()
-        ))
-    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| StageError::file(path, "not a readable Parquet file", e))?;
     let schema = builder.schema().clone();
     let reader = builder
         .with_batch_size(64 * 1024)
         .build()
-        .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StageError::file(path, "reading Parquet", e))?;
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StageError::file(path, "reading Parquet", e))?;
     Table::new(schema, batches)
 }
 
@@ -197,7 +193,7 @@ pub fn read_artifact(dir: &Path, entry: &PortEntry) -> Result<Artifact, StageErr
         PortKind::Summary => {
             let bytes = fs::read(&path).map_err(|e| StageError::io(&path, e))?;
             let v = serde_json::from_slice(&bytes)
-                .map_err(|e| StageError::data(format!("{}: {e}", path.display())))?;
+                .map_err(|e| StageError::file(&path, "not JSON", e))?;
             Artifact::Summary(Arc::new(v))
         }
     })

@@ -73,6 +73,42 @@ fn contract_violations_are_quarantined_and_counted() {
 }
 
 #[test]
+fn the_cache_key_covers_a_file_s_metadata_or_on_request_every_byte() {
+    let data = "age,city,y\n30,Paris,0\n31,Oslo,1\n32,Paris,0\n33,Oslo,1\n";
+    let status = |dir: &std::path::Path, p: &str, run: &str| {
+        let o = gigo(dir, &["run", p, "--run-id", run]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        run_record(dir, run)["stages"]["raw"]["status"].clone()
+    };
+    for (mode, after_rewrite) in [("metadata", "ran"), ("content", "cached")] {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "data.csv", data);
+        let p = write(
+            dir.path(),
+            "p.yaml",
+            &format!(
+                "name: fp\nstages:\n  raw:\n    type: ingest\n    path: data.csv\n    label: y\n    \
+                 fingerprint: {mode}\n"
+            ),
+        );
+        assert_eq!(status(dir.path(), &p, "a"), "ran");
+        assert_eq!(status(dir.path(), &p, "b"), "cached", "{mode}: untouched");
+        // the same bytes written again: metadata sees a new file (a safe
+        // miss), the content hash sees the same one
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write(dir.path(), "data.csv", data);
+        assert_eq!(status(dir.path(), &p, "c"), after_rewrite, "{mode}");
+        // different bytes of the same size miss either way
+        write(
+            dir.path(),
+            "data.csv",
+            &data.replace("Paris,0\n33", "Paris,1\n33"),
+        );
+        assert_eq!(status(dir.path(), &p, "d"), "ran", "{mode}");
+    }
+}
+
+#[test]
 fn a_malformed_csv_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     write(

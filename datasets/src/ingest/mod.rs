@@ -26,6 +26,7 @@ use crate::error::{DatasetError, WantedBy};
 mod bad_lines;
 mod enforce;
 mod files;
+mod fingerprint;
 mod readers;
 mod report;
 mod roles;
@@ -36,6 +37,7 @@ pub use bad_lines::{LINE_COLUMN, OnBadLine, RAW_COLUMN};
 use enforce::{apply_contract, role_for, with_bad_lines, with_roles};
 pub use files::matched_files;
 use files::{concat_parts, is_glob, shown};
+pub use fingerprint::FingerprintMode;
 pub use readers::first_bad_json_line;
 use readers::read_file;
 use report::Report;
@@ -136,6 +138,14 @@ pub struct Params {
     /// `quarantined` with `line_number`, `raw_line` and the reason.
     #[serde(default)]
     pub on_bad_line: OnBadLine,
+    /// What the cache key covers of each file: `metadata` (the default: size,
+    /// modification and status-change times, inode, and a Parquet file's
+    /// footer; microseconds whatever the size) or `content` (SHA-256 of every
+    /// byte, about a second per GB: for file systems with coarse
+    /// timestamps). Either way a file that changes while it is read fails
+    /// the stage.
+    #[serde(default)]
+    pub fingerprint: FingerprintMode,
 }
 
 /// The `ingest` stage, built from checked [`Params`].
@@ -260,8 +270,8 @@ impl Stage for Ingest {
     fn fingerprint(&self, base_dir: &Path) -> Result<Option<String>, StageError> {
         let mut out = String::new();
         for path in matched_files(&self.params.path, base_dir)? {
-            let sha = file_sha256(&path)?;
-            out.push_str(&format!("{}\t{sha}\n", shown(&path, base_dir)));
+            let line = fingerprint::of(self.params.fingerprint, &path)?;
+            out.push_str(&format!("{}\t{line}\n", shown(&path, base_dir)));
         }
         if let Some(schema) = &self.params.schema {
             let path = if Path::new(schema).is_absolute() {
@@ -302,6 +312,7 @@ impl Stage for Ingest {
             let shown = shown(path, &ctx.base_dir);
             ctx.progress.message(&shown);
             let format = self.format_of(path, &shown)?;
+            let before = fingerprint::stamp(path)?;
             let (raw, bad) = read_file(
                 path,
                 &shown,
@@ -309,6 +320,9 @@ impl Stage for Ingest {
                 &string_columns,
                 self.params.on_bad_line,
             )?;
+            if fingerprint::stamp(path)? != before {
+                return Err(DatasetError::ChangedWhileRead { file: shown }.into());
+            }
             check_unique_names(&raw, &shown)?;
             if let Some(l) = &named_label {
                 check_label(&raw, l, &shown)?;
