@@ -79,7 +79,7 @@ pub fn write_csv(table: &Table, path: &Path) -> Result<(), StageError> {
         .build(file);
     for b in table.batches() {
         w.write(b)
-            .map_err(|e| StageError::file(&path, "writing Parquet", e))?;
+            .map_err(|e| StageError::file(path, "writing Parquet", e))?;
     }
     Ok(())
 }
