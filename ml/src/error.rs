@@ -72,6 +72,12 @@ pub enum MlError {
 }
 
 impl MlError {
+    /// Whether this is gigo's fault, not the caller's: a broken invariant, or
+    /// an Arrow operation on data gigo-ml itself prepared.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, MlError::Internal(_) | MlError::Arrow(_))
+    }
+
     /// A data problem described by `msg`.
     pub fn data(msg: impl Into<String>) -> Self {
         MlError::Data(msg.into())

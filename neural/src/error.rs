@@ -60,10 +60,9 @@ impl From<NeuralError> for StageError {
     fn from(e: NeuralError) -> Self {
         match e {
             NeuralError::Internal(m) => StageError::internal(format!("gigo-neural: {m}")),
-            NeuralError::Ml(MlError::Internal(m)) => {
+            NeuralError::Ml(m) if m.is_internal() => {
                 StageError::internal(format!("gigo-ml, from gigo-neural: {m}"))
             }
-            NeuralError::Ml(MlError::Arrow(e)) => StageError::from(e),
             other => StageError::invalid(other),
         }
     }

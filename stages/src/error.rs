@@ -20,14 +20,9 @@ pub struct ModelError {
     pub source: MlError,
 }
 
-/// Whether gigo-ml's error is gigo's fault rather than the caller's.
-fn is_bug(e: &MlError) -> bool {
-    matches!(e, MlError::Internal(_) | MlError::Arrow(_))
-}
-
 /// An error of gigo-ml where no model is involved (label classes, features).
 pub fn from_ml(e: MlError) -> StageError {
-    if is_bug(&e) {
+    if e.is_internal() {
         StageError::internal(e.to_string())
     } else {
         StageError::invalid(e)
@@ -37,7 +32,7 @@ pub fn from_ml(e: MlError) -> StageError {
 /// An error of gigo-ml while fitting, scoring or loading model `model`.
 pub fn from_model(model: &str) -> impl Fn(MlError) -> StageError + '_ {
     move |source| {
-        if is_bug(&source) {
+        if source.is_internal() {
             StageError::internal(format!("model `{model}`: {source}"))
         } else {
             StageError::invalid(ModelError {

@@ -161,6 +161,15 @@ pub fn split_csv(
             drop.push(begin..end);
         }
     }
+    bad.sort_by_key(|b| b.line);
+    Ok((without(&buf, drop), bad))
+}
+
+/// `buf` without the byte ranges `drop` (ascending, not overlapping).
+pub(super) fn without(
+    buf: &[u8],
+    drop: impl IntoIterator<Item = std::ops::Range<usize>>,
+) -> Vec<u8> {
     let mut kept = Vec::with_capacity(buf.len());
     let mut from = 0;
     for r in drop {
@@ -168,8 +177,7 @@ pub fn split_csv(
         from = r.end;
     }
     kept.extend_from_slice(&buf[from..]);
-    bad.sort_by_key(|b| b.line);
-    Ok((kept, bad))
+    kept
 }
 
 /// Splits JSON lines bytes into the good lines and the bad ones (not JSON,

@@ -18,7 +18,7 @@ use polars::prelude::{
 
 use gigo_pipeline::StageError;
 
-use super::bad_lines::{BadLine, split_csv, split_jsonl};
+use super::bad_lines::{BadLine, split_csv, split_jsonl, without};
 use super::{Format, OnBadLine};
 use crate::error::{BoxedSource, DatasetError};
 use crate::polars_bridge::{dataframe_to_record_batch, plain_batch};
@@ -186,14 +186,7 @@ fn read_csv(
     // Blank lines are no records (as for the `csv` crate and most tools);
     // polars would read them as rows of nulls.
     if !blank_lines.is_empty() {
-        let mut kept = Vec::with_capacity(bytes.len());
-        let mut from = 0;
-        for r in blank_lines {
-            kept.extend_from_slice(&bytes[from..r.start]);
-            from = r.end;
-        }
-        kept.extend_from_slice(&bytes[from..]);
-        bytes = kept;
+        bytes = without(&bytes, blank_lines);
     }
     let overwrite: polars::prelude::Schema = header
         .iter()

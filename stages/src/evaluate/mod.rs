@@ -48,6 +48,7 @@ pub use corrupt::{Columns, Corruption, MAX_SEVERITY, corrupt};
 pub use metrics::{Metrics, expected_calibration_error, flip_rate, metrics};
 pub use robust::Attack;
 
+use crate::error::from_model as ml;
 use crate::labels::label_keys;
 
 /// Parameters of `evaluate`.
@@ -257,8 +258,6 @@ pub fn worst_class_accuracy(m: &Metrics) -> f64 {
         .map(|c| c.recall)
         .fold(f64::NAN, f64::min)
 }
-
-use crate::error::from_model as ml;
 
 impl Evaluate {
     fn candidates(&self, inputs: &Inputs) -> Result<Vec<Candidate>, StageError> {

@@ -29,6 +29,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::error::from_model as ml;
 use crate::models;
 
 /// The stage type name.
@@ -146,8 +147,6 @@ pub(crate) struct Fitted {
     pub unlabelled: usize,
     pub train_accuracy: f64,
 }
-
-use crate::error::from_model as ml;
 
 impl Fit {
     fn fit(&self, table: &Table, ctx: &StageContext) -> Result<Fitted, StageError> {

@@ -441,7 +441,6 @@ impl LabelNoise {
     ) -> Result<(PredProbs, Value), StageError> {
         let n = batch.num_rows();
         let k = labels.names.len();
-        let ml = from_ml;
         match &self.source {
             Source::Columns(cols) => {
                 if cols.len() != k {
@@ -473,7 +472,7 @@ impl LabelNoise {
                         data[i * k + j] = v.value(i);
                     }
                 }
-                let probs = PredProbs::normalized(n, k, data).map_err(ml)?;
+                let probs = PredProbs::normalized(n, k, data).map_err(from_ml)?;
                 Ok((probs, json!({"source": "columns", "columns": cols})))
             }
             Source::Knn(kn) => {
@@ -482,12 +481,14 @@ impl LabelNoise {
                     max_categories: self.params.max_categories,
                     standardize: self.params.standardize,
                 };
-                let enc =
-                    FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts).map_err(ml)?;
-                let x = enc.transform(std::slice::from_ref(batch)).map_err(ml)?;
+                let enc = FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts)
+                    .map_err(from_ml)?;
+                let x = enc
+                    .transform(std::slice::from_ref(batch))
+                    .map_err(from_ml)?;
                 ctx.progress.message("nearest neighbours");
                 let nn = knn_self(&x, *kn);
-                let probs = confident::knn_consensus(&nn, &labels.index, k).map_err(ml)?;
+                let probs = confident::knn_consensus(&nn, &labels.index, k).map_err(from_ml)?;
                 Ok((
                     probs,
                     json!({"source": "knn_consensus", "k": nn.k, "features": enc.output_names().len()}),
@@ -499,9 +500,11 @@ impl LabelNoise {
                     max_categories: self.params.max_categories,
                     standardize: self.params.standardize,
                 };
-                let enc =
-                    FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts).map_err(ml)?;
-                let x = enc.transform(std::slice::from_ref(batch)).map_err(ml)?;
+                let enc = FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts)
+                    .map_err(from_ml)?;
+                let x = enc
+                    .transform(std::slice::from_ref(batch))
+                    .map_err(from_ml)?;
                 let weights = crate::models::row_weights(table, batch)?;
                 let folds = self.params.folds.min(n);
                 if folds < 2 {
@@ -514,7 +517,7 @@ impl LabelNoise {
                 let data = TrainSet::new(&x, &labels.index, k).weighted(weights.as_deref());
                 let p = cross_val_predict_proba(model.as_ref(), &data, folds, ctx.seed)
                     .map_err(from_model(model.name()))?;
-                let probs = PredProbs::from_matrix(&p).map_err(ml)?;
+                let probs = PredProbs::from_matrix(&p).map_err(from_ml)?;
                 Ok((
                     probs,
                     json!({
