@@ -76,6 +76,15 @@ enum Command {
         /// No progress bars and no per-stage lines, even on a terminal.
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// The memory budget (2GB, 512MiB): a stage that would need more
+        /// fails before it starts. Overrides the file's `memory:`; default:
+        /// three quarters of the machine's memory.
+        #[arg(long, value_parser = parse_memory)]
+        memory: Option<u64>,
+        /// Rows per batch for stages that read tables in batches. Results
+        /// do not depend on it.
+        #[arg(long, default_value_t = gigo_pipeline::stream::DEFAULT_BATCH_ROWS, value_parser = parse_batch_rows)]
+        batch_rows: usize,
     },
     /// Check a pipeline without running it; print every problem.
     Validate {
@@ -136,6 +145,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     gigo_pipeline::cache::parse_size(s)
+}
+
+fn parse_batch_rows(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a positive number of rows")),
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    gigo_pipeline::budget::parse_size(text)
 }
 
 fn default_jobs() -> usize {
@@ -249,6 +269,8 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
             cache_dir,
             run_id,
             quiet,
+            memory,
+            batch_rows,
         } => {
             let plan = match load(&pipeline, registry) {
                 Ok(p) => p,
@@ -267,6 +289,8 @@ fn dispatch(command: Command, registry: &Registry) -> u8 {
                 jobs,
                 force,
                 build_id: None,
+                batch_rows,
+                memory,
             };
             let terminal = !quiet && std::io::stderr().is_terminal();
             let observer = TerminalObserver::new(terminal);

@@ -76,6 +76,7 @@ pub fn pipeline_schema(registry: &Registry) -> Value {
             "name": {"type": "string", "minLength": 1, "description": "the pipeline's name"},
             "description": {"type": "string"},
             "seed": {"type": "integer", "minimum": 0, "description": "the run seed: every random choice derives from it"},
+            "memory": {"type": ["string", "integer"], "description": "the memory budget (2GB, 512MiB); `--memory` overrides it; default: three quarters of the machine's memory"},
             "stages": {
                 "type": "object",
                 "description": "stage id -> {type, inputs, ...parameters}",

@@ -10,7 +10,7 @@ use crate::diag::{Diagnostic, Location, did_you_mean};
 use crate::yaml::{self, Node, NodeValue};
 
 /// Keys a pipeline file may have at the top level.
-pub const TOP_LEVEL_KEYS: [&str; 4] = ["name", "description", "seed", "stages"];
+pub const TOP_LEVEL_KEYS: [&str; 5] = ["name", "description", "seed", "memory", "stages"];
 
 /// Keys of a stage entry that are not parameters.
 pub const STAGE_KEYS: [&str; 2] = ["type", "inputs"];
@@ -101,6 +101,8 @@ pub struct PipelineSpec {
     pub name: String,
     /// The run seed.
     pub seed: u64,
+    /// The memory budget in bytes (`memory: 2GB`), if the file sets one.
+    pub memory: Option<u64>,
     /// Stages in file order.
     pub stages: Vec<StageSpec>,
     /// The file as the user named it.
@@ -273,6 +275,37 @@ pub fn parse_str(
         None => 0,
     };
 
+    let memory = match root.get("memory") {
+        Some(n) => {
+            let text = match &n.value {
+                NodeValue::Str(s) => Some(s.clone()),
+                NodeValue::Int(i) => Some(i.to_string()),
+                _ => None,
+            };
+            match text.map(|t| crate::budget::parse_size(&t)) {
+                Some(Ok(bytes)) => Some(bytes),
+                Some(Err(e)) => {
+                    problems.push(Diagnostic::error(
+                        Some(n.loc.clone()),
+                        format!("`memory`: {e}"),
+                    ));
+                    None
+                }
+                None => {
+                    problems.push(Diagnostic::error(
+                        Some(n.loc.clone()),
+                        format!(
+                            "`memory` must be a size such as 2GB or 512MiB, found {}",
+                            n.type_name()
+                        ),
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
     let mut stages = Vec::new();
     match root.get("stages") {
         None => problems.push(Diagnostic::error(
@@ -301,6 +334,7 @@ pub fn parse_str(
     Ok(PipelineSpec {
         name,
         seed,
+        memory,
         stages,
         file,
         base_dir,

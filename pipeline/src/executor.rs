@@ -13,11 +13,13 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::budget::{Bytes, Memory};
 use crate::cache::{Cache, Lookup, Manifest};
 use crate::error::{Error, StageError};
 use crate::plan::{Plan, PlannedStage};
 use crate::stage::{Flow, Inputs, NoProgress, Progress, SUMMARY_PORT, StageContext};
 use crate::store::{self, PortEntry, ReasonCount, RowAccount};
+use crate::stream::DEFAULT_BATCH_ROWS;
 use crate::table::{Artifact, PortKind, REASON_COLUMN};
 use crate::wiring::Metrics;
 
@@ -54,6 +56,12 @@ pub struct RunOptions {
     /// hash ([`crate::cache::build_id`]). A program that embeds gigo may pin
     /// its own, and then owns the promise that other code gets another id.
     pub build_id: Option<String>,
+    /// Rows per batch for stages that read tables in batches; results never
+    /// depend on it (so it is in no cache key).
+    pub batch_rows: usize,
+    /// The memory budget in bytes (`--memory`); `None`: the pipeline's
+    /// `memory:`, else [`crate::budget::default_budget`].
+    pub memory: Option<u64>,
 }
 
 /// Outcome of one stage.
@@ -301,6 +309,10 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
 
     let slots: Mutex<Slots> = Mutex::new(HashMap::new());
     let readers = readers(plan);
+    let budget = opts
+        .memory
+        .or(plan.memory)
+        .unwrap_or_else(crate::budget::default_budget);
     let mut status: HashMap<&str, Option<StageStatus>> =
         plan.stages.iter().map(|s| (s.id.as_str(), None)).collect();
     let mut started: std::collections::HashSet<&str> = Default::default();
@@ -356,6 +368,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
                             build: &build,
                             run_dir,
                             readers: &readers,
+                            budget,
                         };
                         scope.spawn(move || {
                             let rec = run_stage(plan, st, opts, at, slots, progress);
@@ -437,6 +450,7 @@ struct Where<'a> {
     build: &'a str,
     run_dir: &'a Path,
     readers: &'a HashMap<(String, String), usize>,
+    budget: u64,
 }
 
 /// A section's metrics must be among those its stage declares
@@ -515,6 +529,7 @@ fn execute(
         build,
         run_dir,
         readers,
+        budget,
     } = at;
     // Inputs, by port, as slots.
     let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
@@ -538,7 +553,7 @@ fn execute(
         }
     }
 
-    let ctx = StageContext::new(
+    let mut ctx = StageContext::new(
         &st.id,
         plan.seed,
         run_dir.join(".scratch").join(&st.id),
@@ -546,6 +561,8 @@ fn execute(
         run_dir.to_path_buf(),
         progress,
     );
+    ctx.batch_rows = opts.batch_rows.max(1);
+    ctx.memory_budget = budget;
     let extra = st.stage.fingerprint(&plan.base_dir)?;
     let key = cache_key(st, build, ctx.seed, &input_slots, extra.as_deref());
     rec.cache_key = Some(key.clone());
@@ -571,8 +588,33 @@ fn execute(
         }
         Lookup::Miss | Lookup::Damaged(_) => {
             let mut inputs = Inputs::default();
-            for ((port, _, slot), source) in input_slots.iter().zip(&input_sources) {
-                inputs.push_from(port, source, slot.get()?);
+            let (mut input_bytes, mut rows_in) = (0u64, 0usize);
+            for ((port, flow, slot), source) in input_slots.iter().zip(&input_sources) {
+                let a = slot.get()?;
+                if let Some(t) = a.source() {
+                    input_bytes += t.memory_bytes();
+                    if *flow == Flow::Main {
+                        rows_in += t.num_rows();
+                    }
+                }
+                inputs.push_from(port, source, a);
+            }
+            let memory = st.stage.memory();
+            let need = memory.need(input_bytes, rows_in);
+            if need.bytes > budget {
+                return Err(StageError::data(format!(
+                    "stage `{}` ({}) needs about {} of memory ({}), more than the run's budget \
+                     of {}: raise the budget with `--memory` or `memory:` in the pipeline file, \
+                     or give the stage fewer rows",
+                    st.id,
+                    st.type_name,
+                    Bytes(need.bytes),
+                    need.why,
+                    Bytes(budget)
+                )));
+            }
+            if matches!(memory, Memory::Whole { .. }) {
+                inputs = inputs.loaded(ctx.batch_rows)?;
             }
             fs::create_dir_all(&ctx.scratch_dir)
                 .map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
@@ -597,13 +639,16 @@ fn execute(
                     .map_err(|e| StageError::io(produced, e))?;
                 published.push((target.clone(), file));
             }
-            let _ = fs::remove_dir_all(&ctx.scratch_dir);
             let mut ports = BTreeMap::new();
             let mut values = HashMap::new();
             for (name, artifact) in &out.ports {
                 ports.insert(name.clone(), store::write_artifact(&tmp, name, artifact)?);
-                values.insert(name.clone(), artifact.clone());
+                // A stored table is read again from its place in the cache.
+                if !matches!(artifact, Artifact::Stored(_)) {
+                    values.insert(name.clone(), artifact.clone());
+                }
             }
+            let _ = fs::remove_dir_all(&ctx.scratch_dir);
             let summary = Artifact::Summary(Arc::new(out.summary.clone()));
             ports.insert(
                 SUMMARY_PORT.into(),
@@ -677,8 +722,7 @@ fn execute(
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
         }
-        let bytes = fs::read(dir.join(file)).map_err(|e| StageError::io(dir.join(file), e))?;
-        store::write_atomic(&dest, &bytes).map_err(|e| StageError::io(&dest, e))?;
+        store::copy_atomic(&dir.join(file), &dest).map_err(|e| StageError::io(&dest, e))?;
         rec.published.push(dest.display().to_string());
     }
     rec.rows = manifest.rows.clone();
@@ -762,10 +806,10 @@ fn account(
                 rows.rows_out += artifact.num_rows().unwrap_or(0);
             }
             Flow::Removed => {
-                if let Artifact::Table(t) = artifact {
+                if let Some(t) = artifact.source() {
                     removed_total += t.num_rows();
                     if t.num_rows() > 0 {
-                        for (reason, n) in t.value_counts(REASON_COLUMN)? {
+                        for (reason, n) in t.value_counts(REASON_COLUMN, DEFAULT_BATCH_ROWS)? {
                             match rows.removed.iter_mut().find(|r| r.reason == reason) {
                                 Some(r) => r.rows += n,
                                 None => rows.removed.push(ReasonCount { reason, rows: n }),
@@ -906,6 +950,8 @@ mod tests {
             jobs: 1,
             force: false,
             build_id: Some(build.into()),
+            batch_rows: crate::stream::DEFAULT_BATCH_ROWS,
+            memory: None,
         }
     }
 

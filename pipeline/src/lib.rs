@@ -6,6 +6,7 @@
 //! and `gigo-datasets`, and a user's program registers its own the same way.
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod diag;
@@ -17,11 +18,13 @@ pub mod registry;
 pub mod samples;
 pub mod stage;
 pub mod store;
+pub mod stream;
 pub mod summary;
 pub mod table;
 pub mod wiring;
 pub mod yaml;
 
+pub use budget::{Bytes, Memory};
 pub use config::{Override, PipelineSpec};
 pub use diag::{Diagnostic, Location};
 pub use error::{Error, ParamProblem, StageError, panic_message};
@@ -29,6 +32,7 @@ pub use executor::{Observer, RunOptions, RunRecord, RunResult, Silent, StageReco
 pub use plan::{Plan, PlannedStage};
 pub use registry::{Registry, StageType};
 pub use stage::{Flow, Inputs, NoProgress, PortSpec, Progress, Stage, StageContext, StageOutput};
+pub use stream::{Batches, Source, StoredTable, TableWriter};
 pub use table::{
     Artifact, Model, PREDICTED, PortKind, REASON_COLUMN, Role, Table, append_columns,
     field_with_role, prob_column, role_of, with_predictions,

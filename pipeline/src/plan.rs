@@ -45,6 +45,8 @@ pub struct Plan {
     pub name: String,
     /// Run seed.
     pub seed: u64,
+    /// The memory budget the file sets (`memory:`), in bytes.
+    pub memory: Option<u64>,
     /// The pipeline file.
     pub file: Arc<str>,
     /// Directory against which relative paths resolve.
@@ -441,6 +443,7 @@ pub fn build_plan(spec: &PipelineSpec, registry: &Registry) -> Result<Plan, Vec<
     Ok(Plan {
         name: spec.name.clone(),
         seed: spec.seed,
+        memory: spec.memory,
         file: spec.file.clone(),
         base_dir: spec.base_dir.clone(),
         stages,

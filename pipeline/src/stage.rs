@@ -8,7 +8,11 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
+use arrow::datatypes::SchemaRef;
+
+use crate::budget::Memory;
 use crate::error::{ParamProblem, StageError};
+use crate::stream::{DEFAULT_BATCH_ROWS, Source, TableWriter};
 use crate::table::{Artifact, Model, PortKind, Table};
 use crate::wiring::{Metrics, Wiring};
 
@@ -119,6 +123,15 @@ pub trait Stage: Send + Sync {
         Vec::new()
     }
 
+    /// How it uses memory, checked against the run's budget before it starts
+    /// (see [`Memory`]). The default holds its inputs whole: the executor
+    /// loads stored input tables into memory first. A stage that declares
+    /// [`Memory::Streams`] gets them as they are and reads them in batches
+    /// ([`Inputs::source`]).
+    fn memory(&self) -> Memory {
+        Memory::WHOLE
+    }
+
     /// Does the work. Never prints: report through `ctx` and the summary.
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError>;
 }
@@ -175,6 +188,30 @@ impl Inputs {
     pub fn table(&self, name: &str) -> Result<Arc<Table>, StageError> {
         self.table_opt(name)
             .ok_or_else(|| StageError::internal(format!("input port `{name}` has no table")))
+    }
+
+    /// The table on `name`, in memory or stored, for reading in batches.
+    pub fn source_opt(&self, name: &str) -> Option<Source> {
+        self.all(name).iter().find_map(Artifact::source)
+    }
+
+    /// The table on the required port `name`, for reading in batches.
+    pub fn source(&self, name: &str) -> Result<Source, StageError> {
+        self.source_opt(name)
+            .ok_or_else(|| StageError::internal(format!("input port `{name}` has no table")))
+    }
+
+    /// Every stored input table loaded into memory (what a stage that holds
+    /// its inputs whole gets), in batches of at most `rows` rows.
+    pub fn loaded(mut self, rows: usize) -> Result<Inputs, StageError> {
+        for artifacts in self.ports.values_mut() {
+            for a in artifacts.iter_mut() {
+                if let Artifact::Stored(s) = a {
+                    *a = Artifact::Table(Arc::new(s.load(rows)?));
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// The models on `name`.
@@ -281,6 +318,12 @@ pub struct StageContext {
     pub run_dir: PathBuf,
     /// Progress reporting.
     pub progress: Arc<dyn Progress>,
+    /// Rows per batch when a stage reads a table in batches (`--batch-rows`).
+    /// Results never depend on it.
+    pub batch_rows: usize,
+    /// The run's memory budget in bytes (`--memory`), for a stage that
+    /// sizes its own buffers (e.g. how many hash partitions it spills).
+    pub memory_budget: u64,
     log: Mutex<Vec<String>>,
 }
 
@@ -301,8 +344,22 @@ impl StageContext {
             base_dir,
             run_dir,
             progress,
+            batch_rows: DEFAULT_BATCH_ROWS,
+            memory_budget: crate::budget::default_budget(),
             log: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A writer for the table of output port `port`, into a file in the
+    /// scratch directory that the executor moves into the store: for a
+    /// table written batch by batch, never held whole.
+    pub fn table_writer(&self, port: &str, schema: SchemaRef) -> Result<TableWriter, StageError> {
+        std::fs::create_dir_all(&self.scratch_dir)
+            .map_err(|e| StageError::io(&self.scratch_dir, e))?;
+        TableWriter::create(
+            &self.scratch_dir.join(format!("{port}.out.parquet")),
+            schema,
+        )
     }
 
     /// The stage's random number generator. Same run seed and stage id, same

@@ -7,14 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::StageError;
+use crate::stream::{StoredTable, TableWriter};
 use crate::table::{Artifact, Model, PortKind, Table};
 
 /// Hex SHA-256 of `bytes`.
@@ -31,22 +29,14 @@ pub fn file_sha256(path: &Path) -> Result<String, StageError> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `table` as Parquet (Snappy). The same table gives the same bytes.
-pub fn write_parquet(table: &Table, path: &Path) -> Result<(), StageError> {
-    let file = fs::File::create(path).map_err(|e| StageError::io(path, e))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_created_by(format!("gigo {}", crate::VERSION))
-        .build();
-    let mut w = ArrowWriter::try_new(file, table.schema().clone(), Some(props))
-        .map_err(|e| StageError::internal(format!("parquet writer for {}: {e}", path.display())))?;
+/// Writes `table` as Parquet (Snappy), through [`TableWriter`]: the same
+/// rows give the same bytes, however they are batched.
+pub fn write_parquet(table: &Table, path: &Path) -> Result<StoredTable, StageError> {
+    let mut w = TableWriter::create(path, table.schema().clone())?;
     for b in table.batches() {
-        w.write(b)
-            .map_err(|e| StageError::internal(format!("writing {}: {e}", path.display())))?;
+        w.write(b)?;
     }
-    w.close()
-        .map_err(|e| StageError::internal(format!("closing {}: {e}", path.display())))?;
-    Ok(())
+    w.finish()
 }
 
 /// Reads a Parquet file written by [`write_parquet`] (or any Parquet file).
@@ -159,8 +149,29 @@ pub fn write_artifact(
     let (file, rows) = match artifact {
         Artifact::Table(t) => {
             let file = format!("{port}.parquet");
-            write_parquet(t, &dir.join(&file))?;
-            (file, Some(t.num_rows()))
+            let written = write_parquet(t, &dir.join(&file))?;
+            return Ok(PortEntry {
+                kind: PortKind::Table,
+                file,
+                rows: Some(t.num_rows()),
+                fingerprint: written.sha256().unwrap_or_default().to_string(),
+            });
+        }
+        Artifact::Stored(t) => {
+            // Written already, batch by batch (its hash with it).
+            let file = format!("{port}.parquet");
+            let dest = dir.join(&file);
+            link_or_copy(t.path(), &dest).map_err(|e| StageError::io(&dest, e))?;
+            let fingerprint = match t.sha256() {
+                Some(h) => h.to_string(),
+                None => file_sha256(&dest)?,
+            };
+            return Ok(PortEntry {
+                kind: PortKind::Table,
+                file,
+                rows: Some(t.num_rows()),
+                fingerprint,
+            });
         }
         Artifact::Model(m) => {
             let file = format!("{port}.model");
@@ -188,7 +199,7 @@ pub fn write_artifact(
 pub fn read_artifact(dir: &Path, entry: &PortEntry) -> Result<Artifact, StageError> {
     let path = dir.join(&entry.file);
     Ok(match entry.kind {
-        PortKind::Table => Artifact::Table(Arc::new(read_parquet(&path)?)),
+        PortKind::Table => Artifact::Stored(Arc::new(StoredTable::open(&path)?)),
         PortKind::Model => Artifact::Model(Arc::new(read_model(&path)?)),
         PortKind::Summary => {
             let bytes = fs::read(&path).map_err(|e| StageError::io(&path, e))?;
@@ -241,6 +252,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
     fs::write(&tmp, bytes)?;
     fs::rename(&tmp, path)
+}
+
+/// Copies `src` to `dest` atomically (a temporary file beside it, then a
+/// rename), streaming: a file of any size, in a buffer's worth of memory.
+pub fn copy_atomic(src: &Path, dest: &Path) -> std::io::Result<()> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nonce = N.fetch_add(1, Ordering::Relaxed);
+    let tmp = dest.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
+    let copied = fs::copy(src, &tmp).and_then(|_| fs::rename(&tmp, dest));
+    if copied.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    copied
 }
 
 /// Makes `dest` hold the content of `src`: a hard link when possible, else a copy.

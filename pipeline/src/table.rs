@@ -8,6 +8,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StageError;
+use crate::stream::{Source, StoredTable};
 
 /// Field-metadata key under which a column's [`Role`] is recorded.
 pub const ROLE_KEY: &str = "gigo:role";
@@ -236,6 +237,14 @@ impl Table {
         self.batches.iter().map(RecordBatch::num_rows).sum()
     }
 
+    /// Bytes its arrays take in memory.
+    pub fn memory_bytes(&self) -> u64 {
+        self.batches
+            .iter()
+            .map(|b| b.get_array_memory_size() as u64)
+            .sum()
+    }
+
     /// The table as one batch (concatenating if needed).
     pub fn to_batch(&self) -> Result<RecordBatch, StageError> {
         match self.batches.as_slice() {
@@ -302,25 +311,40 @@ impl Table {
     /// Counts of the values in the string column `column` (e.g. removal reasons),
     /// sorted by reason.
     pub fn value_counts(&self, column: &str) -> Result<Vec<(String, usize)>, StageError> {
-        let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
-        for b in &self.batches {
-            let col = b
-                .column_by_name(column)
-                .ok_or_else(|| StageError::internal(format!("column `{column}` is missing")))?;
-            let strings = col.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
-                StageError::internal(format!("column `{column}` is not a string column"))
-            })?;
-            for i in 0..strings.len() {
-                let v = if strings.is_null(i) {
-                    "(no reason)"
-                } else {
-                    strings.value(i)
-                };
-                *counts.entry(v.to_string()).or_default() += 1;
+        count_values(self.batches.iter().cloned().map(Ok), column)
+    }
+}
+
+/// Counts of the values in the string column `column` over `batches`, sorted
+/// by value (a null counts as `(no reason)`).
+pub fn count_values(
+    batches: impl IntoIterator<Item = Result<RecordBatch, StageError>>,
+    column: &str,
+) -> Result<Vec<(String, usize)>, StageError> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for b in batches {
+        let b = b?;
+        let col = b
+            .column_by_name(column)
+            .ok_or_else(|| StageError::internal(format!("column `{column}` is missing")))?;
+        let strings = col.as_any().downcast_ref::<StringArray>().ok_or_else(|| {
+            StageError::internal(format!("column `{column}` is not a string column"))
+        })?;
+        for i in 0..strings.len() {
+            let v = if strings.is_null(i) {
+                "(no reason)"
+            } else {
+                strings.value(i)
+            };
+            match counts.get_mut(v) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(v.to_string(), 1);
+                }
             }
         }
-        Ok(counts.into_iter().collect())
     }
+    Ok(counts.into_iter().collect())
 }
 
 /// A trained model as it travels on a model port: what it is, the exact
@@ -361,8 +385,10 @@ impl fmt::Display for PortKind {
 /// A value on a port.
 #[derive(Debug, Clone)]
 pub enum Artifact {
-    /// A table.
+    /// A table in memory.
     Table(Arc<Table>),
+    /// A table in the store, read in batches ([`crate::stream`]).
+    Stored(Arc<StoredTable>),
     /// A model.
     Model(Arc<Model>),
     /// A summary.
@@ -373,7 +399,7 @@ impl Artifact {
     /// The kind of this artifact.
     pub fn kind(&self) -> PortKind {
         match self {
-            Artifact::Table(_) => PortKind::Table,
+            Artifact::Table(_) | Artifact::Stored(_) => PortKind::Table,
             Artifact::Model(_) => PortKind::Model,
             Artifact::Summary(_) => PortKind::Summary,
         }
@@ -383,7 +409,32 @@ impl Artifact {
     pub fn num_rows(&self) -> Option<usize> {
         match self {
             Artifact::Table(t) => Some(t.num_rows()),
+            Artifact::Stored(t) => Some(t.num_rows()),
             _ => None,
+        }
+    }
+
+    /// The table, in memory or stored, for reading in batches.
+    pub fn source(&self) -> Option<Source> {
+        match self {
+            Artifact::Table(t) => Some(Source::Memory(t.clone())),
+            Artifact::Stored(t) => Some(Source::Stored(t.clone())),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoredTable> for Artifact {
+    fn from(t: StoredTable) -> Self {
+        Artifact::Stored(Arc::new(t))
+    }
+}
+
+impl From<Source> for Artifact {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::Memory(t) => Artifact::Table(t),
+            Source::Stored(t) => Artifact::Stored(t),
         }
     }
 }

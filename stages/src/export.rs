@@ -4,9 +4,10 @@ use std::fs;
 use std::path::Path;
 
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
-    store,
+    Inputs, Memory, ParamProblem, PortSpec, Registry, Source, Stage, StageContext, StageError,
+    StageOutput, TableWriter,
 };
+
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -71,15 +72,36 @@ pub fn register(registry: &mut Registry) {
     );
 }
 
-/// Writes `table` as CSV with a header.
-pub fn write_csv(table: &Table, path: &Path) -> Result<(), StageError> {
+/// Writes `table` as CSV with a header, batch by batch.
+pub fn write_csv(table: &Source, batch_rows: usize, path: &Path) -> Result<(), StageError> {
     let file = fs::File::create(path).map_err(|e| StageError::io(path, e))?;
     let mut w = arrow::csv::WriterBuilder::new()
         .with_header(true)
-        .build(file);
-    for b in table.batches() {
-        w.write(b)
-            .map_err(|e| StageError::file(path, "writing Parquet", e))?;
+        .build(std::io::BufWriter::with_capacity(1 << 20, file));
+    for b in table.batches(batch_rows)? {
+        w.write(&b?)
+            .map_err(|e| StageError::file(path, "writing CSV", e))?;
+    }
+    w.into_inner()
+        .into_inner()
+        .map_err(|e| StageError::io(path, e.into_error()))?;
+    Ok(())
+}
+
+/// Writes `table` as Parquet, batch by batch; a table already in the store
+/// is that file (the same bytes: see [`gigo_pipeline::stream`]), copied.
+fn write_parquet(table: &Source, batch_rows: usize, path: &Path) -> Result<(), StageError> {
+    match table {
+        Source::Stored(s) => {
+            fs::copy(s.path(), path).map_err(|e| StageError::io(path, e))?;
+        }
+        Source::Memory(_) => {
+            let mut w = TableWriter::create(path, table.schema().clone())?;
+            for b in table.batches(batch_rows)? {
+                w.write(&b?)?;
+            }
+            w.finish()?;
+        }
     }
     Ok(())
 }
@@ -93,13 +115,17 @@ impl Stage for Export {
         vec![]
     }
 
+    fn memory(&self) -> Memory {
+        Memory::STREAMS
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        let table = inputs.table("table")?;
+        let table = inputs.source("table")?;
         fs::create_dir_all(&ctx.scratch_dir).map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
         let produced = ctx.scratch_dir.join("export");
         match self.format {
-            ExportFormat::Parquet => store::write_parquet(&table, &produced)?,
-            ExportFormat::Csv => write_csv(&table, &produced)?,
+            ExportFormat::Parquet => write_parquet(&table, ctx.batch_rows, &produced)?,
+            ExportFormat::Csv => write_csv(&table, ctx.batch_rows, &produced)?,
         }
         Ok(StageOutput::new()
             .publish(&self.path, produced)
@@ -142,7 +168,9 @@ mod tests {
         };
         let out = e.run(&inputs, &c).unwrap();
         assert_eq!(
-            store::read_parquet(&out.published[0].1).unwrap().num_rows(),
+            gigo_pipeline::store::read_parquet(&out.published[0].1)
+                .unwrap()
+                .num_rows(),
             5
         );
     }

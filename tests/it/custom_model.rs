@@ -159,6 +159,8 @@ fn a_model_from_a_test_file_is_fitted_cross_validated_and_scored_by_every_stage(
         jobs: 2,
         force: false,
         build_id: Some("test".into()),
+        batch_rows: gigo_pipeline::stream::DEFAULT_BATCH_ROWS,
+        memory: None,
     };
     let result = executor::run(&plan, &opts, &Silent).unwrap();
     assert!(result.succeeded(), "{:?}", result.failures());

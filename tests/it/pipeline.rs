@@ -103,8 +103,11 @@ fn an_edited_parameter_reruns_only_what_depends_on_it() {
     );
 }
 
+/// Also whatever the batch size: the second run reads every stored table in
+/// batches of 7 rows (profile streams them; the other stages get them whole,
+/// in 7-row batches).
 #[test]
-fn same_seed_same_bytes_whatever_the_job_count_and_threads() {
+fn same_seed_same_bytes_whatever_the_job_count_threads_and_batch_size() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let o = gigo_env(
@@ -115,7 +118,16 @@ fn same_seed_same_bytes_whatever_the_job_count_and_threads() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = gigo_env(
         b.path(),
-        &["run", &quickstart(), "--run-id", "r", "--jobs", "4"],
+        &[
+            "run",
+            &quickstart(),
+            "--run-id",
+            "r",
+            "--jobs",
+            "4",
+            "--batch-rows",
+            "7",
+        ],
         &[("RAYON_NUM_THREADS", "2")],
     );
     assert!(o.status.success(), "{}", stderr(&o));

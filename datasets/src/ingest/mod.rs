@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use schemars::JsonSchema;
@@ -16,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use gigo_pipeline::store::file_sha256;
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortSpec, Registry, Role, Stage, StageContext, StageError, StageOutput,
-    Table,
+    Inputs, Memory, ParamProblem, PortSpec, Registry, Role, Source, Stage, StageContext,
+    StageError, StageOutput, Table, TableWriter,
 };
 
 use crate::contract::{ColumnType, Contract};
@@ -30,17 +31,19 @@ mod fingerprint;
 mod readers;
 mod report;
 mod roles;
+mod streams;
 #[cfg(test)]
 mod tests;
 
+use bad_lines::BadLine;
 pub use bad_lines::{LINE_COLUMN, OnBadLine, RAW_COLUMN};
-use enforce::{apply_contract, role_for, with_bad_lines, with_roles};
+use enforce::{Split, apply_contract, role_for, with_bad_lines, with_roles};
 pub use files::matched_files;
 use files::{concat_parts, is_glob, shown};
 pub use fingerprint::FingerprintMode;
 pub use readers::first_bad_json_line;
 use readers::read_file;
-use report::Report;
+use report::{FileCounts, Report};
 use roles::ColumnRoles;
 
 /// A file format `ingest` reads.
@@ -267,6 +270,12 @@ impl Stage for Ingest {
         ]
     }
 
+    fn memory(&self) -> Memory {
+        // No inputs: what it reads is its own (Parquet in batches; other
+        // formats a file at a time).
+        Memory::STREAMS
+    }
+
     fn fingerprint(&self, base_dir: &Path) -> Result<Option<String>, StageError> {
         let mut out = String::new();
         for path in matched_files(&self.params.path, base_dir)? {
@@ -303,49 +312,27 @@ impl Stage for Ingest {
             .collect();
 
         ctx.progress.set_total(files.len() as u64);
+        let formats = files
+            .iter()
+            .map(|p| self.format_of(p, &shown(p, &ctx.base_dir)))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Parquet files of one schema stream through, batch by batch, into
+        // the store; other inputs are read whole, file by file.
+        let mut sink = if streams::can_stream(&files, &formats)? {
+            Sink::Stored {
+                kept: None,
+                quarantined: None,
+            }
+        } else {
+            Sink::Memory {
+                kept: Vec::new(),
+                quarantined: Vec::new(),
+            }
+        };
         let mut output = StageOutput::new();
-        let mut kept_parts = Vec::new();
-        let mut quarantined_parts = Vec::new();
         let mut report = Report::default();
         let mut given: BTreeMap<String, Role> = BTreeMap::new();
-        for path in &files {
-            let shown = shown(path, &ctx.base_dir);
-            ctx.progress.message(&shown);
-            let format = self.format_of(path, &shown)?;
-            let before = fingerprint::stamp(path)?;
-            let (raw, bad) = read_file(
-                path,
-                &shown,
-                format,
-                &string_columns,
-                self.params.on_bad_line,
-            )?;
-            if fingerprint::stamp(path)? != before {
-                return Err(DatasetError::ChangedWhileRead { file: shown }.into());
-            }
-            check_unique_names(&raw, &shown)?;
-            if let Some(l) = &named_label {
-                check_label(&raw, l, &shown)?;
-            }
-            let resolved = self.roles.resolve(&column_names(&raw), &shown)?;
-            let raw = drop_ignored(&shown, raw, &resolved.ignored, contract.as_ref())?;
-            report.ignored(resolved.ignored);
-            given.extend(resolved.roles);
-            let rows_read = raw.num_rows() + bad.len();
-            let mut split = apply_contract(&shown, raw, contract.as_ref(), named_label.as_deref())?;
-            if self.params.on_bad_line == OnBadLine::Quarantine {
-                split.quarantined = with_bad_lines(&shown, split.quarantined, &bad)?;
-            }
-            report.file(&shown, format, rows_read, &split, bad.len());
-            output = output.created(format!("read from {shown}"), rows_read);
-            kept_parts.push((shown.clone(), split.kept));
-            quarantined_parts.push((shown, split.quarantined));
-            ctx.progress.advance(1);
-        }
-
-        let roles = |name: &str| role_for(name, label.as_deref(), &given, contract.as_ref());
-        let kept = with_roles(&concat_parts(kept_parts)?, roles)?;
-        let quarantined = with_roles(&concat_parts(quarantined_parts)?, |name| {
+        let quarantine_role = |name: &str, roles: &dyn Fn(&str) -> Role| {
             if [LINE_COLUMN, RAW_COLUMN].contains(&name)
                 && self.params.on_bad_line == OnBadLine::Quarantine
             {
@@ -353,9 +340,62 @@ impl Stage for Ingest {
             } else {
                 roles(name)
             }
-        })?;
-        let kept = Table::from_batch(kept);
-        let quarantined = Table::from_batch(quarantined);
+        };
+        for (path, &format) in files.iter().zip(&formats) {
+            let shown = shown(path, &ctx.base_dir);
+            ctx.progress.message(&shown);
+            let before = fingerprint::stamp(path)?;
+            let mut counts = FileCounts::default();
+            let pieces: Box<dyn Iterator<Item = Result<(RecordBatch, Vec<BadLine>), StageError>>> =
+                match &sink {
+                    Sink::Stored { .. } => Box::new(
+                        streams::parquet_batches(path, &shown, ctx.batch_rows)?
+                            .map(|b| b.map(|b| (b, Vec::new()))),
+                    ),
+                    Sink::Memory { .. } => Box::new(std::iter::once(read_file(
+                        path,
+                        &shown,
+                        format,
+                        &string_columns,
+                        self.params.on_bad_line,
+                    ))),
+                };
+            for piece in pieces {
+                let (raw, bad) = piece?;
+                check_unique_names(&raw, &shown)?;
+                if let Some(l) = &named_label {
+                    check_label(&raw, l, &shown)?;
+                }
+                let resolved = self.roles.resolve(&column_names(&raw), &shown)?;
+                let raw = drop_ignored(&shown, raw, &resolved.ignored, contract.as_ref())?;
+                report.ignored(resolved.ignored);
+                given.extend(resolved.roles);
+                let mut split =
+                    apply_contract(&shown, raw, contract.as_ref(), named_label.as_deref())?;
+                counts.add(&split);
+                if self.params.on_bad_line == OnBadLine::Quarantine {
+                    split.quarantined = with_bad_lines(&shown, split.quarantined, &bad)?;
+                }
+                counts.rows_read += bad.len();
+                counts.quarantined += bad.len();
+                counts.bad_lines += bad.len();
+                let roles =
+                    |name: &str| role_for(name, label.as_deref(), &given, contract.as_ref());
+                sink.push(ctx, &shown, split, &roles, &|name: &str| {
+                    quarantine_role(name, &roles)
+                })?;
+            }
+            if fingerprint::stamp(path)? != before {
+                return Err(DatasetError::ChangedWhileRead { file: shown }.into());
+            }
+            report.file(&shown, format, &counts);
+            output = output.created(format!("read from {shown}"), counts.rows_read);
+            ctx.progress.advance(1);
+        }
+
+        let roles = |name: &str| role_for(name, label.as_deref(), &given, contract.as_ref());
+        let (kept, quarantined) =
+            sink.finish(&roles, &|name: &str| quarantine_role(name, &roles))?;
 
         let rows_read: usize = output.created.iter().map(|(_, n)| n).sum();
         let summary = report.finish(
@@ -370,6 +410,86 @@ impl Stage for Ingest {
             .with("table", kept)
             .with("quarantined", quarantined)
             .with_summary(summary))
+    }
+}
+
+/// Where `ingest` puts the rows that pass and those quarantined: parts of
+/// each file, concatenated at the end (types unified across files), or
+/// files in the store written batch by batch (Parquet files of one schema).
+enum Sink {
+    Memory {
+        kept: Vec<(String, RecordBatch)>,
+        quarantined: Vec<(String, RecordBatch)>,
+    },
+    Stored {
+        kept: Option<TableWriter>,
+        quarantined: Option<TableWriter>,
+    },
+}
+
+type RoleOf<'a> = &'a dyn Fn(&str) -> Role;
+
+impl Sink {
+    fn push(
+        &mut self,
+        ctx: &StageContext,
+        shown: &str,
+        split: Split,
+        roles: RoleOf<'_>,
+        quarantine_roles: RoleOf<'_>,
+    ) -> Result<(), StageError> {
+        match self {
+            Sink::Memory { kept, quarantined } => {
+                kept.push((shown.to_string(), split.kept));
+                quarantined.push((shown.to_string(), split.quarantined));
+            }
+            Sink::Stored { kept, quarantined } => {
+                for (writer, port, batch, role) in [
+                    (kept, "table", split.kept, roles),
+                    (
+                        quarantined,
+                        "quarantined",
+                        split.quarantined,
+                        quarantine_roles,
+                    ),
+                ] {
+                    let batch = with_roles(&batch, role)?;
+                    if writer.is_none() {
+                        *writer = Some(ctx.table_writer(port, batch.schema())?);
+                    }
+                    if let Some(w) = writer {
+                        w.write(&batch)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        roles: RoleOf<'_>,
+        quarantine_roles: RoleOf<'_>,
+    ) -> Result<(Source, Source), StageError> {
+        match self {
+            Sink::Memory { kept, quarantined } => {
+                let kept = with_roles(&concat_parts(kept)?, roles)?;
+                let quarantined = with_roles(&concat_parts(quarantined)?, quarantine_roles)?;
+                Ok((
+                    Source::Memory(Arc::new(Table::from_batch(kept))),
+                    Source::Memory(Arc::new(Table::from_batch(quarantined))),
+                ))
+            }
+            Sink::Stored { kept, quarantined } => {
+                let (Some(kept), Some(quarantined)) = (kept, quarantined) else {
+                    return Err(StageError::internal("ingest streamed no batch at all"));
+                };
+                Ok((
+                    Source::Stored(Arc::new(kept.finish()?)),
+                    Source::Stored(Arc::new(quarantined.finish()?)),
+                ))
+            }
+        }
     }
 }
 

@@ -6,10 +6,32 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use gigo_pipeline::{REASON_COLUMN, StageContext, StageError, Table};
+use gigo_pipeline::{REASON_COLUMN, Source, StageContext, StageError};
 
 use super::Format;
 use super::enforce::Split;
+
+/// The rows of one file, as its batches pass the contract.
+#[derive(Debug, Default)]
+pub(super) struct FileCounts {
+    pub(super) rows_read: usize,
+    pub(super) kept: usize,
+    pub(super) quarantined: usize,
+    pub(super) bad_lines: usize,
+    pub(super) violations: BTreeMap<String, usize>,
+}
+
+impl FileCounts {
+    /// Adds one batch's split (its bad lines counted apart).
+    pub(super) fn add(&mut self, split: &Split) {
+        self.rows_read += split.kept.num_rows() + split.quarantined.num_rows();
+        self.kept += split.kept.num_rows();
+        self.quarantined += split.quarantined.num_rows();
+        for (k, v) in &split.violations {
+            *self.violations.entry(k.clone()).or_default() += v;
+        }
+    }
+}
 
 /// What `ingest` gathers while it reads its files, for the summary.
 #[derive(Debug, Default)]
@@ -31,24 +53,17 @@ impl Report {
 
     /// Notes one file: `rows_read` rows, `bad_lines` of them malformed
     /// lines, split by the contract (the bad lines already in the quarantine).
-    pub(super) fn file(
-        &mut self,
-        shown: &str,
-        format: Format,
-        rows_read: usize,
-        split: &Split,
-        bad_lines: usize,
-    ) {
-        for (k, v) in &split.violations {
+    pub(super) fn file(&mut self, shown: &str, format: Format, file: &FileCounts) {
+        for (k, v) in &file.violations {
             *self.violations.entry(k.clone()).or_default() += v;
         }
         self.files.push(json!({
             "file": shown,
             "format": format.name(),
-            "rows": rows_read,
-            "rows_kept": split.kept.num_rows(),
-            "rows_quarantined": split.quarantined.num_rows(),
-            "bad_lines": bad_lines,
+            "rows": file.rows_read,
+            "rows_kept": file.kept,
+            "rows_quarantined": file.quarantined,
+            "bad_lines": file.bad_lines,
         }));
     }
 
@@ -58,8 +73,8 @@ impl Report {
         self,
         ctx: &StageContext,
         rows_read: usize,
-        kept: &Table,
-        quarantined: &Table,
+        kept: &Source,
+        quarantined: &Source,
         label: Option<&str>,
         contract: Option<&str>,
     ) -> Result<Value, StageError> {
@@ -69,7 +84,7 @@ impl Report {
             ignored,
         } = self;
         let by_reason: serde_json::Map<String, Value> = quarantined
-            .value_counts(REASON_COLUMN)?
+            .value_counts(REASON_COLUMN, ctx.batch_rows)?
             .into_iter()
             .map(|(r, n)| (r, json!(n)))
             .collect();

@@ -4,7 +4,7 @@ use crate::polars_bridge::plain_batch;
 use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use gigo_pipeline::{Artifact, NoProgress, REASON_COLUMN, role_of};
+use gigo_pipeline::{NoProgress, REASON_COLUMN, role_of};
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
@@ -37,9 +37,9 @@ fn run_err(dir: &Path, params: serde_json::Value) -> String {
 }
 
 fn table(out: &StageOutput, port: &str) -> Arc<Table> {
-    match &out.ports[port] {
-        Artifact::Table(t) => t.clone(),
-        other => panic!("{port} is {:?}", other.kind()),
+    match out.ports[port].source() {
+        Some(t) => t.load(1 << 16).unwrap(),
+        None => panic!("{port} is {:?}", out.ports[port].kind()),
     }
 }
 

@@ -1,16 +1,18 @@
 //! The streaming profiler: feed it record batches, get a [`Profile`].
 //!
-//! One pass. Each batch is cut into chunks that are profiled in parallel
-//! (per-column aggregates, row hashes) and merged in chunk order, so results
-//! do not depend on the thread count or on where batch boundaries fall.
-//! Memory: the aggregates (a few hundred kB per column), 24 bytes of hashes
-//! per row, and a sample of at most `sample_rows` rows for the distance- and
-//! pair-based checks.
+//! One pass. The rows are cut into chunks at fixed row offsets that are
+//! profiled in parallel (per-column aggregates, row hashes) and merged in
+//! chunk order, so results do not depend on the thread count or on where
+//! batch boundaries fall.
+//! Memory: the aggregates (a few hundred kB per column), the row hashes
+//! (16 to 40 bytes per row, in memory or in hash partitions on disk: see
+//! [`super::partitions`]), two bits per row in the end, and a sample of at
+//! most `sample_rows` rows for the distance- and pair-based checks.
 
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
-use arrow::compute::{cast, filter, not};
+use arrow::compute::{cast, concat_batches, filter, not};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use gigo_ml::features::{EncoderOptions, FeatureEncoder};
@@ -19,12 +21,14 @@ use gigo_pipeline::StageError;
 use rayon::prelude::*;
 
 use super::column::{ColumnAcc, ColumnKind};
-use super::rows::{
-    RowSample, as_f64, duplicate_of, label_conflicts, label_hashes, pearson, row_hashes,
-};
+use super::partitions::{RowCheckOptions, RowChecks, RowFindings};
+use super::rows::{RowSample, as_f64, label_hashes, pearson, row_hashes};
 
 /// Rows per chunk of parallel work.
-const CHUNK_ROWS: usize = 16_384;
+pub const CHUNK_ROWS: usize = 16_384;
+
+/// Rows gathered from small batches before they are profiled together.
+const GROUP_ROWS: usize = 8 * CHUNK_ROWS;
 
 /// What to profile and how.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub struct ProfileOptions {
     pub seed: u64,
     /// Neighbours for the outlier score.
     pub k: usize,
+    /// How the exact duplicate and conflict checks may use memory.
+    pub row_checks: RowCheckOptions,
 }
 
 /// The finished profile of a table.
@@ -56,12 +62,11 @@ pub struct Profile {
     pub columns: Vec<ColumnAcc>,
     /// With `drift_split`: aggregates of the reference and the current rows.
     pub split: Option<(Vec<ColumnAcc>, Vec<ColumnAcc>)>,
-    /// Per row: the first row it duplicates exactly.
-    pub duplicate_of: Vec<Option<u32>>,
-    /// Per row: features equal to another row's with a different label.
-    pub label_conflict: Vec<bool>,
-    /// Groups of rows with equal features and different labels.
-    pub conflict_groups: usize,
+    /// Per row: equal to an earlier row; features equal to another row's
+    /// with a different label; and the count of such groups.
+    pub row_findings: RowFindings,
+    /// Hash partitions the row checks used (1: all in memory).
+    pub row_partitions: usize,
     /// Rows in the sample, and their global indices.
     pub sample_rows: Vec<u64>,
     /// Per sampled row: distance to its nearest neighbour (standardised features).
@@ -79,9 +84,10 @@ pub struct Profiler {
     kinds: Vec<ColumnKind>,
     columns: Vec<ColumnAcc>,
     split: Option<(Vec<ColumnAcc>, Vec<ColumnAcc>)>,
-    row_hashes: Vec<u64>,
-    feature_hashes: Vec<u64>,
-    label_hashes: Vec<u64>,
+    checks: RowChecks,
+    /// Rows not yet profiled (fewer than [`GROUP_ROWS`]).
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
     sample: RowSample,
     sample_schema: SchemaRef,
     sample_columns: Vec<usize>,
@@ -98,7 +104,7 @@ struct ChunkResult {
 
 impl Profiler {
     /// A profiler for tables of `schema`.
-    pub fn new(schema: SchemaRef, opts: ProfileOptions) -> Self {
+    pub fn new(schema: SchemaRef, opts: ProfileOptions) -> Result<Self, StageError> {
         let kinds: Vec<ColumnKind> = schema
             .fields()
             .iter()
@@ -119,24 +125,63 @@ impl Profiler {
                 .unwrap_or_else(|_| Schema::empty()),
         );
         let sample = RowSample::new(opts.sample_rows, opts.seed, sample_schema.clone());
-        Profiler {
+        let conflicts = opts.label_column.is_some() && !opts.feature_columns.is_empty();
+        let checks = RowChecks::new(&opts.row_checks, conflicts)?;
+        Ok(Profiler {
             schema,
             opts,
             kinds,
             columns,
             split,
-            row_hashes: Vec::new(),
-            feature_hashes: Vec::new(),
-            label_hashes: Vec::new(),
+            checks,
+            pending: Vec::new(),
+            pending_rows: 0,
             sample,
             sample_schema,
             sample_columns,
             rows: 0,
-        }
+        })
     }
 
-    /// Profiles one batch (of the profiler's schema).
+    /// Profiles one batch (of the profiler's schema). Rows are profiled in
+    /// chunks that start at multiples of [`CHUNK_ROWS`] of the whole table,
+    /// whatever the batches: the floating-point sums merge in the same order
+    /// however the rows arrive.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
+        let n = batch.num_rows();
+        let mut at = 0;
+        while at < n {
+            if self.pending_rows == 0 && n - at >= GROUP_ROWS {
+                let take = (n - at) / CHUNK_ROWS * CHUNK_ROWS;
+                self.profile_rows(&batch.slice(at, take))?;
+                at += take;
+                continue;
+            }
+            let take = (GROUP_ROWS - self.pending_rows).min(n - at);
+            self.pending.push(batch.slice(at, take));
+            self.pending_rows += take;
+            at += take;
+            if self.pending_rows == GROUP_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Profiles the rows held back.
+    fn flush(&mut self) -> Result<(), StageError> {
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        let rows = concat_batches(&self.schema, &self.pending)
+            .map_err(|e| StageError::internal(format!("concatenating batches: {e}")))?;
+        self.pending.clear();
+        self.pending_rows = 0;
+        self.profile_rows(&rows)
+    }
+
+    /// Profiles `batch`, which starts at a multiple of [`CHUNK_ROWS`].
+    fn profile_rows(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
         let n = batch.num_rows();
         let starts: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
         let results: Vec<ChunkResult> = starts
@@ -151,9 +196,8 @@ impl Profiler {
                 ra.iter_mut().zip(rb).for_each(|(a, b)| a.merge(b));
                 ca.iter_mut().zip(cb).for_each(|(a, b)| a.merge(b));
             }
-            self.row_hashes.extend(r.row_hashes);
-            self.feature_hashes.extend(r.feature_hashes);
-            self.label_hashes.extend(r.label_hashes);
+            self.checks
+                .push(&r.row_hashes, &r.feature_hashes, &r.label_hashes)?;
         }
         if !self.sample_columns.is_empty() && self.opts.sample_rows > 0 {
             let projected = batch
@@ -222,14 +266,10 @@ impl Profiler {
 
     /// Finishes the pass: exact duplicates and conflicts over every row, then
     /// the sample-based checks.
-    pub fn finish(self) -> Result<Profile, StageError> {
-        let dup = duplicate_of(&self.row_hashes);
-        let (label_conflict, conflict_groups) =
-            if self.opts.label_column.is_some() && !self.opts.feature_columns.is_empty() {
-                label_conflicts(&self.feature_hashes, &self.label_hashes)
-            } else {
-                (vec![false; self.rows as usize], 0)
-            };
+    pub fn finish(mut self) -> Result<Profile, StageError> {
+        self.flush()?;
+        let row_partitions = self.checks.partitions;
+        let row_findings = self.checks.finish()?;
         let (sample, sample_rows) = self.sample.finish()?;
         let n_features = self.opts.feature_columns.len();
         let feature_names: Vec<String> = self
@@ -247,9 +287,8 @@ impl Profiler {
             rows: self.rows,
             columns: self.columns,
             split: self.split,
-            duplicate_of: dup,
-            label_conflict,
-            conflict_groups,
+            row_findings,
+            row_partitions,
             sample_rows,
             nn_distance,
             knn_mean_distance,

@@ -25,20 +25,34 @@ pub use drift::{ColumnDrift, DriftMethod, column_drift};
 pub use engine::{Profile, ProfileOptions, Profiler};
 pub use sketch::{DistinctSketch, QuantileSketch};
 
+mod partitions;
+
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray, Float64Array};
-use arrow::datatypes::{Field, Schema};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
 use gigo_pipeline::{
-    Inputs, Metrics, ParamProblem, PortSpec, Registry, Role, Stage, StageContext, StageError,
-    StageOutput, Table, append_columns, field_with_role, role_of,
+    Inputs, Memory, Metrics, ParamProblem, PortSpec, Registry, Role, Source, Stage, StageContext,
+    StageError, StageOutput, Table, append_columns, field_with_role, role_of,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use engine::{median, quantile};
 use gigo_ml::features::can_encode;
-use report::{METRICS, build_section, detail_json};
+use partitions::RowCheckOptions;
+pub use partitions::{RowFindings, RowFlags};
+use report::{METRICS, Truth, TruthCount, build_section, detail_json};
+
+/// Bytes the exact duplicate and conflict checks hold in memory at most
+/// (a quarter of the run's budget when that is less); beyond it their row
+/// hashes go to disk in hash partitions.
+pub const ROW_CHECK_MEMORY: u64 = 512 << 20;
+
+/// About what the sample for the kNN and correlation checks takes
+/// (`sample_rows` of the features, and their distances).
+const SAMPLE_MEMORY: u64 = 64 << 20;
 
 /// Columns the stage adds (role `added`).
 pub const ADDED_COLUMNS: [&str; 6] = [
@@ -212,10 +226,25 @@ impl Stage for ProfileStage {
         )]
     }
 
+    fn memory(&self) -> Memory {
+        // Two bits per row (the flags) and the sample; the hash partitions
+        // keep within a quarter of the budget (at most ROW_CHECK_MEMORY).
+        Memory::Streams {
+            per_row: 0.25,
+            fixed: gigo_pipeline::budget::STREAM_FIXED + SAMPLE_MEMORY,
+        }
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        let table = inputs.table("table")?;
-        let base = strip_added(&table)?;
-        let schema = base.schema().clone();
+        let table = inputs.source("table")?;
+        let keep = kept_columns(table.schema())?;
+        let schema = Arc::new(table.schema().project(&keep)?);
+        let base = |b: RecordBatch| -> Result<RecordBatch, StageError> {
+            Ok(RecordBatch::try_new(
+                schema.clone(),
+                b.project(&keep)?.columns().to_vec(),
+            )?)
+        };
         let p = &self.params;
         for name in p.exclude.iter().chain(p.drift.as_ref().map(|d| &d.column)) {
             if schema.index_of(name).is_err() {
@@ -225,7 +254,7 @@ impl Stage for ProfileStage {
                 )));
             }
         }
-        let label = base.label_column().ok();
+        let label = Table::empty(schema.clone()).label_column().ok();
         let excluded = |f: &Field| {
             p.exclude.contains(f.name()) || p.drift.as_ref().is_some_and(|d| &d.column == f.name())
         };
@@ -278,23 +307,74 @@ impl Stage for ProfileStage {
             sample_rows: p.sample_rows,
             seed: ctx.seed,
             k: p.k,
+            row_checks: RowCheckOptions {
+                rows: table.num_rows() as u64,
+                memory: ROW_CHECK_MEMORY.min(ctx.memory_budget / 4),
+                spill_dir: Some(ctx.scratch_dir.join("row-hashes")),
+            },
         };
-        ctx.progress.set_total(base.num_rows() as u64);
-        let mut profiler = Profiler::new(schema.clone(), opts.clone());
-        for batch in base.batches() {
-            profiler.update(batch)?;
+        // Two passes over the rows: the profile, then the rows again with
+        // the per-row findings added, into the store.
+        ctx.progress.set_total(2 * table.num_rows() as u64);
+        let mut profiler = Profiler::new(schema.clone(), opts.clone())?;
+        for batch in table.batches(ctx.batch_rows)? {
+            let batch = base(batch?)?;
+            profiler.update(&batch)?;
             ctx.progress.advance(batch.num_rows() as u64);
         }
         let profile = profiler.finish()?;
-        let reference = match inputs.table_opt("reference") {
-            Some(r) => Some(reference_columns(&r, &schema)?),
+        if profile.row_partitions > 1 {
+            ctx.log(format!(
+                "duplicates and label conflicts checked in {} hash partitions on disk",
+                profile.row_partitions
+            ));
+        }
+        let reference = match inputs.source_opt("reference") {
+            Some(r) => Some(reference_columns(&r, &schema, ctx.batch_rows)?),
             None => None,
         };
         let mut findings = Findings::new(&profile, p);
         findings.not_features = not_features;
-        let added = findings.columns(&profile);
-        let out_table = add_columns(&base, added)?;
-        let section = build_section(ctx, p, &profile, &findings, reference.as_deref(), &base)?;
+
+        let added = Findings::added_fields();
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.extend(added.iter().cloned());
+        let out_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        let mut writer = ctx.table_writer("table", out_schema)?;
+        let sampled: HashMap<u64, usize> = profile
+            .sample_rows
+            .iter()
+            .enumerate()
+            .map(|(s, &row)| (row, s))
+            .collect();
+        let mut truth = TruthColumns::new(&schema);
+        let mut at = 0usize;
+        for batch in table.batches(ctx.batch_rows)? {
+            let batch = base(batch?)?;
+            let n = batch.num_rows();
+            let columns = findings.columns(&profile, &sampled, at, n);
+            truth.add(&batch, &columns)?;
+            let columns = added.iter().cloned().zip(columns).collect();
+            writer.write(&append_columns(&batch, columns)?)?;
+            at += n;
+            ctx.progress.advance(n as u64);
+        }
+        let out_table = writer.finish()?;
+        if out_table.num_rows() != profile.rows as usize {
+            return Err(StageError::internal(format!(
+                "profile read {} rows on its first pass and {} on its second",
+                profile.rows,
+                out_table.num_rows()
+            )));
+        }
+        let section = build_section(
+            ctx,
+            p,
+            &profile,
+            &findings,
+            reference.as_deref(),
+            &truth.finish(),
+        )?;
         let detail = detail_json(p, &profile, &findings, reference.as_deref());
         Ok(StageOutput::new()
             .with("table", out_table)
@@ -311,10 +391,9 @@ fn column_list(schema: &Schema) -> String {
         .join(", ")
 }
 
-/// The table without columns an earlier `profile` added, so profiling twice
-/// replaces them; a non-added column with one of those names is an error.
-fn strip_added(table: &Table) -> Result<Table, StageError> {
-    let schema = table.schema();
+/// The columns kept: all but those an earlier `profile` added, so profiling
+/// twice replaces them; a non-added column with one of those names is an error.
+fn kept_columns(schema: &Schema) -> Result<Vec<usize>, StageError> {
     let mut keep = Vec::new();
     for (i, f) in schema.fields().iter().enumerate() {
         if ADDED_COLUMNS.contains(&f.name().as_str()) {
@@ -330,21 +409,61 @@ fn strip_added(table: &Table) -> Result<Table, StageError> {
         }
         keep.push(i);
     }
-    if keep.len() == schema.fields().len() {
-        return Ok(table.clone());
+    Ok(keep)
+}
+
+/// The findings checked against the generator's truth columns, counted as
+/// the rows pass: duplicates on every row, outliers on the sampled rows.
+struct TruthColumns {
+    checks: Vec<(&'static str, &'static str, usize, Option<usize>, TruthCount)>,
+}
+
+impl TruthColumns {
+    fn new(schema: &Schema) -> Self {
+        let checks = [
+            ("duplicates", "true_duplicate", 0usize),
+            ("outliers", "true_outlier", 5),
+        ]
+        .into_iter()
+        .map(|(what, col, finding)| {
+            let index = schema.index_of(col).ok().filter(|&i| {
+                let f = schema.field(i);
+                role_of(f) == Role::Truth && f.data_type() == &DataType::Boolean
+            });
+            (what, col, finding, index, TruthCount::default())
+        })
+        .collect();
+        TruthColumns { checks }
     }
-    let batches = table
-        .batches()
-        .iter()
-        .map(|b| b.project(&keep))
-        .collect::<Result<Vec<_>, _>>()?;
-    Table::new(Arc::new(schema.project(&keep)?), batches)
+
+    fn add(&mut self, batch: &RecordBatch, added: &[ArrayRef]) -> Result<(), StageError> {
+        for (_, _, finding, index, count) in &mut self.checks {
+            let Some(i) = *index else { continue };
+            let truth = batch.column(i).as_boolean();
+            let found = added[*finding].as_boolean();
+            for r in 0..batch.num_rows() {
+                if found.is_valid(r) {
+                    count.add(found.value(r), truth.value(r));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Truth {
+        self.checks
+            .into_iter()
+            .filter(|c| c.3.is_some())
+            .map(|(what, col, _, _, count)| (what, col, count))
+            .collect()
+    }
 }
 
 /// The reference table's column aggregates, aligned with `schema` by name.
 fn reference_columns(
-    reference: &Table,
+    reference: &Source,
     schema: &Schema,
+    batch_rows: usize,
 ) -> Result<Vec<Option<ColumnAcc>>, StageError> {
     let rschema = reference.schema().clone();
     let opts = ProfileOptions {
@@ -355,10 +474,11 @@ fn reference_columns(
         sample_rows: 0,
         seed: 0,
         k: 1,
+        row_checks: RowCheckOptions::default(),
     };
-    let mut profiler = Profiler::new(rschema.clone(), opts);
-    for batch in reference.batches() {
-        profiler.update(batch)?;
+    let mut profiler = Profiler::new(rschema.clone(), opts)?;
+    for batch in reference.batches(batch_rows)? {
+        profiler.update(&batch?)?;
     }
     let profile = profiler.finish()?;
     Ok(schema
@@ -389,8 +509,8 @@ struct Findings {
 
 impl Findings {
     fn new(profile: &Profile, p: &ProfileParams) -> Self {
-        let duplicates = profile.duplicate_of.iter().filter(|d| d.is_some()).count();
-        let conflict_rows = profile.label_conflict.iter().filter(|&&c| c).count();
+        let duplicates = profile.row_findings.duplicate.count();
+        let conflict_rows = profile.row_findings.label_conflict.count();
         let med_nn = median(&profile.nn_distance);
         let near_threshold = p.near_duplicate_factor * med_nn;
         let near: Vec<bool> = profile
@@ -430,57 +550,67 @@ impl Findings {
         }
     }
 
-    /// The per-row columns: sampled-only checks are null on unsampled rows.
-    fn columns(&self, profile: &Profile) -> Vec<(&'static str, ArrayRef)> {
-        let n = profile.rows as usize;
-        let mut near = vec![None; n];
-        let mut nn = vec![None; n];
-        let mut score = vec![None; n];
-        let mut outlier = vec![None; n];
-        for (s, &row) in profile.sample_rows.iter().enumerate() {
-            let row = row as usize;
-            if s < self.scores.len() {
-                near[row] = Some(self.near[s]);
-                nn[row] = Some(profile.nn_distance[s]);
-                score[row] = Some(self.scores[s]);
-                outlier[row] = Some(self.outlier[s]);
-            }
-        }
+    /// The fields of the per-row columns, in [`ADDED_COLUMNS`] order.
+    fn added_fields() -> Vec<Field> {
+        ADDED_COLUMNS
+            .iter()
+            .map(|&name| {
+                let ty = match name {
+                    "nn_distance" | "outlier_score" => DataType::Float64,
+                    _ => DataType::Boolean,
+                };
+                field_with_role(Field::new(name, ty, true), Role::Added)
+            })
+            .collect()
+    }
+
+    /// The per-row columns of rows `start .. start + len`: sampled-only
+    /// checks are null on unsampled rows (`sampled`: row -> sample index).
+    fn columns(
+        &self,
+        profile: &Profile,
+        sampled: &HashMap<u64, usize>,
+        start: usize,
+        len: usize,
+    ) -> Vec<ArrayRef> {
+        let rows = start..start + len;
+        let found = &profile.row_findings;
+        let on_sample = |f: &dyn Fn(usize) -> Option<f64>| -> Vec<Option<f64>> {
+            rows.clone()
+                .map(|r| {
+                    let s = *sampled.get(&(r as u64))?;
+                    if s < self.scores.len() { f(s) } else { None }
+                })
+                .collect()
+        };
+        let flag = |v: Vec<Option<f64>>| -> ArrayRef {
+            Arc::new(BooleanArray::from(
+                v.into_iter()
+                    .map(|x| x.map(|x| x > 0.0))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let near = on_sample(&|s| Some(if self.near[s] { 1.0 } else { 0.0 }));
+        let nn = on_sample(&|s| Some(profile.nn_distance[s]));
+        let score = on_sample(&|s| Some(self.scores[s]));
+        let outlier = on_sample(&|s| Some(if self.outlier[s] { 1.0 } else { 0.0 }));
         vec![
-            (
-                "is_duplicate",
-                Arc::new(BooleanArray::from(
-                    profile
-                        .duplicate_of
-                        .iter()
-                        .map(|d| d.is_some())
-                        .collect::<Vec<_>>(),
-                )) as ArrayRef,
-            ),
-            (
-                "has_label_conflict",
-                Arc::new(BooleanArray::from(profile.label_conflict.clone())),
-            ),
-            ("is_near_duplicate", Arc::new(BooleanArray::from(near))),
-            ("nn_distance", Arc::new(Float64Array::from(nn))),
-            ("outlier_score", Arc::new(Float64Array::from(score))),
-            ("is_outlier", Arc::new(BooleanArray::from(outlier))),
+            Arc::new(BooleanArray::from(
+                rows.clone()
+                    .map(|r| found.duplicate.get(r))
+                    .collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(BooleanArray::from(
+                rows.clone()
+                    .map(|r| found.label_conflict.get(r))
+                    .collect::<Vec<_>>(),
+            )),
+            flag(near),
+            Arc::new(Float64Array::from(nn)),
+            Arc::new(Float64Array::from(score)),
+            flag(outlier),
         ]
     }
-}
-
-fn add_columns(table: &Table, added: Vec<(&'static str, ArrayRef)>) -> Result<Table, StageError> {
-    let columns = added
-        .into_iter()
-        .map(|(name, array)| {
-            let field = Field::new(name, array.data_type().clone(), true);
-            (field_with_role(field, Role::Added), array)
-        })
-        .collect();
-    Ok(Table::from_batch(append_columns(
-        &table.to_batch()?,
-        columns,
-    )?))
 }
 
 #[cfg(test)]

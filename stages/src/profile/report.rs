@@ -1,10 +1,9 @@
 //! The profile's report section: figures, gateable metrics, alerts and
 //! blocks, and the JSON detail beside it in the summary.
 
-use arrow::array::BooleanArray;
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::Field;
 use gigo_pipeline::summary::{Block, Section, Severity};
-use gigo_pipeline::{Role, StageContext, StageError, Table, role_of};
+use gigo_pipeline::{Role, StageContext, StageError, role_of};
 use serde_json::{Value, json};
 
 use super::column::{is_temporal, list_lengths, temporal_text};
@@ -208,7 +207,7 @@ pub(super) fn detail_json(
         "rows": profile.rows,
         "columns": columns,
         "duplicates": {"rows": f.duplicates, "rate": rate(f.duplicates, profile.rows)},
-        "label_conflicts": {"rows": f.conflict_rows, "groups": profile.conflict_groups},
+        "label_conflicts": {"rows": f.conflict_rows, "groups": profile.row_findings.conflict_groups},
         "sample": {"rows": profile.sample_rows.len(), "of": profile.rows},
         "near_duplicates": {
             "rows": f.near.iter().filter(|&&n| n).count(),
@@ -226,34 +225,29 @@ pub(super) fn detail_json(
     })
 }
 
-/// Precision and recall of `found` against a boolean truth column.
-fn truth_check(
-    base: &Table,
-    column: &str,
-    found: &[Option<bool>],
-) -> Option<(usize, usize, usize)> {
-    let field = base.schema().field_with_name(column).ok()?;
-    if role_of(field) != Role::Truth || field.data_type() != &DataType::Boolean {
-        return None;
-    }
-    let batch = base.to_batch().ok()?;
-    let truth = batch
-        .column_by_name(column)?
-        .as_any()
-        .downcast_ref::<BooleanArray>()?
-        .clone();
-    let (mut tp, mut fp, mut fn_) = (0, 0, 0);
-    for (i, f) in found.iter().enumerate() {
-        let Some(f) = f else { continue };
-        match (*f, truth.value(i)) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, true) => fn_ += 1,
+/// A finding compared with a ground-truth column from a generator: true
+/// positives, false positives, false negatives (rows without a verdict, such
+/// as outliers off the sample, are left out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct TruthCount {
+    pub(super) tp: usize,
+    pub(super) fp: usize,
+    pub(super) fn_: usize,
+}
+
+impl TruthCount {
+    pub(super) fn add(&mut self, found: bool, truth: bool) {
+        match (found, truth) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, true) => self.fn_ += 1,
             _ => {}
         }
     }
-    Some((tp, fp, fn_))
 }
+
+/// The findings checked against truth columns: (finding, column, counts).
+pub(super) type Truth = Vec<(&'static str, &'static str, TruthCount)>;
 
 pub(super) fn build_section(
     ctx: &StageContext,
@@ -261,7 +255,7 @@ pub(super) fn build_section(
     profile: &Profile,
     f: &Findings,
     reference: Option<&[Option<ColumnAcc>]>,
-    base: &Table,
+    truth: &Truth,
 ) -> Result<Section, StageError> {
     let schema = &profile.schema;
     let n = profile.rows;
@@ -312,11 +306,11 @@ pub(super) fn build_section(
             None,
             format!(
                 "{} rows in {} groups have identical features but different labels",
-                f.conflict_rows, profile.conflict_groups
+                f.conflict_rows, profile.row_findings.conflict_groups
             ),
         )
         .with("rows", f.conflict_rows)
-        .with("groups", profile.conflict_groups);
+        .with("groups", profile.row_findings.conflict_groups);
     }
     if f.near_not_exact > 0 {
         s.alert(
@@ -568,36 +562,20 @@ pub(super) fn build_section(
     }
 
     // Ground truth from a generator, when present.
-    let dup_found: Vec<Option<bool>> = profile
-        .duplicate_of
-        .iter()
-        .map(|d| Some(d.is_some()))
-        .collect();
-    let mut out_found: Vec<Option<bool>> = vec![None; n as usize];
-    for (i, &row) in profile.sample_rows.iter().enumerate() {
-        if i < f.outlier.len() {
-            out_found[row as usize] = Some(f.outlier[i]);
-        }
-    }
     let mut truth_rows = Vec::new();
-    for (what, col, found) in [
-        ("duplicates", "true_duplicate", &dup_found),
-        ("outliers", "true_outlier", &out_found),
-    ] {
-        if let Some((tp, fp, fn_)) = truth_check(base, col, found) {
-            let precision = rate(tp, (tp + fp) as u64);
-            let recall = rate(tp, (tp + fn_) as u64);
-            s.metric(&format!("{what}_precision"), precision);
-            s.metric(&format!("{what}_recall"), recall);
-            truth_rows.push(vec![
-                json!(what),
-                json!(col),
-                json!(tp + fn_),
-                json!(tp + fp),
-                json!(precision),
-                json!(recall),
-            ]);
-        }
+    for &(what, col, TruthCount { tp, fp, fn_ }) in truth {
+        let precision = rate(tp, (tp + fp) as u64);
+        let recall = rate(tp, (tp + fn_) as u64);
+        s.metric(&format!("{what}_precision"), precision);
+        s.metric(&format!("{what}_recall"), recall);
+        truth_rows.push(vec![
+            json!(what),
+            json!(col),
+            json!(tp + fn_),
+            json!(tp + fp),
+            json!(precision),
+            json!(recall),
+        ]);
     }
     if !truth_rows.is_empty() {
         s.block(Block::table(

@@ -82,7 +82,9 @@ pub fn row_hashes(batch: &RecordBatch, columns: &[usize]) -> Result<Vec<u64>, St
 }
 
 /// Exact duplicates: for every row after the first of its group of equal
-/// hashes, the index of that first row.
+/// hashes, the index of that first row (the reference the partitioned
+/// checks are tested against).
+#[cfg(test)]
 pub fn duplicate_of(hashes: &[u64]) -> Vec<Option<u32>> {
     let mut order: Vec<(u64, u32)> = hashes
         .iter()
@@ -102,6 +104,7 @@ pub fn duplicate_of(hashes: &[u64]) -> Vec<Option<u32>> {
 
 /// Rows whose features equal another row's while the labels differ. Returns
 /// the flag per row and the number of such groups.
+#[cfg(test)]
 pub fn label_conflicts(feature_hashes: &[u64], label_hashes: &[u64]) -> (Vec<bool>, usize) {
     let mut order: Vec<(u64, u64, u32)> = feature_hashes
         .iter()

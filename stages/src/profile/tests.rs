@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::testing::ctx;
-use gigo_pipeline::Artifact;
 use gigo_pipeline::samples::every_type_batch;
 use gigo_pipeline::summary::Section;
 use serde_json::{Value, json};
@@ -29,14 +28,16 @@ fn every_type_table() -> Table {
     )
 }
 
-fn profile(table: Table) -> Result<StageOutput, StageError> {
+/// Profiles `table`; the output table lives in the returned directory.
+fn profile(table: Table) -> Result<(StageOutput, tempfile::TempDir), StageError> {
     let mut registry = Registry::new();
     register(&mut registry);
     let stage = registry.get("profile").unwrap().build(&json!({})).unwrap();
     let mut inputs = Inputs::default();
     inputs.push("table", table.into());
     let dir = tempfile::tempdir().unwrap();
-    stage.run(&inputs, &ctx("profile", 1, dir.path()))
+    let out = stage.run(&inputs, &ctx("profile", 1, dir.path()))?;
+    Ok((out, dir))
 }
 
 fn column<'a>(out: &'a StageOutput, name: &str) -> &'a Value {
@@ -50,7 +51,7 @@ fn column<'a>(out: &'a StageOutput, name: &str) -> &'a Value {
 
 #[test]
 fn every_column_type_is_profiled_and_unusable_features_are_named() {
-    let out = profile(every_type_table()).unwrap();
+    let (out, _dir) = profile(every_type_table()).unwrap();
     for c in out.summary["columns"].as_array().unwrap() {
         let name = c["name"].as_str().unwrap();
         let nulls = if name == "label" { 0 } else { 1 };
@@ -117,10 +118,8 @@ fn every_column_type_is_profiled_and_unusable_features_are_named() {
         "{}",
         alert.message
     );
-    let Artifact::Table(t) = &out.ports["table"] else {
-        panic!("no table")
-    };
-    let nn = t.to_batch().unwrap();
+    let t = out.ports["table"].source().expect("a table");
+    let nn = t.load(1 << 16).unwrap().to_batch().unwrap();
     assert_eq!(nn.column_by_name("nn_distance").unwrap().null_count(), 0);
 }
 
@@ -128,7 +127,7 @@ fn every_column_type_is_profiled_and_unusable_features_are_named() {
 fn a_table_of_only_unusable_features_is_still_profiled() {
     let batch = every_type_batch();
     let keep: Vec<usize> = (1..8).collect();
-    let out = profile(Table::from_batch(batch.project(&keep).unwrap())).unwrap();
+    let (out, _dir) = profile(Table::from_batch(batch.project(&keep).unwrap())).unwrap();
     assert_eq!(out.summary["not_features"].as_array().unwrap().len(), 7);
     assert_eq!(column(&out, "tags")["distinct"], 3);
 }

@@ -1,0 +1,422 @@
+//! Tables as streams of record batches: held in memory, or a Parquet file in
+//! the store that is read again on every pass (several readers, several
+//! passes, several epochs), so that a table larger than memory flows through
+//! a stage in batches.
+//!
+//! A stage that reads its input in batches declares [`crate::Memory::Streams`]
+//! and asks [`crate::Inputs::source`] for a [`Source`]; it writes a table too
+//! large to hold through [`crate::StageContext::table_writer`]. Every other
+//! stage gets its inputs whole, loaded before it starts and measured against
+//! the run's memory budget ([`crate::budget`]).
+//!
+//! Batch boundaries never change results: every Parquet artifact is written
+//! in row groups and pages cut at fixed row counts ([`WRITE_ROWS`]), so the
+//! same rows give the same bytes whether they arrived in one batch or in
+//! batches of 7 rows.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+
+use crate::error::StageError;
+use crate::table::Table;
+
+/// Rows per batch a stage reads when the run does not say (`--batch-rows`).
+pub const DEFAULT_BATCH_ROWS: usize = 64 * 1024;
+
+/// Rows per write into a Parquet file: fixed, so a file's bytes do not depend
+/// on where its input batches broke.
+pub const WRITE_ROWS: usize = 64 * 1024;
+
+/// A table in the store: a Parquet file, read again on each pass.
+#[derive(Debug)]
+pub struct StoredTable {
+    path: PathBuf,
+    schema: SchemaRef,
+    rows: usize,
+    memory_bytes: u64,
+    /// SHA-256 of the file, when it was computed while writing it.
+    sha256: Option<String>,
+}
+
+impl StoredTable {
+    /// Opens `path` (its footer only: schema, rows, sizes).
+    pub fn open(path: &Path) -> Result<StoredTable, StageError> {
+        let file = File::open(path).map_err(|e| StageError::io(path, e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| StageError::file(path, "not a readable Parquet file", e))?;
+        let meta = builder.metadata();
+        let rows = usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+        let memory_bytes = meta
+            .row_groups()
+            .iter()
+            .map(|g| u64::try_from(g.total_byte_size()).unwrap_or(0))
+            .sum();
+        Ok(StoredTable {
+            path: path.to_path_buf(),
+            schema: builder.schema().clone(),
+            rows,
+            memory_bytes,
+            sha256: None,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema (with roles in field metadata).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Rows.
+    pub fn num_rows(&self) -> usize {
+        self.rows
+    }
+
+    /// About how many bytes the table takes in memory, whole (the Parquet
+    /// footer's uncompressed sizes).
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_bytes
+    }
+
+    /// SHA-256 of the file, if it was computed while it was written.
+    pub fn sha256(&self) -> Option<&str> {
+        self.sha256.as_deref()
+    }
+
+    /// A new pass over the rows, in batches of at most `rows` rows.
+    pub fn batches(&self, rows: usize) -> Result<Batches, StageError> {
+        let path = self.path.clone();
+        let file = File::open(&path).map_err(|e| StageError::io(&path, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(rows.max(1)).build())
+            .map_err(|e| StageError::file(&path, "not a readable Parquet file", e))?;
+        let schema = self.schema.clone();
+        Ok(Box::new(reader.map(move |b| {
+            let b = b.map_err(|e| StageError::file(&path, "reading Parquet", e))?;
+            // The reader's batches carry the file's schema; keep the
+            // table's own (the same fields, and its metadata).
+            RecordBatch::try_new(schema.clone(), b.columns().to_vec())
+                .map_err(|e| StageError::file(&path, "reading Parquet", e))
+        })))
+    }
+
+    /// The whole table in memory, in batches of at most `rows` rows.
+    pub fn load(&self, rows: usize) -> Result<Table, StageError> {
+        let batches = self.batches(rows)?.collect::<Result<Vec<_>, _>>()?;
+        Table::new(self.schema.clone(), batches)
+    }
+}
+
+/// One pass over a table's rows.
+pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StageError>> + Send>;
+
+/// A table a stage reads in batches: in memory or in the store.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Held in memory.
+    Memory(Arc<Table>),
+    /// A Parquet file in the store.
+    Stored(Arc<StoredTable>),
+}
+
+impl Source {
+    /// The schema.
+    pub fn schema(&self) -> &SchemaRef {
+        match self {
+            Source::Memory(t) => t.schema(),
+            Source::Stored(s) => s.schema(),
+        }
+    }
+
+    /// Rows.
+    pub fn num_rows(&self) -> usize {
+        match self {
+            Source::Memory(t) => t.num_rows(),
+            Source::Stored(s) => s.num_rows(),
+        }
+    }
+
+    /// About how many bytes the table takes in memory, whole.
+    pub fn memory_bytes(&self) -> u64 {
+        match self {
+            Source::Memory(t) => t.memory_bytes(),
+            Source::Stored(s) => s.memory_bytes(),
+        }
+    }
+
+    /// A new pass over the rows, in batches of at most `rows` rows (a table
+    /// in memory gives slices of its own batches, without copying).
+    pub fn batches(&self, rows: usize) -> Result<Batches, StageError> {
+        match self {
+            Source::Stored(s) => s.batches(rows),
+            Source::Memory(t) => {
+                let rows = rows.max(1);
+                let slices: Vec<RecordBatch> = t
+                    .batches()
+                    .iter()
+                    .flat_map(|b| {
+                        (0..b.num_rows())
+                            .step_by(rows)
+                            .map(move |at| b.slice(at, rows.min(b.num_rows() - at)))
+                    })
+                    .collect();
+                Ok(Box::new(slices.into_iter().map(Ok)))
+            }
+        }
+    }
+
+    /// Counts of the values in the string column `column`, in one pass.
+    pub fn value_counts(
+        &self,
+        column: &str,
+        rows: usize,
+    ) -> Result<Vec<(String, usize)>, StageError> {
+        crate::table::count_values(self.batches(rows)?, column)
+    }
+
+    /// The whole table in memory.
+    pub fn load(&self, rows: usize) -> Result<Arc<Table>, StageError> {
+        match self {
+            Source::Memory(t) => Ok(t.clone()),
+            Source::Stored(s) => Ok(Arc::new(s.load(rows)?)),
+        }
+    }
+}
+
+/// Writes a table into a Parquet file batch by batch, hashing the bytes as
+/// they go out (no second pass over the file for its fingerprint). Snappy,
+/// row groups cut every [`WRITE_ROWS`] rows: the same rows give the same
+/// bytes however they were batched.
+pub struct TableWriter {
+    path: PathBuf,
+    schema: SchemaRef,
+    writer: ArrowWriter<Hashing<BufWriter<File>>>,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    rows: usize,
+    memory_bytes: u64,
+}
+
+impl TableWriter {
+    /// A writer of tables of `schema` into a new file at `path`.
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<TableWriter, StageError> {
+        let file = File::create(path).map_err(|e| StageError::io(path, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by(format!("gigo {}", crate::VERSION))
+            .set_max_row_group_row_count(Some(WRITE_ROWS * 4))
+            .build();
+        let sink = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            hash: Sha256::new(),
+        };
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props))
+            .map_err(|e| StageError::file(path, "starting a Parquet file", e))?;
+        Ok(TableWriter {
+            path: path.to_path_buf(),
+            schema,
+            writer,
+            pending: Vec::new(),
+            pending_rows: 0,
+            rows: 0,
+            memory_bytes: 0,
+        })
+    }
+
+    /// Appends `batch` (of the writer's schema).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(StageError::internal(format!(
+                "writing {}: a batch of schema {:?} into a table of {:?}",
+                self.path.display(),
+                batch.schema(),
+                self.schema
+            )));
+        }
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let take = (WRITE_ROWS - self.pending_rows).min(batch.num_rows() - at);
+            self.pending.push(batch.slice(at, take));
+            self.pending_rows += take;
+            at += take;
+            if self.pending_rows == WRITE_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StageError> {
+        if self.pending_rows == 0 {
+            return Ok(());
+        }
+        let chunk = match self.pending.as_slice() {
+            [one] => one.clone(),
+            many => concat_batches(&self.schema, many)
+                .map_err(|e| StageError::internal(format!("concatenating batches: {e}")))?,
+        };
+        self.pending.clear();
+        self.memory_bytes += chunk.get_array_memory_size() as u64;
+        self.rows += self.pending_rows;
+        self.pending_rows = 0;
+        let path = &self.path;
+        self.writer
+            .write(&chunk)
+            .map_err(|e| StageError::file(path, "writing Parquet", e))
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> usize {
+        self.rows + self.pending_rows
+    }
+
+    /// Closes the file; the table it holds, with its SHA-256.
+    pub fn finish(mut self) -> Result<StoredTable, StageError> {
+        self.flush()?;
+        let path = self.path.clone();
+        let sink = self
+            .writer
+            .into_inner()
+            .map_err(|e| StageError::file(&path, "closing the Parquet file", e))?;
+        let Hashing { inner, hash } = sink;
+        inner
+            .into_inner()
+            .map_err(|e| StageError::io(&path, e.into_error()))?;
+        Ok(StoredTable {
+            path,
+            schema: self.schema,
+            rows: self.rows,
+            memory_bytes: self.memory_bytes,
+            sha256: Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect()),
+        })
+    }
+}
+
+/// A writer that hashes what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Float64Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn table(rows: usize) -> Table {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("i", DataType::Int64, false),
+            Field::new("x", DataType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+                Arc::new(Float64Array::from_iter(
+                    (0..rows).map(|i| (i % 7 != 0).then_some(i as f64 * 0.5)),
+                )),
+            ],
+        )
+        .unwrap();
+        Table::from_batch(batch)
+    }
+
+    fn write(source: &Source, batch_rows: usize, path: &Path) -> StoredTable {
+        let mut w = TableWriter::create(path, source.schema().clone()).unwrap();
+        for b in source.batches(batch_rows).unwrap() {
+            w.write(&b.unwrap()).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn the_same_rows_give_the_same_bytes_however_they_are_batched() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Source::Memory(Arc::new(table(150_000)));
+        let whole = write(&source, usize::MAX, &dir.path().join("a.parquet"));
+        let small = write(&source, 7, &dir.path().join("b.parquet"));
+        let odd = write(&source, 65_537, &dir.path().join("c.parquet"));
+        let bytes = |p: &Path| std::fs::read(p).unwrap();
+        assert_eq!(bytes(whole.path()), bytes(small.path()));
+        assert_eq!(bytes(whole.path()), bytes(odd.path()));
+        // The hash taken while writing is the file's.
+        assert_eq!(
+            whole.sha256().unwrap(),
+            crate::store::file_sha256(whole.path()).unwrap()
+        );
+        assert_eq!(whole.num_rows(), 150_000);
+    }
+
+    #[test]
+    fn a_stored_table_reads_again_on_every_pass_in_batches_of_the_asked_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Source::Memory(Arc::new(table(1_000)));
+        write(&source, 100, &dir.path().join("a.parquet"));
+        let stored = Source::Stored(Arc::new(
+            StoredTable::open(&dir.path().join("a.parquet")).unwrap(),
+        ));
+        assert_eq!(stored.num_rows(), 1_000);
+        assert!(stored.memory_bytes() > 8_000);
+        for _ in 0..2 {
+            let sizes: Vec<usize> = stored
+                .batches(300)
+                .unwrap()
+                .map(|b| b.unwrap().num_rows())
+                .collect();
+            assert_eq!(sizes, vec![300, 300, 300, 100]);
+        }
+        let back = stored.load(64).unwrap().to_batch().unwrap();
+        assert_eq!(back, source.load(1).unwrap().to_batch().unwrap());
+    }
+
+    #[test]
+    fn a_full_disk_is_a_clear_error_naming_the_file() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let source = Source::Memory(Arc::new(table(200_000)));
+        let mut w = TableWriter::create(full, source.schema().clone()).unwrap();
+        let mut failed = None;
+        for b in source.batches(50_000).unwrap() {
+            if let Err(e) = w.write(&b.unwrap()) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = match failed {
+            Some(e) => e,
+            None => w.finish().err().expect("writing to /dev/full must fail"),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("/dev/full"), "{msg}");
+        assert!(msg.to_lowercase().contains("no space"), "{msg}");
+    }
+}
