@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
-use gigo_stages::profile::{ProfileOptions, Profiler};
+use gigo_stages::profile::{ProfileOptions, Profiler, RowCheckOptions};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -89,8 +89,10 @@ fn main() {
         sample_rows: 50_000,
         seed: 0,
         k: 10,
+        // Row hashes in memory, as before the partitions existed.
+        row_checks: RowCheckOptions::default(),
     };
-    let mut profiler = Profiler::new(schema(), opts);
+    let mut profiler = Profiler::new(schema(), opts).expect("profiler");
     let mut generating = Duration::ZERO;
     let mut profiling = Duration::ZERO;
     for b in 0..batches {
@@ -106,7 +108,7 @@ fn main() {
     let profile = profiler.finish().expect("finish");
     profiling += t.elapsed();
     let gigo_peak = peak_rss_mb();
-    let duplicates = profile.duplicate_of.iter().filter(|d| d.is_some()).count();
+    let duplicates = profile.row_findings.duplicate.count();
     let c0 = &profile.columns[0];
     println!(
         "gigo profile: {:.2} s (generation {:.2} s apart), peak RSS {:.0} MB; \

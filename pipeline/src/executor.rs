@@ -401,6 +401,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
         Ok(())
     })?;
 
+    let _ = fs::remove_dir(run_dir.join(".scratch")); // only once empty
     let mut r = record.into_inner().unwrap_or_else(|p| p.into_inner());
     let ok = r
         .stages
@@ -508,9 +509,9 @@ fn run_stage(
         rec.status = StageStatus::Failed;
         rec.error = Some(e.to_string());
     }
-    let scratch = at.run_dir.join(".scratch");
-    let _ = fs::remove_dir_all(scratch.join(&st.id));
-    let _ = fs::remove_dir(&scratch); // only once empty
+    // The shared `.scratch` itself goes when the run ends: removed here, it
+    // could vanish between another stage's creating it and its own folder.
+    let _ = fs::remove_dir_all(at.run_dir.join(".scratch").join(&st.id));
     rec.wall_ms = start.elapsed().as_millis() as u64;
     rec
 }

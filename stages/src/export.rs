@@ -89,11 +89,13 @@ pub fn write_csv(table: &Source, batch_rows: usize, path: &Path) -> Result<(), S
 }
 
 /// Writes `table` as Parquet, batch by batch; a table already in the store
-/// is that file (the same bytes: see [`gigo_pipeline::stream`]), copied.
+/// is that file (the same bytes: see [`gigo_pipeline::stream`]), linked (the
+/// executor copies it to its target).
 fn write_parquet(table: &Source, batch_rows: usize, path: &Path) -> Result<(), StageError> {
     match table {
         Source::Stored(s) => {
-            fs::copy(s.path(), path).map_err(|e| StageError::io(path, e))?;
+            gigo_pipeline::store::link_or_copy(s.path(), path)
+                .map_err(|e| StageError::io(path, e))?;
         }
         Source::Memory(_) => {
             let mut w = TableWriter::create(path, table.schema().clone())?;

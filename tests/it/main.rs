@@ -13,6 +13,7 @@ mod custom_model;
 mod evaluate;
 mod ingest;
 mod label_noise;
+mod memory;
 #[cfg(feature = "neural")]
 mod neural;
 mod pipeline;

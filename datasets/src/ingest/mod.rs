@@ -346,20 +346,19 @@ impl Stage for Ingest {
             ctx.progress.message(&shown);
             let before = fingerprint::stamp(path)?;
             let mut counts = FileCounts::default();
-            let pieces: Box<dyn Iterator<Item = Result<(RecordBatch, Vec<BadLine>), StageError>>> =
-                match &sink {
-                    Sink::Stored { .. } => Box::new(
-                        streams::parquet_batches(path, &shown, ctx.batch_rows)?
-                            .map(|b| b.map(|b| (b, Vec::new()))),
-                    ),
-                    Sink::Memory { .. } => Box::new(std::iter::once(read_file(
-                        path,
-                        &shown,
-                        format,
-                        &string_columns,
-                        self.params.on_bad_line,
-                    ))),
-                };
+            let pieces: Pieces = match &sink {
+                Sink::Stored { .. } => Box::new(
+                    streams::parquet_batches(path, &shown, ctx.batch_rows)?
+                        .map(|b| b.map(|b| (b, Vec::new()))),
+                ),
+                Sink::Memory { .. } => Box::new(std::iter::once(read_file(
+                    path,
+                    &shown,
+                    format,
+                    &string_columns,
+                    self.params.on_bad_line,
+                ))),
+            };
             for piece in pieces {
                 let (raw, bad) = piece?;
                 check_unique_names(&raw, &shown)?;
@@ -428,6 +427,10 @@ enum Sink {
 }
 
 type RoleOf<'a> = &'a dyn Fn(&str) -> Role;
+
+/// What one file gives: record batches, each with the malformed lines set
+/// aside while it was read.
+type Pieces = Box<dyn Iterator<Item = Result<(RecordBatch, Vec<BadLine>), StageError>>>;
 
 impl Sink {
     fn push(

@@ -41,8 +41,7 @@ use serde::Deserialize;
 
 use engine::{median, quantile};
 use gigo_ml::features::can_encode;
-use partitions::RowCheckOptions;
-pub use partitions::{RowFindings, RowFlags};
+pub use partitions::{RowCheckOptions, RowFindings, RowFlags};
 use report::{METRICS, Truth, TruthCount, build_section, detail_json};
 
 /// Bytes the exact duplicate and conflict checks hold in memory at most

@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Benchmark: bounded memory. `ingest -> profile -> export` through the gigo
+binary on generated Parquet files of N rows x 20 numeric columns, beside
+DuckDB's SUMMARIZE and polars' describe (in memory and lazy) of the same
+file. Whole processes: wall time and peak RSS (the kernel's ru_maxrss of
+each child, from wait4). Prints figures; asserts nothing.
+
+    PY=$(../shared/bench/peers/setup.sh)
+    cargo nextest run --workspace --no-run   # builds target/debug/gigo
+    $PY benches/memory.py                    # 10M rows
+    GIGO_BENCH_ROWS=10000000,50000000 $PY benches/memory.py
+
+Environment: GIGO_BENCH_ROWS (comma-separated row counts), GIGO_BENCH_DIR
+(where the files go; default a temporary directory, removed after each
+size), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
+target/debug/gigo: the dev profile, whose dependencies and gigo-stages are
+optimised; a release build is a 30-minute build on 2 cores).
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLUMNS = 20
+CHUNK = 1_000_000
+
+PIPELINE = """name: bench_memory
+seed: 1
+stages:
+  ingest:
+    type: ingest
+    path: {data}
+  profile:
+    type: profile
+    inputs: ingest
+  export:
+    type: export
+    inputs: profile
+    path: {out}
+"""
+
+DUCKDB = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+rows = con.execute("SUMMARIZE SELECT * FROM read_parquet(?)", [sys.argv[1]]).fetchall()
+print(len(rows))
+"""
+
+POLARS_EAGER = """
+import polars as pl, sys
+print(pl.read_parquet(sys.argv[1]).describe().shape)
+"""
+
+POLARS_LAZY = """
+import polars as pl, sys
+print(pl.scan_parquet(sys.argv[1]).describe().shape)
+"""
+
+
+def generate(path, rows):
+    """N rows x 20 columns as the issue describes: normals, small integers,
+    skewed and partly missing values; snappy, row groups of 1M rows."""
+    rng = np.random.default_rng(7)
+    schema = pa.schema([(f"x{c}", pa.float64()) for c in range(COLUMNS)])
+    with pq.ParquetWriter(path, schema, compression="snappy") as w:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            cols = []
+            for c in range(COLUMNS):
+                if c < 10:
+                    v = rng.standard_normal(n)
+                elif c < 14:
+                    v = rng.integers(0, 10, n).astype(np.float64)
+                elif c < 18:
+                    v = rng.lognormal(0.0, 1.0, n)
+                else:
+                    v = rng.standard_normal(n)
+                    v[rng.random(n) < 0.05] = np.nan
+                arr = pa.array(v, mask=np.isnan(v) if c >= 18 else None)
+                cols.append(arr)
+            w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
+
+
+def measure(cmd, cwd):
+    """Runs cmd; returns (seconds, peak RSS in bytes, exit status)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        print(f"  {cmd[0]} failed ({code}): {err[-2000:]}", file=sys.stderr)
+    return wall, usage.ru_maxrss * 1024, code
+
+
+def main():
+    sizes = [int(s) for s in os.environ.get("GIGO_BENCH_ROWS", "10000000").split(",")]
+    memory = os.environ.get("GIGO_BENCH_MEMORY", "1GB")
+    gigo = os.environ.get("GIGO_BIN", os.path.join(ROOT, "target/debug/gigo"))
+    py = sys.executable
+    print(f"bounded memory: ingest -> profile -> export, gigo --memory {memory}, 2 cores")
+    print(f"{'rows':>12} {'tool':<28} {'seconds':>8} {'peak RSS':>10} {'vs DuckDB':>10}")
+    for rows in sizes:
+        base = os.environ.get("GIGO_BENCH_DIR")
+        work = tempfile.mkdtemp(prefix="gigo-bench-memory-", dir=base)
+        try:
+            data = os.path.join(work, "data.parquet")
+            t0 = time.monotonic()
+            generate(data, rows)
+            size = os.path.getsize(data)
+            print(f"{rows:>12} (file: {size / 1e9:.2f} GB, generated in {time.monotonic() - t0:.0f} s)")
+            pipeline = os.path.join(work, "pipeline.yaml")
+            with open(pipeline, "w") as f:
+                f.write(PIPELINE.format(data=data, out=os.path.join(work, "out.parquet")))
+            results = []
+            duck = measure([py, "-c", DUCKDB, data], work)
+            results.append(("duckdb SUMMARIZE", duck))
+            results.append(("polars read().describe()", measure([py, "-c", POLARS_EAGER, data], work)))
+            results.append(("polars scan().describe()", measure([py, "-c", POLARS_LAZY, data], work)))
+            g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
+            results.append(("gigo run (cold cache)", g))
+            # The cache is what fills the disk: drop it before the next size.
+            for name, (wall, rss, code) in results:
+                ratio = wall / duck[0] if duck[0] > 0 else float("nan")
+                mark = "" if code == 0 else f" (exit {code})"
+                print(f"{'':>12} {name:<28} {wall:>8.1f} {rss / 1e9:>8.2f} GB {ratio:>9.2f}x{mark}")
+            sys.stdout.flush()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+//! The memory budget through the `gigo` binary: a stage that would hold
+//! more than `--memory` (or the file's `memory:`) fails before it starts,
+//! naming itself, what it needs and the budget; stages that stream go on.
+
+use crate::common::{gigo, run_record, stderr, write};
+
+/// 250k rows x 20 features (about 45 MB in memory): `export` streams it in
+/// a budget of 80 MB, `split` would hold it whole (twice) and cannot.
+const PIPELINE: &str = "name: budget
+seed: 1
+stages:
+  data:
+    type: generate
+    rows: 250000
+    classes: 2
+    informative: 10
+    redundant: 0
+    noise_features: 10
+  export:
+    type: export
+    inputs: data
+    path: '{run}/data.parquet'
+  split:
+    type: split
+    inputs: data
+";
+
+#[test]
+fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "budget.yaml", PIPELINE);
+    let o = gigo(
+        dir.path(),
+        &["run", &file, "--run-id", "r", "--memory", "80MB", "-q"],
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+    let record = run_record(dir.path(), "r");
+    assert_eq!(record["stages"]["export"]["status"], "ran");
+    assert_eq!(record["stages"]["split"]["status"], "failed");
+    let error = record["stages"]["split"]["error"].as_str().unwrap();
+    for part in [
+        "stage `split` (split) needs about",
+        "it holds its inputs whole",
+        "more than the run's budget of 80 MB",
+        "--memory",
+    ] {
+        assert!(error.contains(part), "{error}");
+    }
+    // Nothing of the refused stage is in the run directory.
+    assert!(!dir.path().join("runs/r/split").exists());
+    // The message reaches the user too.
+    assert!(stderr(&o).contains("needs about"), "{}", stderr(&o));
+
+    // `memory:` in the file sets the budget; `--memory` overrides it.
+    let with_budget = PIPELINE.replace("seed: 1\n", "seed: 1\nmemory: 80MB\n");
+    let file = write(dir.path(), "budget2.yaml", &with_budget);
+    let o = gigo(dir.path(), &["run", &file, "--run-id", "f", "-q"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(
+        run_record(dir.path(), "f")["stages"]["split"]["status"],
+        "failed"
+    );
+    let o = gigo(
+        dir.path(),
+        &["run", &file, "--run-id", "g", "--memory", "4GB", "-q"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}
+
+#[test]
+fn a_budget_that_is_not_a_size_is_refused_at_its_line_or_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        &PIPELINE.replace("seed: 1\n", "seed: 1\nmemory: lots\n"),
+    );
+    let o = gigo(dir.path(), &["validate", &file]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(err.contains("bad.yaml:3"), "{err}");
+    assert!(err.contains("`memory`: `lots` is not a size"), "{err}");
+    let good = write(dir.path(), "good.yaml", PIPELINE);
+    let o = gigo(dir.path(), &["run", &good, "--memory", "2 parsecs"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("unknown unit"), "{}", stderr(&o));
+}
