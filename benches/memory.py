@@ -12,7 +12,8 @@ each child, from wait4). Prints figures; asserts nothing.
 
 Environment: GIGO_BENCH_ROWS (comma-separated row counts), GIGO_BENCH_DIR
 (where the files go; default a temporary directory, removed after each
-size), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
+size), GIGO_BENCH_SMOTE=0 (skip the SMOTE section: 100k x 20 through `gigo
+run` beside imbalanced-learn's whole process), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
 target/debug/gigo: the dev profile, whose dependencies and gigo-stages are
 optimised; a release build is a 30-minute build on 2 cores).
 """
@@ -104,8 +105,57 @@ def measure(cmd, cwd):
     return wall, usage.ru_maxrss * 1024, code
 
 
+SMOTE_PIPELINE = """name: bench_smote
+seed: 1
+stages:
+  ingest:
+    type: ingest
+    path: {data}
+    label: label
+  rebalance:
+    type: rebalance
+    inputs: ingest
+    method: smote
+  export:
+    type: export
+    inputs: rebalance
+    path: {out}
+"""
+
+
+def smote_section(gigo, py):
+    """SMOTE on 100k x 20 (10% minority) through `gigo run` (ingest ->
+    rebalance -> export, cold cache) beside imbalanced-learn's whole process
+    (`../shared/bench/peers/smote.py`: Python, pyarrow, the resampling).
+    Best of three of each."""
+    work = tempfile.mkdtemp(prefix="gigo-bench-smote-", dir=os.environ.get("GIGO_BENCH_DIR"))
+    try:
+        rng = np.random.default_rng(3)
+        n, minority = 100_000, 10_000
+        y = np.zeros(n, dtype=np.int64)
+        y[:minority] = 1
+        x = rng.standard_normal((n, COLUMNS)) + y[:, None] * 1.5
+        data = os.path.join(work, "smote.parquet")
+        cols = {f"x{c}": x[:, c] for c in range(COLUMNS)}
+        cols["label"] = y
+        pq.write_table(pa.table(cols), data, compression="snappy")
+        peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
+        pipeline = os.path.join(work, "smote.yaml")
+        with open(pipeline, "w") as f:
+            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet")))
+        imb = min(measure([py, peer, data, "--repeat", "1"], work)[0] for _ in range(3))
+        runs = []
+        for i in range(3):
+            cache = os.path.join(work, f"cache{i}")
+            runs.append(measure([gigo, "run", pipeline, "-q", "--run-id", f"r{i}", "--cache-dir", cache], work)[0])
+        g = min(runs)
+        print(f"SMOTE 100k x 20, whole processes: gigo run {g:.2f} s, imbalanced-learn {imb:.2f} s: {g / imb:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main():
-    sizes = [int(s) for s in os.environ.get("GIGO_BENCH_ROWS", "10000000").split(",")]
+    sizes = [int(s) for s in os.environ.get("GIGO_BENCH_ROWS", "10000000").split(",") if s]
     memory = os.environ.get("GIGO_BENCH_MEMORY", "1GB")
     gigo = os.environ.get("GIGO_BIN", os.path.join(ROOT, "target/debug/gigo"))
     py = sys.executable
@@ -138,6 +188,8 @@ def main():
             sys.stdout.flush()
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    if os.environ.get("GIGO_BENCH_SMOTE", "1") != "0":
+        smote_section(gigo, py)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use arrow::array::{ArrayRef, UInt32Array};
 use arrow::compute::take;
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
+    Inputs, Memory, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput,
+    Table,
 };
 use rand::seq::SliceRandom;
 use schemars::JsonSchema;
@@ -100,7 +101,7 @@ pub fn register(registry: &mut Registry) {
         "split",
         "Splits a table into train, valid and test parts, stratified by the label \
          (each class is split in the same proportions) and seeded. Rows keep their \
-         original order within each part.",
+         original order within each part. Streams: two passes in batches.",
         |params| {
             params.check()?;
             Ok(Box::new(Split { params }))
@@ -129,84 +130,133 @@ impl Stage for Split {
         ]
     }
 
+    fn memory(&self) -> Memory {
+        // Per row: its index in a class group (4 bytes), a test index when
+        // `test_by` marks it (4), its part (1).
+        Memory::Streams {
+            per_row: 9.0,
+            fixed: gigo_pipeline::budget::STREAM_FIXED,
+        }
+    }
+
+    /// Two passes in batches: the label (and `test_by`) column decides each
+    /// row's part, then the rows go to the three parts' files in order.
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        let table = inputs.table("table")?;
-        let batch = table.to_batch()?;
-        let n = batch.num_rows();
-        // Rows the data itself marks as test.
-        let (mut test, test_fraction) = match &self.params.test_by {
-            None => (Vec::new(), self.params.test_fraction),
-            Some(by) => {
-                let col = batch.column_by_name(&by.column).ok_or_else(|| {
+        let table = inputs.source("table")?;
+        let schema = table.schema().clone();
+        let n = table.num_rows();
+        let test_by = match &self.params.test_by {
+            None => None,
+            Some(by) => Some((
+                by,
+                schema.index_of(&by.column).map_err(|_| {
                     StageError::data(format!(
                         "test_by.column `{}` is not a column of the table",
                         by.column
                     ))
-                })?;
-                let keys = label_keys(col)?;
-                let test: Vec<u32> = (0..n as u32)
-                    .filter(|&i| {
-                        keys[i as usize]
-                            .as_ref()
-                            .is_some_and(|k| by.values.contains(k))
-                    })
-                    .collect();
-                if test.is_empty() {
-                    return Err(StageError::data(format!(
-                        "no row has `{}` in {:?}: the test part would be empty",
-                        by.column, by.values
-                    )));
-                }
-                (test, 0.0)
-            }
+                })?,
+            )),
         };
-        let mut is_test = vec![false; n];
-        for &i in &test {
-            is_test[i as usize] = true;
-        }
-        // Groups of row indices: one per class when stratifying, else one.
-        // (A missing label is a group of its own.)
-        let mut groups: BTreeMap<Option<String>, Vec<u32>> = BTreeMap::new();
-        if self.params.stratify {
-            let label = table
+        let label = if self.params.stratify {
+            let label = Table::empty(schema.clone())
                 .label_column()
                 .map_err(|e| StageError::data(format!("{e}; or set `stratify: false`")))?;
-            let col = batch
-                .column_by_name(&label)
-                .ok_or_else(|| StageError::internal("label column vanished"))?;
-            for (i, key) in label_keys(col)?.into_iter().enumerate() {
-                if !is_test[i] {
-                    groups.entry(key).or_default().push(i as u32);
+            Some(
+                schema
+                    .index_of(&label)
+                    .map_err(|_| StageError::internal("label column vanished"))?,
+            )
+        } else {
+            None
+        };
+        // Rows the data itself marks as test; groups of the other rows'
+        // indices: one per class when stratifying, else one. (A missing
+        // label is a group of its own.)
+        let mut test: Vec<u32> = Vec::new();
+        let mut groups: BTreeMap<Option<String>, Vec<u32>> = BTreeMap::new();
+        let mut at = 0u32;
+        for batch in table.batches(ctx.batch_rows)? {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            let mut is_test = vec![false; rows];
+            if let Some((by, c)) = test_by {
+                for (i, key) in label_keys(batch.column(c))?.into_iter().enumerate() {
+                    if key.is_some_and(|k| by.values.contains(&k)) {
+                        is_test[i] = true;
+                        test.push(at + i as u32);
+                    }
                 }
             }
-        } else {
-            groups.insert(
-                None,
-                (0..n as u32).filter(|&i| !is_test[i as usize]).collect(),
-            );
+            match label {
+                Some(l) => {
+                    for (i, key) in label_keys(batch.column(l))?.into_iter().enumerate() {
+                        if !is_test[i] {
+                            groups.entry(key).or_default().push(at + i as u32);
+                        }
+                    }
+                }
+                None => groups
+                    .entry(None)
+                    .or_default()
+                    .extend((0..rows).filter(|&i| !is_test[i]).map(|i| at + i as u32)),
+            }
+            at += rows as u32;
         }
+        let test_fraction = match test_by {
+            None => self.params.test_fraction,
+            Some((by, _)) if test.is_empty() => {
+                return Err(StageError::data(format!(
+                    "no row has `{}` in {:?}: the test part would be empty",
+                    by.column, by.values
+                )));
+            }
+            Some(_) => 0.0,
+        };
         let mut rng = ctx.rng();
-        let (mut train, mut valid) = (Vec::new(), Vec::new());
+        // Each row's part: 0 train, 1 valid, 2 test.
+        let mut part = vec![0u8; n];
+        for &i in &test {
+            part[i as usize] = 2;
+        }
         for idx in groups.values_mut() {
             idx.shuffle(&mut rng);
             let (t, v) = part_sizes(idx.len(), test_fraction, self.params.valid_fraction);
-            test.extend_from_slice(&idx[..t]);
-            valid.extend_from_slice(&idx[t..t + v]);
-            train.extend_from_slice(&idx[t + v..]);
+            idx[..t].iter().for_each(|&i| part[i as usize] = 2);
+            idx[t..t + v].iter().for_each(|&i| part[i as usize] = 1);
+        }
+        drop(test);
+        const PARTS: [&str; 3] = ["train", "valid", "test"];
+        let mut writers = PARTS
+            .iter()
+            .map(|name| ctx.table_writer(name, schema.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut at = 0usize;
+        for batch in table.batches(ctx.batch_rows)? {
+            let batch = batch?;
+            let rows = batch.num_rows();
+            for (p, writer) in writers.iter_mut().enumerate() {
+                let idx: Vec<u32> = (0..rows as u32)
+                    .filter(|&i| part[at + i as usize] == p as u8)
+                    .collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                let indices = UInt32Array::from(idx);
+                let cols: Vec<ArrayRef> = batch
+                    .columns()
+                    .iter()
+                    .map(|c| take(c.as_ref(), &indices, None))
+                    .collect::<Result<_, _>>()?;
+                writer.write(&arrow::array::RecordBatch::try_new(schema.clone(), cols)?)?;
+            }
+            at += rows;
         }
         let mut counts = serde_json::Map::new();
         let mut out = StageOutput::new();
-        for (name, mut idx) in [("train", train), ("valid", valid), ("test", test)] {
-            idx.sort_unstable();
-            counts.insert(name.into(), idx.len().into());
-            let indices = UInt32Array::from(idx);
-            let cols: Vec<ArrayRef> = batch
-                .columns()
-                .iter()
-                .map(|c| take(c.as_ref(), &indices, None))
-                .collect::<Result<_, _>>()?;
-            let part = arrow::array::RecordBatch::try_new(batch.schema(), cols)?;
-            out = out.with(name, Table::from_batch(part));
+        for (name, writer) in PARTS.iter().zip(writers) {
+            let part = writer.finish()?;
+            counts.insert(name.to_string(), part.num_rows().into());
+            out = out.with(name, part);
         }
         let by_class: serde_json::Map<String, serde_json::Value> = groups
             .iter()
@@ -235,7 +285,14 @@ mod tests {
     use arrow::array::Int64Array;
     use proptest::prelude::*;
 
-    fn run_split(n: usize, classes: i64, seed: u64, test: f64, valid: f64) -> StageOutput {
+    /// The parts' files live in the returned directory.
+    fn run_split(
+        n: usize,
+        classes: i64,
+        seed: u64,
+        test: f64,
+        valid: f64,
+    ) -> (StageOutput, tempfile::TempDir) {
         let t = labelled_table(n, classes);
         let mut inputs = Inputs::default();
         inputs.push("table", t.into());
@@ -248,13 +305,14 @@ mod tests {
                 test_by: None,
             },
         };
-        stage.run(&inputs, &ctx("split", seed, dir.path())).unwrap()
+        let out = stage.run(&inputs, &ctx("split", seed, dir.path())).unwrap();
+        (out, dir)
     }
 
     fn ids(out: &StageOutput, port: &str) -> Vec<i64> {
-        match &out.ports[port] {
-            gigo_pipeline::Artifact::Table(t) => {
-                let b = t.to_batch().unwrap();
+        match out.ports[port].source() {
+            Some(t) => {
+                let b = t.load(1 << 16).unwrap().to_batch().unwrap();
                 let c = b
                     .column_by_name("id")
                     .unwrap()
@@ -269,9 +327,9 @@ mod tests {
 
     #[test]
     fn same_seed_same_split_other_seed_other_split() {
-        let a = run_split(200, 3, 1, 0.2, 0.1);
-        let b = run_split(200, 3, 1, 0.2, 0.1);
-        let c = run_split(200, 3, 2, 0.2, 0.1);
+        let (a, _da) = run_split(200, 3, 1, 0.2, 0.1);
+        let (b, _db) = run_split(200, 3, 1, 0.2, 0.1);
+        let (c, _dc) = run_split(200, 3, 2, 0.2, 0.1);
         assert_eq!(ids(&a, "test"), ids(&b, "test"));
         assert_ne!(ids(&a, "test"), ids(&c, "test"));
     }
@@ -331,7 +389,7 @@ mod tests {
         // Every row lands in exactly one part, and each class is split in proportion.
         #[test]
         fn parts_partition_rows_and_keep_proportions(n in 10usize..300, classes in 1i64..5, seed in 0u64..1000) {
-            let out = run_split(n, classes, seed, 0.2, 0.1);
+            let (out, _dir) = run_split(n, classes, seed, 0.2, 0.1);
             let mut all: Vec<i64> = ["train", "valid", "test"].iter().flat_map(|p| ids(&out, p)).collect();
             all.sort_unstable();
             prop_assert_eq!(all, (0..n as i64).collect::<Vec<_>>());

@@ -4,8 +4,9 @@
 
 use crate::common::{gigo, run_record, stderr, write};
 
-/// 250k rows x 20 features (about 45 MB in memory): `export` streams it in
-/// a budget of 80 MB, `split` would hold it whole (twice) and cannot.
+/// 250k rows x 20 features (about 45 MB in memory): `export` and `split`
+/// stream it in a budget of 80 MB, `rebalance` would hold it whole (twice)
+/// and cannot.
 const PIPELINE: &str = "name: budget
 seed: 1
 stages:
@@ -23,6 +24,10 @@ stages:
   split:
     type: split
     inputs: data
+  rebalance:
+    type: rebalance
+    inputs: data
+    method: random_over
 ";
 
 #[test]
@@ -36,10 +41,11 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
     assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
     let record = run_record(dir.path(), "r");
     assert_eq!(record["stages"]["export"]["status"], "ran");
-    assert_eq!(record["stages"]["split"]["status"], "failed");
-    let error = record["stages"]["split"]["error"].as_str().unwrap();
+    assert_eq!(record["stages"]["split"]["status"], "ran");
+    assert_eq!(record["stages"]["rebalance"]["status"], "failed");
+    let error = record["stages"]["rebalance"]["error"].as_str().unwrap();
     for part in [
-        "stage `split` (split) needs about",
+        "stage `rebalance` (rebalance) needs about",
         "it holds its inputs whole",
         "more than the run's budget of 80 MB",
         "--memory",
@@ -47,7 +53,7 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
         assert!(error.contains(part), "{error}");
     }
     // Nothing of the refused stage is in the run directory.
-    assert!(!dir.path().join("runs/r/split").exists());
+    assert!(!dir.path().join("runs/r/rebalance").exists());
     // The message reaches the user too.
     assert!(stderr(&o).contains("needs about"), "{}", stderr(&o));
 
@@ -57,7 +63,7 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
     let o = gigo(dir.path(), &["run", &file, "--run-id", "f", "-q"]);
     assert_ne!(o.status.code(), Some(0));
     assert_eq!(
-        run_record(dir.path(), "f")["stages"]["split"]["status"],
+        run_record(dir.path(), "f")["stages"]["rebalance"]["status"],
         "failed"
     );
     let o = gigo(

@@ -1,4 +1,5 @@
-//! `profile`: what is wrong with the data, in one pass.
+//! `profile`: what is wrong with the data, in two passes over batches (the
+//! profile, then the rows again with the per-row findings, into the store).
 //!
 //! Per column (mergeable aggregates over chunks of rows, in parallel): rows,
 //! nulls, NaN / infinities, zeros, distinct values (exact below 4096, then a
@@ -188,7 +189,7 @@ pub struct ProfileStage {
 pub fn register(registry: &mut Registry) {
     registry.register::<ProfileParams, _>(
         "profile",
-        "Profiles a table in one pass: per-column statistics, histograms and top values; \
+        "Profiles a table in two passes over its batches (memory independent of the rows): per-column statistics, histograms and top values; \
          exact and near duplicates, conflicting labels, outliers (kNN distance), correlated \
          features, class imbalance; drift against a `reference` table or between the two parts \
          of a `drift` column. Adds per-row columns (is_duplicate, has_label_conflict, \
