@@ -32,7 +32,7 @@ pub use executor::{Observer, RunOptions, RunRecord, RunResult, Silent, StageReco
 pub use plan::{Plan, PlannedStage};
 pub use registry::{Registry, StageType};
 pub use stage::{Flow, Inputs, NoProgress, PortSpec, Progress, Stage, StageContext, StageOutput};
-pub use stream::{Batches, Source, StoredTable, TableWriter};
+pub use stream::{Batches, Source, StoredTable, TableWriter, rechunk};
 pub use table::{
     Artifact, Model, PREDICTED, PortKind, REASON_COLUMN, Role, Table, append_columns,
     field_with_role, prob_column, role_of, with_predictions,

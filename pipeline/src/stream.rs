@@ -143,6 +143,53 @@ impl StoredTable {
 /// One pass over a table's rows.
 pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StageError>> + Send>;
 
+/// `batches` cut and joined into batches of exactly `rows` rows (the last
+/// may be shorter): for a stage whose results could depend on how many rows
+/// it handles at once (a model's matrix kernels), so that they do not depend
+/// on the batches it was given.
+pub fn rechunk(schema: SchemaRef, batches: Batches, rows: usize) -> Batches {
+    let rows = rows.max(1);
+    let mut input = batches;
+    let mut pending: Vec<RecordBatch> = Vec::new();
+    let mut pending_rows = 0usize;
+    let mut current: Option<(RecordBatch, usize)> = None;
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        loop {
+            if let Some((b, at)) = current.take() {
+                let take = (rows - pending_rows).min(b.num_rows() - at);
+                pending.push(b.slice(at, take));
+                pending_rows += take;
+                if at + take < b.num_rows() {
+                    current = Some((b, at + take));
+                }
+            } else if !done {
+                match input.next() {
+                    Some(Ok(b)) => current = Some((b, 0)),
+                    Some(Err(e)) => {
+                        done = true;
+                        return Some(Err(e));
+                    }
+                    None => done = true,
+                }
+            }
+            if pending_rows == rows || (done && current.is_none() && pending_rows > 0) {
+                let out = match pending.as_slice() {
+                    [one] => Ok(one.clone()),
+                    many => concat_batches(&schema, many)
+                        .map_err(|e| StageError::internal(format!("concatenating batches: {e}"))),
+                };
+                pending.clear();
+                pending_rows = 0;
+                return Some(out);
+            }
+            if done && current.is_none() {
+                return None;
+            }
+        }
+    }))
+}
+
 /// A table a stage reads in batches: in memory or in the store.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -444,6 +491,21 @@ mod tests {
             crate::store::file_sha256(whole.path()).unwrap()
         );
         assert_eq!(whole.num_rows(), 150_000);
+    }
+
+    #[test]
+    fn rechunking_gives_batches_of_the_asked_size_whatever_came_in() {
+        let source = Source::Memory(Arc::new(table(1_000)));
+        for input in [1, 7, 300, 1_000, 5_000] {
+            let out: Vec<RecordBatch> =
+                rechunk(source.schema().clone(), source.batches(input).unwrap(), 256)
+                    .map(|b| b.unwrap())
+                    .collect();
+            let sizes: Vec<usize> = out.iter().map(RecordBatch::num_rows).collect();
+            assert_eq!(sizes, vec![256, 256, 256, 232], "input batches of {input}");
+            let whole = concat_batches(source.schema(), &out).unwrap();
+            assert_eq!(whole, source.load(1).unwrap().to_batch().unwrap());
+        }
     }
 
     #[test]

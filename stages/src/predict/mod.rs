@@ -13,10 +13,9 @@ mod report;
 mod tests;
 
 use gigo_ml::Catalogue;
-use gigo_pipeline::Metrics;
 use gigo_pipeline::{
-    Inputs, PortKind, PortSpec, Registry, Role, Stage, StageContext, StageError, StageOutput,
-    Table, with_predictions,
+    Artifact, Inputs, Memory, Metrics, PortKind, PortSpec, Registry, Role, Stage, StageContext,
+    StageError, StageOutput, Table, TableWriter, rechunk, with_predictions,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -26,6 +25,10 @@ use crate::models;
 
 /// The stage type name.
 pub const STAGE_TYPE: &str = "predict";
+
+/// Rows scored at once: fixed, so that a model whose kernels depend on the
+/// matrix's size scores every row the same whatever the batches.
+pub const SCORE_ROWS: usize = 65_536;
 
 /// Parameters of `predict` (none yet).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -75,6 +78,10 @@ impl Stage for Predict {
         )]
     }
 
+    fn memory(&self) -> Memory {
+        Memory::STREAMS
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let port = match inputs.models("model").as_slice() {
             [one] => one.clone(),
@@ -87,20 +94,44 @@ impl Stage for Predict {
         };
         let source = inputs.sources("model").first().cloned().unwrap_or_default();
         let model = models::load(&self.catalogue, &port).map_err(from_model(&source))?;
-        let table = inputs.table("table")?;
-        check_columns(&model.features, &table, &source)?;
+        let table = inputs.source("table")?;
+        let schema = Table::empty(table.schema().clone());
+        check_columns(&model.features, &schema, &source)?;
         ctx.progress
             .message(&format!("scoring with {}", model.name()));
-        let batch = table.to_batch()?;
-        let x = model
-            .encode(std::slice::from_ref(&batch))
-            .map_err(from_model(&source))?;
-        let probs = model.predict_proba(&x).map_err(from_model(&source))?;
-        let out = with_predictions(&table, &probs.data, &model.classes)?;
+        ctx.progress.set_total(table.num_rows() as u64);
+        // Fixed chunks: the scores do not depend on the batches that came in.
+        let chunks = rechunk(
+            table.schema().clone(),
+            table.batches(ctx.batch_rows)?,
+            SCORE_ROWS,
+        );
+        let mut writer: Option<TableWriter> = None;
         let mut counts = vec![0u64; model.classes.len()];
-        for c in crate::evaluate::metrics::argmax_rows(&probs.data, probs.cols) {
-            counts[c as usize] += 1;
+        for chunk in chunks {
+            let chunk = chunk?;
+            let x = model
+                .encode(std::slice::from_ref(&chunk))
+                .map_err(from_model(&source))?;
+            let probs = model.predict_proba(&x).map_err(from_model(&source))?;
+            for c in crate::evaluate::metrics::argmax_rows(&probs.data, probs.cols) {
+                counts[c as usize] += 1;
+            }
+            let scored = with_predictions(&Table::from_batch(chunk), &probs.data, &model.classes)?
+                .to_batch()?;
+            if writer.is_none() {
+                writer = Some(ctx.table_writer("table", scored.schema())?);
+            }
+            if let Some(w) = writer.as_mut() {
+                w.write(&scored)?;
+            }
+            ctx.progress.advance(scored.num_rows() as u64);
         }
+        let out: Artifact = match writer {
+            Some(w) => w.finish()?.into(),
+            // No rows: the empty table with the prediction columns.
+            None => with_predictions(&schema, &[], &model.classes)?.into(),
+        };
         let summary = report::summary(&ctx.stage_id, &model, &source, &counts);
         Ok(StageOutput::new().with("table", out).with_summary(summary))
     }

@@ -27,7 +27,8 @@ fn fitted(kind: &str) -> Model {
     }
 }
 
-fn predict(model: &Model, table: Table) -> Result<StageOutput, StageError> {
+/// Scores `table`; the scored table lives in the returned directory.
+fn predict(model: &Model, table: Table) -> Result<(StageOutput, tempfile::TempDir), StageError> {
     let mut r = Registry::new();
     register(&mut r, &Catalogue::classic());
     let stage = r.get(STAGE_TYPE).unwrap().build(&json!({})).unwrap();
@@ -39,7 +40,8 @@ fn predict(model: &Model, table: Table) -> Result<StageOutput, StageError> {
     );
     inputs.push("table", table.into());
     let dir = tempfile::tempdir().unwrap();
-    stage.run(&inputs, &ctx("predict", 1, dir.path()))
+    let out = stage.run(&inputs, &ctx("predict", 1, dir.path()))?;
+    Ok((out, dir))
 }
 
 #[test]
@@ -53,10 +55,8 @@ fn new_rows_get_exactly_the_models_own_probabilities() {
         "knn",
     ] {
         let m = fitted(kind);
-        let out = predict(&m, new_rows.clone()).unwrap();
-        let Artifact::Table(t) = &out.ports["table"] else {
-            panic!()
-        };
+        let (out, _dir) = predict(&m, new_rows.clone()).unwrap();
+        let t = out.ports["table"].source().unwrap().load(1 << 16).unwrap();
         let b = t.to_batch().unwrap();
         // every input column is kept, three are added
         assert_eq!(b.num_columns(), 4 + 3);
