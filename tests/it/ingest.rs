@@ -138,3 +138,86 @@ fn a_missing_file_is_a_stage_error_not_a_panic() {
     assert!(err.contains("data.csv"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Two Parquet files of one schema stream through `ingest` in batches: the
+/// contract is checked batch by batch, and batches of 7 rows give the same
+/// bytes (kept rows, quarantine, summary) as the default batch size.
+#[test]
+fn parquet_files_stream_through_the_contract_and_the_batch_size_changes_no_byte() {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let data = tempfile::tempdir().unwrap();
+    write(data.path(), "contract.yaml", CONTRACT);
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("age", DataType::Int64, true),
+        Field::new("city", DataType::Utf8, true),
+        Field::new("y", DataType::Int64, true),
+    ]));
+    let mut bad = 0;
+    for part in 0..2i64 {
+        let n = 3_000i64;
+        let age: Vec<Option<i64>> = (0..n)
+            .map(|i| match (i + part) % 97 {
+                0 => None,
+                1 => Some(500),
+                _ => Some(i % 90),
+            })
+            .collect();
+        let city: Vec<&str> = (0..n)
+            .map(|i| {
+                if i % 101 == 5 {
+                    "Rome"
+                } else {
+                    ["Paris", "Oslo"][i as usize % 2]
+                }
+            })
+            .collect();
+        bad += (0..n)
+            .filter(|i| matches!((i + part) % 97, 0 | 1) || i % 101 == 5)
+            .count();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(age)),
+                Arc::new(StringArray::from(city)),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % 2))),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(data.path().join(format!("part-{part}.parquet"))).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+    let p = write(
+        data.path(),
+        "p.yaml",
+        "name: stream\nstages:\n  raw:\n    type: ingest\n    path: part-*.parquet\n    schema: contract.yaml\n  split:\n    type: split\n    inputs: raw\n",
+    );
+    let run = |batch_rows: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let o = gigo(
+            dir.path(),
+            &["run", &p, "--run-id", "r", "--batch-rows", batch_rows, "-q"],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let run = dir.path().join("runs/r");
+        let mut files = files_under(&run, "parquet");
+        files.extend(files_under(&run.join("raw"), "json"));
+        (files, run_record(dir.path(), "r"), dir)
+    };
+    let (small, rec, _a) = run("7");
+    let (default, _, _b) = run("65536");
+    assert_eq!(small, default);
+    let rows = &rec["stages"]["raw"]["rows"];
+    assert_eq!(rows["created"].as_array().unwrap().len(), 2, "{rows}");
+    assert_eq!(
+        rows["out"].as_u64().unwrap() as usize,
+        6_000 - bad,
+        "{rows}"
+    );
+    assert_eq!(rows["checked"], true);
+}
