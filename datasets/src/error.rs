@@ -77,6 +77,26 @@ pub enum DatasetError {
         /// The file.
         file: String,
     },
+    /// Files read whole (not Parquet of one schema) that would not fit the
+    /// run's memory budget.
+    #[error(
+        "ingest reads {files} file(s) of {} whole (CSV, JSON lines, IPC, or Parquet files of \
+         differing schemas), about {} in memory, more than the run's budget of {}: raise it \
+         with `--memory`, or convert the files to Parquet of one schema, which streams",
+        gigo_pipeline::Bytes(*on_disk),
+        gigo_pipeline::Bytes(*need),
+        gigo_pipeline::Bytes(*budget)
+    )]
+    OverBudget {
+        /// Files matched.
+        files: usize,
+        /// Their size on disk.
+        on_disk: u64,
+        /// About what reading them takes.
+        need: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// A file with nothing to read.
     #[error("{file}: {what}")]
     Empty {

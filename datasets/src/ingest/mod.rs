@@ -329,6 +329,9 @@ impl Stage for Ingest {
                 quarantined: Vec::new(),
             }
         };
+        if let Sink::Memory { .. } = sink {
+            check_budget(&files, ctx.memory_budget)?;
+        }
         let mut output = StageOutput::new();
         let mut report = Report::default();
         let mut given: BTreeMap<String, Role> = BTreeMap::new();
@@ -494,6 +497,31 @@ impl Sink {
             }
         }
     }
+}
+
+/// How many times its size on disk a file read whole takes at its peak (the
+/// bytes, polars' frame, the Arrow copy), and what is held in the end (the
+/// parts of every file, concatenated).
+const WHOLE_READ_FACTOR: u64 = 4;
+
+/// Refuses files read whole whose size says they would not fit `budget`,
+/// before reading any.
+fn check_budget(files: &[PathBuf], budget: u64) -> Result<(), DatasetError> {
+    let on_disk: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let need = on_disk.saturating_mul(WHOLE_READ_FACTOR);
+    if need > budget {
+        return Err(DatasetError::OverBudget {
+            files: files.len(),
+            on_disk,
+            need,
+            budget,
+        });
+    }
+    Ok(())
 }
 
 /// `batch` without the `ignore`d columns; a column the contract names cannot

@@ -850,3 +850,34 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn files_read_whole_that_would_not_fit_the_budget_are_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..2_000).map(|i| format!("{i},{}\n", i % 2)).collect();
+    write(dir.path(), "a.csv", format!("x,y\n{rows}").as_bytes());
+    let stage = build(json!({"path": "a.csv", "label": "y"})).unwrap();
+    let mut ctx = StageContext::new(
+        "ingest",
+        1,
+        dir.path().join("scratch"),
+        dir.path().to_path_buf(),
+        dir.path().to_path_buf(),
+        Arc::new(NoProgress),
+    );
+    ctx.memory_budget = 20_000;
+    let e = stage
+        .run(&Inputs::default(), &ctx)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("ingest reads 1 file(s) of 13 kB whole")
+            && e.contains("more than the run's budget of 20 kB")
+            && e.contains("Parquet"),
+        "{e}"
+    );
+    // With room enough, the same file reads.
+    ctx.memory_budget = 1 << 30;
+    assert!(stage.run(&Inputs::default(), &ctx).is_ok());
+}
