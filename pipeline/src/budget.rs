@@ -101,39 +101,13 @@ impl fmt::Display for Bytes {
     }
 }
 
-/// Parses a size: a number with an optional unit, `kB` / `MB` / `GB` / `TB`
-/// (powers of 1000) or `KiB` / `MiB` / `GiB` / `TiB` (powers of 1024), case
-/// and spaces ignored (`2GB`, `512 MiB`, `1.5g`).
+/// Parses a budget: a positive size as [`crate::cache::parse_size`] reads
+/// it (`2GB`, `512 MiB`, `1.5g`; powers of 1000 or, with `i`, of 1024).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 2GB, 512MiB)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => {
-            return Err(format!(
-                "`{text}`: unknown unit `{other}` (use kB, MB, GB, TB or KiB, MiB, GiB, TiB)"
-            ));
-        }
-    };
-    let bytes = value * scale;
-    if !bytes.is_finite() || bytes < 1.0 {
-        return Err(format!("`{text}` is not a positive size"));
+    match crate::cache::parse_size(text)? {
+        0 => Err(format!("`{text}` is not a positive size")),
+        bytes => Ok(bytes),
     }
-    Ok(bytes as u64)
 }
 
 /// The budget when neither `--memory` nor `memory:` sets one: three

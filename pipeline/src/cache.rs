@@ -641,9 +641,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n * secs))
 }
 
-/// Parses a size as `gigo cache gc --max-size` takes it: `10GB`, `500MB`,
-/// `1.5GiB`, `2048` (bytes). KB, MB, GB, TB are powers of 1000; KiB, MiB,
-/// GiB, TiB powers of 1024.
+/// Parses a size as `gigo cache gc --max-size` and `--memory` take it:
+/// `10GB`, `500MB`, `1.5GiB`, `1.5g`, `2048` (bytes); case and spaces
+/// ignored. KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of
+/// 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let (n, unit) = number_and_unit(text, "a size such as 10GB or 500MiB")?;
     let mult: f64 = match unit.to_ascii_lowercase().as_str() {
@@ -656,9 +657,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1024f64.powi(2),
         "gib" => 1024f64.powi(3),
         "tib" => 1024f64.powi(4),
-        _ => {
+        other => {
             return Err(format!(
-                "`{text}`: the unit must be B, KB, MB, GB, TB or KiB..TiB"
+                "`{text}`: unknown unit `{other}` (use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB)"
             ));
         }
     };

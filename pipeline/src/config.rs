@@ -275,36 +275,24 @@ pub fn parse_str(
         None => 0,
     };
 
-    let memory = match root.get("memory") {
-        Some(n) => {
-            let text = match &n.value {
-                NodeValue::Str(s) => Some(s.clone()),
-                NodeValue::Int(i) => Some(i.to_string()),
-                _ => None,
-            };
-            match text.map(|t| crate::budget::parse_size(&t)) {
-                Some(Ok(bytes)) => Some(bytes),
-                Some(Err(e)) => {
-                    problems.push(Diagnostic::error(
-                        Some(n.loc.clone()),
-                        format!("`memory`: {e}"),
-                    ));
-                    None
-                }
-                None => {
-                    problems.push(Diagnostic::error(
-                        Some(n.loc.clone()),
-                        format!(
-                            "`memory` must be a size such as 2GB or 512MiB, found {}",
-                            n.type_name()
-                        ),
-                    ));
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let memory = root.get("memory").and_then(|n| {
+        let parsed = match &n.value {
+            NodeValue::Str(text) => crate::budget::parse_size(text),
+            NodeValue::Int(i) => crate::budget::parse_size(&i.to_string()),
+            _ => Err(format!(
+                "must be a size such as 2GB or 512MiB, found {}",
+                n.type_name()
+            )),
+        };
+        parsed
+            .map_err(|e| {
+                problems.push(Diagnostic::error(
+                    Some(n.loc.clone()),
+                    format!("`memory`: {e}"),
+                ))
+            })
+            .ok()
+    });
 
     let mut stages = Vec::new();
     match root.get("stages") {

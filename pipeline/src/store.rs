@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -41,18 +40,7 @@ pub fn write_parquet(table: &Table, path: &Path) -> Result<StoredTable, StageErr
 
 /// Reads a Parquet file written by [`write_parquet`] (or any Parquet file).
 pub fn read_parquet(path: &Path) -> Result<Table, StageError> {
-    let file = fs::File::open(path).map_err(|e| StageError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| StageError::file(path, "not a readable Parquet file", e))?;
-    let schema = builder.schema().clone();
-    let reader = builder
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(|e| StageError::file(path, "reading Parquet", e))?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| StageError::file(path, "reading Parquet", e))?;
-    Table::new(schema, batches)
+    StoredTable::open(path)?.load(crate::stream::DEFAULT_BATCH_ROWS)
 }
 
 /// Checks that every block the footer of Arrow IPC file `f` lists lies inside the
@@ -146,47 +134,36 @@ pub fn write_artifact(
     port: &str,
     artifact: &Artifact,
 ) -> Result<PortEntry, StageError> {
-    let (file, rows) = match artifact {
+    // A table's hash is taken as it is written; other files are hashed here.
+    let (file, rows, hashed) = match artifact {
         Artifact::Table(t) => {
             let file = format!("{port}.parquet");
             let written = write_parquet(t, &dir.join(&file))?;
-            return Ok(PortEntry {
-                kind: PortKind::Table,
-                file,
-                rows: Some(t.num_rows()),
-                fingerprint: written.sha256().unwrap_or_default().to_string(),
-            });
+            (file, Some(t.num_rows()), written.sha256().map(String::from))
         }
         Artifact::Stored(t) => {
-            // Written already, batch by batch (its hash with it).
             let file = format!("{port}.parquet");
             let dest = dir.join(&file);
             link_or_copy(t.path(), &dest).map_err(|e| StageError::io(&dest, e))?;
-            let fingerprint = match t.sha256() {
-                Some(h) => h.to_string(),
-                None => file_sha256(&dest)?,
-            };
-            return Ok(PortEntry {
-                kind: PortKind::Table,
-                file,
-                rows: Some(t.num_rows()),
-                fingerprint,
-            });
+            (file, Some(t.num_rows()), t.sha256().map(String::from))
         }
         Artifact::Model(m) => {
             let file = format!("{port}.model");
             write_model(m, &dir.join(&file))?;
-            (file, None)
+            (file, None, None)
         }
         Artifact::Summary(s) => {
             let file = format!("{port}.json");
             let text = serde_json::to_vec_pretty(s.as_ref())
                 .map_err(|e| StageError::internal(format!("summary JSON: {e}")))?;
             write_file(&dir.join(&file), &text)?;
-            (file, None)
+            (file, None, None)
         }
     };
-    let fingerprint = file_sha256(&dir.join(&file))?;
+    let fingerprint = match hashed {
+        Some(h) => h,
+        None => file_sha256(&dir.join(&file))?,
+    };
     Ok(PortEntry {
         kind: artifact.kind(),
         file,
@@ -247,24 +224,29 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StageError> {
 
 /// Writes `bytes` to `path` atomically: a temporary file beside it, then a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nonce = N.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
-    fs::write(&tmp, bytes)?;
-    fs::rename(&tmp, path)
+    atomically(path, |tmp| fs::write(tmp, bytes))
 }
 
-/// Copies `src` to `dest` atomically (a temporary file beside it, then a
-/// rename), streaming: a file of any size, in a buffer's worth of memory.
+/// Copies `src` to `dest` atomically, streaming: a file of any size, in a
+/// buffer's worth of memory.
 pub fn copy_atomic(src: &Path, dest: &Path) -> std::io::Result<()> {
+    atomically(dest, |tmp| fs::copy(src, tmp).map(|_| ()))
+}
+
+/// Runs `write` on a temporary file beside `dest`, then renames it into
+/// place; on failure the temporary file is removed.
+fn atomically(
+    dest: &Path,
+    write: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     static N: AtomicU64 = AtomicU64::new(0);
     let nonce = N.fetch_add(1, Ordering::Relaxed);
     let tmp = dest.with_extension(format!("tmp-{}-{nonce}", std::process::id()));
-    let copied = fs::copy(src, &tmp).and_then(|_| fs::rename(&tmp, dest));
-    if copied.is_err() {
+    let done = write(&tmp).and_then(|_| fs::rename(&tmp, dest));
+    if done.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    copied
+    done
 }
 
 /// Makes `dest` hold the content of `src`: a hard link when possible, else a copy.

@@ -143,48 +143,100 @@ impl StoredTable {
 /// One pass over a table's rows.
 pub type Batches = Box<dyn Iterator<Item = Result<RecordBatch, StageError>> + Send>;
 
-/// `batches` cut and joined into batches of exactly `rows` rows (the last
-/// may be shorter): for a stage whose results could depend on how many rows
+/// Cuts and joins batches into batches of exactly `rows` rows (the last,
+/// from [`Rechunker::finish`], may be shorter): the same chunks whatever
+/// batches came in. A chunk that lies inside one input batch is a slice of
+/// it, not a copy.
+pub struct Rechunker {
+    schema: SchemaRef,
+    rows: usize,
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+}
+
+impl Rechunker {
+    /// Chunks of `rows` rows (at least 1) of tables of `schema`.
+    pub fn new(schema: SchemaRef, rows: usize) -> Self {
+        Rechunker {
+            schema,
+            rows: rows.max(1),
+            pending: Vec::new(),
+            pending_rows: 0,
+        }
+    }
+
+    /// Rows held back, short of a whole chunk.
+    pub fn pending_rows(&self) -> usize {
+        self.pending_rows
+    }
+
+    /// Takes `batch`; the chunks it completes.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<Vec<RecordBatch>, StageError> {
+        let mut full = Vec::new();
+        let mut at = 0;
+        while at < batch.num_rows() {
+            let take = (self.rows - self.pending_rows).min(batch.num_rows() - at);
+            self.pending.push(batch.slice(at, take));
+            self.pending_rows += take;
+            at += take;
+            if self.pending_rows == self.rows {
+                full.push(self.take()?);
+            }
+        }
+        Ok(full)
+    }
+
+    /// The last, shorter chunk, if rows are held back.
+    pub fn finish(&mut self) -> Result<Option<RecordBatch>, StageError> {
+        if self.pending_rows == 0 {
+            return Ok(None);
+        }
+        self.take().map(Some)
+    }
+
+    fn take(&mut self) -> Result<RecordBatch, StageError> {
+        let chunk = match self.pending.as_slice() {
+            [one] => one.clone(),
+            many => concat_batches(&self.schema, many)
+                .map_err(|e| StageError::internal(format!("concatenating batches: {e}")))?,
+        };
+        self.pending.clear();
+        self.pending_rows = 0;
+        Ok(chunk)
+    }
+}
+
+/// `batches` as chunks of exactly `rows` rows (the last may be shorter; see
+/// [`Rechunker`]): for a stage whose results could depend on how many rows
 /// it handles at once (a model's matrix kernels), so that they do not depend
 /// on the batches it was given.
 pub fn rechunk(schema: SchemaRef, batches: Batches, rows: usize) -> Batches {
-    let rows = rows.max(1);
+    let mut chunker = Rechunker::new(schema, rows);
     let mut input = batches;
-    let mut pending: Vec<RecordBatch> = Vec::new();
-    let mut pending_rows = 0usize;
-    let mut current: Option<(RecordBatch, usize)> = None;
+    let mut ready = std::collections::VecDeque::new();
     let mut done = false;
     Box::new(std::iter::from_fn(move || {
         loop {
-            if let Some((b, at)) = current.take() {
-                let take = (rows - pending_rows).min(b.num_rows() - at);
-                pending.push(b.slice(at, take));
-                pending_rows += take;
-                if at + take < b.num_rows() {
-                    current = Some((b, at + take));
-                }
-            } else if !done {
-                match input.next() {
-                    Some(Ok(b)) => current = Some((b, 0)),
-                    Some(Err(e)) => {
-                        done = true;
-                        return Some(Err(e));
-                    }
-                    None => done = true,
-                }
+            if let Some(chunk) = ready.pop_front() {
+                return Some(Ok(chunk));
             }
-            if pending_rows == rows || (done && current.is_none() && pending_rows > 0) {
-                let out = match pending.as_slice() {
-                    [one] => Ok(one.clone()),
-                    many => concat_batches(&schema, many)
-                        .map_err(|e| StageError::internal(format!("concatenating batches: {e}"))),
-                };
-                pending.clear();
-                pending_rows = 0;
-                return Some(out);
-            }
-            if done && current.is_none() {
+            if done {
                 return None;
+            }
+            let next = match input.next() {
+                Some(Ok(b)) => chunker.push(&b),
+                Some(Err(e)) => Err(e),
+                None => {
+                    done = true;
+                    chunker.finish().map(|last| last.into_iter().collect())
+                }
+            };
+            match next {
+                Ok(chunks) => ready.extend(chunks),
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
+                }
             }
         }
     }))
@@ -274,8 +326,8 @@ impl Source {
 pub struct TableWriter {
     path: PathBuf,
     schema: SchemaRef,
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
+    chunker: Rechunker,
+    /// Rows handed to the writing thread.
     rows: usize,
     memory_bytes: u64,
     chunks: Option<SyncSender<RecordBatch>>,
@@ -333,9 +385,8 @@ impl TableWriter {
             .map_err(|e| StageError::io(path, e))?;
         Ok(TableWriter {
             path: path.to_path_buf(),
+            chunker: Rechunker::new(schema.clone(), WRITE_ROWS),
             schema,
-            pending: Vec::new(),
-            pending_rows: 0,
             rows: 0,
             memory_bytes: 0,
             chunks: Some(tx),
@@ -353,32 +404,16 @@ impl TableWriter {
                 self.schema
             )));
         }
-        let mut at = 0;
-        while at < batch.num_rows() {
-            let take = (WRITE_ROWS - self.pending_rows).min(batch.num_rows() - at);
-            self.pending.push(batch.slice(at, take));
-            self.pending_rows += take;
-            at += take;
-            if self.pending_rows == WRITE_ROWS {
-                self.flush()?;
-            }
+        for chunk in self.chunker.push(batch)? {
+            self.send(chunk)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<(), StageError> {
-        if self.pending_rows == 0 {
-            return Ok(());
-        }
-        let chunk = match self.pending.as_slice() {
-            [one] => one.clone(),
-            many => concat_batches(&self.schema, many)
-                .map_err(|e| StageError::internal(format!("concatenating batches: {e}")))?,
-        };
-        self.pending.clear();
+    /// Hands `chunk` to the writing thread.
+    fn send(&mut self, chunk: RecordBatch) -> Result<(), StageError> {
         self.memory_bytes += chunk.get_array_memory_size() as u64;
-        self.rows += self.pending_rows;
-        self.pending_rows = 0;
+        self.rows += chunk.num_rows();
         let sent = self.chunks.as_ref().map(|tx| tx.send(chunk).is_ok());
         if sent != Some(true) {
             // The writing thread stopped: its error says why.
@@ -408,12 +443,14 @@ impl TableWriter {
 
     /// Rows written so far.
     pub fn rows(&self) -> usize {
-        self.rows + self.pending_rows
+        self.rows + self.chunker.pending_rows()
     }
 
     /// Closes the file; the table it holds, with its SHA-256.
     pub fn finish(mut self) -> Result<StoredTable, StageError> {
-        self.flush()?;
+        if let Some(last) = self.chunker.finish()? {
+            self.send(last)?;
+        }
         let sha256 = self.join()?;
         Ok(StoredTable {
             path: self.path.clone(),

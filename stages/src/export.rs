@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gigo_pipeline::{
     Inputs, Memory, ParamProblem, PortSpec, Registry, Source, Stage, StageContext, StageError,
-    StageOutput, TableWriter,
+    StageOutput,
 };
 
 use schemars::JsonSchema;
@@ -91,18 +91,14 @@ pub fn write_csv(table: &Source, batch_rows: usize, path: &Path) -> Result<(), S
 /// Writes `table` as Parquet, batch by batch; a table already in the store
 /// is that file (the same bytes: see [`gigo_pipeline::stream`]), linked (the
 /// executor copies it to its target).
-fn write_parquet(table: &Source, batch_rows: usize, path: &Path) -> Result<(), StageError> {
+fn write_parquet(table: &Source, path: &Path) -> Result<(), StageError> {
     match table {
         Source::Stored(s) => {
             gigo_pipeline::store::link_or_copy(s.path(), path)
                 .map_err(|e| StageError::io(path, e))?;
         }
-        Source::Memory(_) => {
-            let mut w = TableWriter::create(path, table.schema().clone())?;
-            for b in table.batches(batch_rows)? {
-                w.write(&b?)?;
-            }
-            w.finish()?;
+        Source::Memory(t) => {
+            gigo_pipeline::store::write_parquet(t, path)?;
         }
     }
     Ok(())
@@ -126,7 +122,7 @@ impl Stage for Export {
         fs::create_dir_all(&ctx.scratch_dir).map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
         let produced = ctx.scratch_dir.join("export");
         match self.format {
-            ExportFormat::Parquet => write_parquet(&table, ctx.batch_rows, &produced)?,
+            ExportFormat::Parquet => write_parquet(&table, &produced)?,
             ExportFormat::Csv => write_csv(&table, ctx.batch_rows, &produced)?,
         }
         Ok(StageOutput::new()

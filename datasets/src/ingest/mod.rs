@@ -362,16 +362,24 @@ impl Stage for Ingest {
                     self.params.on_bad_line,
                 ))),
             };
+            // The columns are checked and their roles resolved once a file.
+            let mut ignored: Option<Vec<String>> = None;
             for piece in pieces {
                 let (raw, bad) = piece?;
-                check_unique_names(&raw, &shown)?;
-                if let Some(l) = &named_label {
-                    check_label(&raw, l, &shown)?;
-                }
-                let resolved = self.roles.resolve(&column_names(&raw), &shown)?;
-                let raw = drop_ignored(&shown, raw, &resolved.ignored, contract.as_ref())?;
-                report.ignored(resolved.ignored);
-                given.extend(resolved.roles);
+                let dropped = match &ignored {
+                    Some(dropped) => dropped,
+                    None => {
+                        check_unique_names(&raw, &shown)?;
+                        if let Some(l) = &named_label {
+                            check_label(&raw, l, &shown)?;
+                        }
+                        let resolved = self.roles.resolve(&column_names(&raw), &shown)?;
+                        report.ignored(resolved.ignored.clone());
+                        given.extend(resolved.roles);
+                        ignored.insert(resolved.ignored)
+                    }
+                };
+                let raw = drop_ignored(&shown, raw, dropped, contract.as_ref())?;
                 let mut split =
                     apply_contract(&shown, raw, contract.as_ref(), named_label.as_deref())?;
                 counts.add(&split);
@@ -423,9 +431,10 @@ enum Sink {
         kept: Vec<(String, RecordBatch)>,
         quarantined: Vec<(String, RecordBatch)>,
     },
+    /// (Writers are boxed: large beside the other variant.)
     Stored {
-        kept: Option<TableWriter>,
-        quarantined: Option<TableWriter>,
+        kept: Option<Box<TableWriter>>,
+        quarantined: Option<Box<TableWriter>>,
     },
 }
 
@@ -461,7 +470,7 @@ impl Sink {
                 ] {
                     let batch = with_roles(&batch, role)?;
                     if writer.is_none() {
-                        *writer = Some(ctx.table_writer(port, batch.schema())?);
+                        *writer = Some(Box::new(ctx.table_writer(port, batch.schema())?));
                     }
                     if let Some(w) = writer {
                         w.write(&batch)?;
@@ -491,8 +500,8 @@ impl Sink {
                     return Err(StageError::internal("ingest streamed no batch at all"));
                 };
                 Ok((
-                    Source::Stored(Arc::new(kept.finish()?)),
-                    Source::Stored(Arc::new(quarantined.finish()?)),
+                    Source::Stored(Arc::new((*kept).finish()?)),
+                    Source::Stored(Arc::new((*quarantined).finish()?)),
                 ))
             }
         }

@@ -12,12 +12,13 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
-use arrow::compute::{cast, concat_batches, filter, not};
+use arrow::compute::{cast, filter, not};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use gigo_ml::features::{EncoderOptions, FeatureEncoder};
 use gigo_ml::knn::knn_self;
 use gigo_pipeline::StageError;
+use gigo_pipeline::stream::Rechunker;
 use rayon::prelude::*;
 
 use super::column::{ColumnAcc, ColumnKind};
@@ -27,7 +28,7 @@ use super::rows::{RowSample, as_f64, label_hashes, pearson, row_hashes};
 /// Rows per chunk of parallel work.
 pub const CHUNK_ROWS: usize = 16_384;
 
-/// Rows gathered from small batches before they are profiled together.
+/// Rows profiled together (a multiple of [`CHUNK_ROWS`]).
 const GROUP_ROWS: usize = 8 * CHUNK_ROWS;
 
 /// What to profile and how.
@@ -85,9 +86,9 @@ pub struct Profiler {
     columns: Vec<ColumnAcc>,
     split: Option<(Vec<ColumnAcc>, Vec<ColumnAcc>)>,
     checks: RowChecks,
-    /// Rows not yet profiled (fewer than [`GROUP_ROWS`]).
-    pending: Vec<RecordBatch>,
-    pending_rows: usize,
+    /// The rows in groups of [`GROUP_ROWS`], so that chunks start at fixed
+    /// row offsets.
+    groups: Rechunker,
     sample: RowSample,
     sample_schema: SchemaRef,
     sample_columns: Vec<usize>,
@@ -127,6 +128,7 @@ impl Profiler {
         let sample = RowSample::new(opts.sample_rows, opts.seed, sample_schema.clone());
         let conflicts = opts.label_column.is_some() && !opts.feature_columns.is_empty();
         let checks = RowChecks::new(&opts.row_checks, conflicts)?;
+        let groups = Rechunker::new(schema.clone(), GROUP_ROWS);
         Ok(Profiler {
             schema,
             opts,
@@ -134,8 +136,7 @@ impl Profiler {
             columns,
             split,
             checks,
-            pending: Vec::new(),
-            pending_rows: 0,
+            groups,
             sample,
             sample_schema,
             sample_columns,
@@ -148,36 +149,10 @@ impl Profiler {
     /// whatever the batches: the floating-point sums merge in the same order
     /// however the rows arrive.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
-        let n = batch.num_rows();
-        let mut at = 0;
-        while at < n {
-            if self.pending_rows == 0 && n - at >= GROUP_ROWS {
-                let take = (n - at) / CHUNK_ROWS * CHUNK_ROWS;
-                self.profile_rows(&batch.slice(at, take))?;
-                at += take;
-                continue;
-            }
-            let take = (GROUP_ROWS - self.pending_rows).min(n - at);
-            self.pending.push(batch.slice(at, take));
-            self.pending_rows += take;
-            at += take;
-            if self.pending_rows == GROUP_ROWS {
-                self.flush()?;
-            }
+        for rows in self.groups.push(batch)? {
+            self.profile_rows(&rows)?;
         }
         Ok(())
-    }
-
-    /// Profiles the rows held back.
-    fn flush(&mut self) -> Result<(), StageError> {
-        if self.pending_rows == 0 {
-            return Ok(());
-        }
-        let rows = concat_batches(&self.schema, &self.pending)
-            .map_err(|e| StageError::internal(format!("concatenating batches: {e}")))?;
-        self.pending.clear();
-        self.pending_rows = 0;
-        self.profile_rows(&rows)
     }
 
     /// Profiles `batch`, which starts at a multiple of [`CHUNK_ROWS`].
@@ -267,7 +242,9 @@ impl Profiler {
     /// Finishes the pass: exact duplicates and conflicts over every row, then
     /// the sample-based checks.
     pub fn finish(mut self) -> Result<Profile, StageError> {
-        self.flush()?;
+        if let Some(rows) = self.groups.finish()? {
+            self.profile_rows(&rows)?;
+        }
         let row_partitions = self.checks.partitions;
         let row_findings = self.checks.finish()?;
         let (sample, sample_rows) = self.sample.finish()?;

@@ -353,7 +353,7 @@ impl Stage for ProfileStage {
             let batch = base(batch?)?;
             let n = batch.num_rows();
             let columns = findings.columns(&profile, &sampled, at, n);
-            truth.add(&batch, &columns)?;
+            truth.add(&batch, &columns);
             let columns = added.iter().cloned().zip(columns).collect();
             writer.write(&append_columns(&batch, columns)?)?;
             at += n;
@@ -415,29 +415,35 @@ fn kept_columns(schema: &Schema) -> Result<Vec<usize>, StageError> {
 /// The findings checked against the generator's truth columns, counted as
 /// the rows pass: duplicates on every row, outliers on the sampled rows.
 struct TruthColumns {
-    checks: Vec<(&'static str, &'static str, usize, Option<usize>, TruthCount)>,
+    /// (finding, truth column, its index in the table when it is there,
+    /// the added column that holds the finding, the counts).
+    checks: Vec<(&'static str, &'static str, Option<usize>, usize, TruthCount)>,
 }
 
 impl TruthColumns {
     fn new(schema: &Schema) -> Self {
         let checks = [
-            ("duplicates", "true_duplicate", 0usize),
-            ("outliers", "true_outlier", 5),
+            ("duplicates", "true_duplicate", "is_duplicate"),
+            ("outliers", "true_outlier", "is_outlier"),
         ]
         .into_iter()
-        .map(|(what, col, finding)| {
+        .map(|(what, col, found_in)| {
             let index = schema.index_of(col).ok().filter(|&i| {
                 let f = schema.field(i);
                 role_of(f) == Role::Truth && f.data_type() == &DataType::Boolean
             });
-            (what, col, finding, index, TruthCount::default())
+            let finding = ADDED_COLUMNS
+                .iter()
+                .position(|c| *c == found_in)
+                .unwrap_or_default();
+            (what, col, index, finding, TruthCount::default())
         })
         .collect();
         TruthColumns { checks }
     }
 
-    fn add(&mut self, batch: &RecordBatch, added: &[ArrayRef]) -> Result<(), StageError> {
-        for (_, _, finding, index, count) in &mut self.checks {
+    fn add(&mut self, batch: &RecordBatch, added: &[ArrayRef]) {
+        for (_, _, index, finding, count) in &mut self.checks {
             let Some(i) = *index else { continue };
             let truth = batch.column(i).as_boolean();
             let found = added[*finding].as_boolean();
@@ -447,13 +453,12 @@ impl TruthColumns {
                 }
             }
         }
-        Ok(())
     }
 
     fn finish(self) -> Truth {
         self.checks
             .into_iter()
-            .filter(|c| c.3.is_some())
+            .filter(|c| c.2.is_some())
             .map(|(what, col, _, _, count)| (what, col, count))
             .collect()
     }
@@ -575,25 +580,26 @@ impl Findings {
     ) -> Vec<ArrayRef> {
         let rows = start..start + len;
         let found = &profile.row_findings;
-        let on_sample = |f: &dyn Fn(usize) -> Option<f64>| -> Vec<Option<f64>> {
-            rows.clone()
-                .map(|r| {
-                    let s = *sampled.get(&(r as u64))?;
-                    if s < self.scores.len() { f(s) } else { None }
-                })
-                .collect()
-        };
-        let flag = |v: Vec<Option<f64>>| -> ArrayRef {
+        // Each row's place in the sample, looked up once.
+        let slots: Vec<Option<usize>> = rows
+            .clone()
+            .map(|r| {
+                sampled
+                    .get(&(r as u64))
+                    .copied()
+                    .filter(|&s| s < self.scores.len())
+            })
+            .collect();
+        let flag = |of: &[bool]| -> ArrayRef {
             Arc::new(BooleanArray::from(
-                v.into_iter()
-                    .map(|x| x.map(|x| x > 0.0))
-                    .collect::<Vec<_>>(),
+                slots.iter().map(|s| s.map(|s| of[s])).collect::<Vec<_>>(),
             ))
         };
-        let near = on_sample(&|s| Some(if self.near[s] { 1.0 } else { 0.0 }));
-        let nn = on_sample(&|s| Some(profile.nn_distance[s]));
-        let score = on_sample(&|s| Some(self.scores[s]));
-        let outlier = on_sample(&|s| Some(if self.outlier[s] { 1.0 } else { 0.0 }));
+        let number = |of: &[f64]| -> ArrayRef {
+            Arc::new(Float64Array::from(
+                slots.iter().map(|s| s.map(|s| of[s])).collect::<Vec<_>>(),
+            ))
+        };
         vec![
             Arc::new(BooleanArray::from(
                 rows.clone()
@@ -605,10 +611,10 @@ impl Findings {
                     .map(|r| found.label_conflict.get(r))
                     .collect::<Vec<_>>(),
             )),
-            flag(near),
-            Arc::new(Float64Array::from(nn)),
-            Arc::new(Float64Array::from(score)),
-            flag(outlier),
+            flag(&self.near),
+            number(&profile.nn_distance),
+            number(&self.scores),
+            flag(&self.outlier),
         ]
     }
 }
