@@ -80,9 +80,10 @@ pub enum DatasetError {
     /// Files read whole (not Parquet of one schema) that would not fit the
     /// run's memory budget.
     #[error(
-        "ingest reads {files} file(s) of {} whole (CSV, JSON lines, IPC, or Parquet files of \
-         differing schemas), about {} in memory, more than the run's budget of {}: raise it \
-         with `--memory`, or convert the files to Parquet of one schema, which streams",
+        "ingest reads {files} file(s) of {} whole (JSON lines, IPC, Parquet files of differing \
+         schemas, or CSV whose column types differ between parts or files), about {} in \
+         memory, more than the run's budget of {}: raise it with `--memory`, or convert the \
+         files to Parquet of one schema, which streams",
         gigo_pipeline::Bytes(*on_disk),
         gigo_pipeline::Bytes(*need),
         gigo_pipeline::Bytes(*budget)

@@ -412,6 +412,7 @@ impl TableWriter {
 
     /// Hands `chunk` to the writing thread.
     fn send(&mut self, chunk: RecordBatch) -> Result<(), StageError> {
+        let chunk = without_empty_null_buffers(chunk)?;
         self.memory_bytes += chunk.get_array_memory_size() as u64;
         self.rows += chunk.num_rows();
         let sent = self.chunks.as_ref().map(|tx| tx.send(chunk).is_ok());
@@ -462,6 +463,33 @@ impl TableWriter {
     }
 }
 
+/// `batch` with the validity buffers of columns without nulls dropped. The
+/// Parquet writer pages a column with a validity buffer differently from
+/// one without, so the same values (a slice of a column with nulls
+/// elsewhere, or a column parsed on its own) would give different bytes.
+fn without_empty_null_buffers(batch: RecordBatch) -> Result<RecordBatch, StageError> {
+    if !batch
+        .columns()
+        .iter()
+        .any(|c| c.null_count() == 0 && c.nulls().is_some())
+    {
+        return Ok(batch);
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            if c.null_count() == 0 && c.nulls().is_some() {
+                let data = c.to_data().into_builder().nulls(None).build()?;
+                Ok(arrow::array::make_array(data))
+            } else {
+                Ok(c.clone())
+            }
+        })
+        .collect::<Result<Vec<_>, arrow::error::ArrowError>>()?;
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
 /// A writer that hashes what passes through it.
 struct Hashing<W> {
     inner: W,
@@ -483,7 +511,7 @@ impl<W: Write> Write for Hashing<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Float64Array, Int64Array};
+    use arrow::array::{ArrayRef, Float64Array, Int64Array};
     use arrow::datatypes::{DataType, Field, Schema};
 
     fn table(rows: usize) -> Table {
@@ -528,6 +556,45 @@ mod tests {
             crate::store::file_sha256(whole.path()).unwrap()
         );
         assert_eq!(whole.num_rows(), 150_000);
+    }
+
+    #[test]
+    fn values_without_nulls_give_the_same_bytes_with_or_without_a_validity_buffer() {
+        // a column null in its first half only, written whole (its second
+        // half a slice with a validity buffer of ones) and in two parts (the
+        // second half parsed on its own, without one)
+        let (n, half) = (270_000, 70_000);
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Float64, true)]));
+        let values = |r: std::ops::Range<usize>| -> Vec<Option<f64>> {
+            r.map(|i| (i >= half).then_some(i as f64)).collect()
+        };
+        let batch = |v: Vec<Option<f64>>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Float64Array::from(v)) as ArrayRef],
+            )
+            .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let write_all = |name: &str, batches: &[RecordBatch]| {
+            let mut w = TableWriter::create(&dir.path().join(name), schema.clone()).unwrap();
+            batches.iter().for_each(|b| w.write(b).unwrap());
+            std::fs::read(w.finish().unwrap().path()).unwrap()
+        };
+        let whole = write_all("a.parquet", &[batch(values(0..n))]);
+        let second: Vec<f64> = (half..n).map(|i| i as f64).collect();
+        let parts = write_all(
+            "b.parquet",
+            &[
+                batch(values(0..half)),
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![Arc::new(Float64Array::from(second)) as ArrayRef],
+                )
+                .unwrap(),
+            ],
+        );
+        assert!(whole == parts, "the same values gave different bytes");
     }
 
     #[test]

@@ -91,3 +91,84 @@ fn a_budget_that_is_not_a_size_is_refused_at_its_line_or_flag() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("unknown unit"), "{}", stderr(&o));
 }
+
+/// A CSV file of about 18 MB with a contract and bad lines quarantined:
+/// read whole at the default budget, in chunks at 70 MB (four times its size
+/// would not fit). The kept rows and the quarantine are the
+/// same bytes either way (the profile of the same bytes is the same).
+#[test]
+fn a_csv_file_read_in_chunks_gives_the_bytes_it_gives_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,x,y,note,label\n");
+    for i in 0..450_000u64 {
+        match i % 50_000 {
+            // a ragged line and a quoted newline now and then
+            7 => csv.push_str("1,2\n"),
+            8 => csv.push_str(&format!("{i},{}.5,3,\"two\nlines\",a\n", i % 97)),
+            // `y`: empty in the first rows, integers, one decimal at the end
+            _ => {
+                let y = match i {
+                    0..100_000 => String::new(),
+                    449_999 => "0.25".into(),
+                    _ => (i % 13).to_string(),
+                };
+                let label = if i % 3 == 0 { "a" } else { "b" };
+                csv.push_str(&format!(
+                    "{i},{},{y},a note of some length: {},{label}\n",
+                    i % 1000,
+                    i % 7
+                ));
+            }
+        }
+    }
+    assert!(csv.len() > 70_000_000 / 4, "{} bytes", csv.len());
+    write(dir.path(), "d.csv", &csv);
+    write(
+        dir.path(),
+        "contract.yaml",
+        "columns:\n  id: {type: int}\n  x: {type: float, max: 990}\n  y: {type: float}\n  \
+         note: {type: string}\n  label: {type: string, role: label}\n",
+    );
+    let pipeline = write(
+        dir.path(),
+        "p.yaml",
+        "name: csv\nstages:\n  read:\n    type: ingest\n    path: d.csv\n    schema: contract.yaml\n    \
+         on_bad_line: quarantine\n  \
+         kept:\n    type: export\n    inputs: read\n    path: '{run}/kept.parquet'\n  \
+         gone:\n    type: export\n    inputs: read.quarantined\n    path: '{run}/gone.parquet'\n",
+    );
+    for (run, memory) in [("whole", "4GB"), ("chunks", "70MB")] {
+        let o = gigo(
+            dir.path(),
+            &[
+                "run",
+                &pipeline,
+                "--run-id",
+                run,
+                "--memory",
+                memory,
+                "--cache-dir",
+                &format!("cache-{run}"),
+                "-q",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let bytes = |run: &str, file: &str| {
+        std::fs::read(dir.path().join("runs").join(run).join(file)).unwrap()
+    };
+    for file in ["kept.parquet", "gone.parquet"] {
+        assert!(
+            bytes("whole", file) == bytes("chunks", file),
+            "{file} differs between the whole and the chunked read"
+        );
+    }
+    for (run, read) in [("whole", "whole"), ("chunks", "in batches")] {
+        let summary = String::from_utf8(bytes(run, "read/summary.json")).unwrap();
+        assert!(summary.contains("\"bad_lines\": 9"), "{summary}");
+        assert!(
+            summary.contains(&format!("\"read\": \"{read}\"")),
+            "{summary}"
+        );
+    }
+}

@@ -25,6 +25,7 @@ use crate::contract::{ColumnType, Contract};
 use crate::error::{DatasetError, WantedBy};
 
 mod bad_lines;
+mod csv_stream;
 mod enforce;
 mod files;
 mod fingerprint;
@@ -316,22 +317,23 @@ impl Stage for Ingest {
             .iter()
             .map(|p| self.format_of(p, &shown(p, &ctx.base_dir)))
             .collect::<Result<Vec<_>, _>>()?;
-        // Parquet files of one schema stream through, batch by batch, into
-        // the store; other inputs are read whole, file by file.
-        let mut sink = if streams::can_stream(&files, &formats)? {
-            Sink::Stored {
+        // Parquet files of one schema, and large CSV files whose types are
+        // known for certain, stream through, batch by batch, into the store;
+        // other inputs are read whole, file by file.
+        let plan = self.plan(&files, &formats, &string_columns, ctx)?;
+        let mut sink = match plan {
+            Plan::Whole => {
+                check_budget(&files, ctx.memory_budget)?;
+                Sink::Memory {
+                    kept: Vec::new(),
+                    quarantined: Vec::new(),
+                }
+            }
+            Plan::Parquet | Plan::Csv { .. } => Sink::Stored {
                 kept: None,
                 quarantined: None,
-            }
-        } else {
-            Sink::Memory {
-                kept: Vec::new(),
-                quarantined: Vec::new(),
-            }
+            },
         };
-        if let Sink::Memory { .. } = sink {
-            check_budget(&files, ctx.memory_budget)?;
-        }
         let mut output = StageOutput::new();
         let mut report = Report::default();
         let mut given: BTreeMap<String, Role> = BTreeMap::new();
@@ -349,12 +351,20 @@ impl Stage for Ingest {
             ctx.progress.message(&shown);
             let before = fingerprint::stamp(path)?;
             let mut counts = FileCounts::default();
-            let pieces: Pieces = match &sink {
-                Sink::Stored { .. } => Box::new(
+            let pieces: Pieces = match &plan {
+                Plan::Parquet => Box::new(
                     streams::parquet_batches(path, &shown, ctx.batch_rows)?
                         .map(|b| b.map(|b| (b, Vec::new()))),
                 ),
-                Sink::Memory { .. } => Box::new(std::iter::once(read_file(
+                Plan::Csv { separator, schema } => csv_stream::batches(
+                    path,
+                    &shown,
+                    *separator,
+                    schema.clone(),
+                    self.params.on_bad_line,
+                    ctx.batch_rows,
+                )?,
+                Plan::Whole => Box::new(std::iter::once(read_file(
                     path,
                     &shown,
                     format,
@@ -398,7 +408,11 @@ impl Stage for Ingest {
             if fingerprint::stamp(path)? != before {
                 return Err(DatasetError::ChangedWhileRead { file: shown }.into());
             }
-            report.file(&shown, format, &counts);
+            let read = match plan {
+                Plan::Whole => "whole",
+                Plan::Parquet | Plan::Csv { .. } => "in batches",
+            };
+            report.file(&shown, format, read, &counts);
             output = output.created(format!("read from {shown}"), counts.rows_read);
             ctx.progress.advance(1);
         }
@@ -420,6 +434,74 @@ impl Stage for Ingest {
             .with("table", kept)
             .with("quarantined", quarantined)
             .with_summary(summary))
+    }
+}
+
+/// How `ingest` reads its files.
+enum Plan {
+    /// Each file whole, types unified across files at the end.
+    Whole,
+    /// Parquet files of one schema, in batches.
+    Parquet,
+    /// CSV or TSV files, in chunks of records parsed with these types.
+    Csv {
+        separator: u8,
+        schema: polars::prelude::SchemaRef,
+    },
+}
+
+/// Text files of at least this size in all stream (when their types are
+/// known for certain), even within the budget: reading them whole would hold
+/// about four times this.
+const STREAM_TEXT_BYTES: u64 = 256 << 20;
+
+impl Ingest {
+    fn plan(
+        &self,
+        files: &[PathBuf],
+        formats: &[Format],
+        string_columns: &[String],
+        ctx: &StageContext,
+    ) -> Result<Plan, StageError> {
+        if streams::can_stream(files, formats)? {
+            return Ok(Plan::Parquet);
+        }
+        let separator = match formats.first() {
+            Some(Format::Csv) => b',',
+            Some(Format::Tsv) => b'\t',
+            _ => return Ok(Plan::Whole),
+        };
+        let on_disk = total_size(files);
+        let large = on_disk.saturating_mul(WHOLE_READ_FACTOR) > ctx.memory_budget
+            || on_disk >= STREAM_TEXT_BYTES;
+        if !large || formats.iter().any(|f| Some(f) != formats.first()) {
+            return Ok(Plan::Whole);
+        }
+        let mut first: Option<polars::prelude::SchemaRef> = None;
+        for path in files {
+            let shown = shown(path, &ctx.base_dir);
+            ctx.progress.message(&format!("{shown}: column types"));
+            let Some(schema) = csv_stream::infer(
+                path,
+                &shown,
+                separator,
+                string_columns,
+                self.params.on_bad_line,
+                ctx.batch_rows,
+            )?
+            else {
+                return Ok(Plan::Whole);
+            };
+            match &first {
+                None => first = Some(schema),
+                Some(s) if *s == schema => {}
+                Some(_) => return Ok(Plan::Whole),
+            }
+        }
+        Ok(match first {
+            Some(schema) => Plan::Csv { separator, schema },
+            None => Plan::Whole,
+        })
     }
 }
 
@@ -513,14 +595,19 @@ impl Sink {
 /// parts of every file, concatenated).
 const WHOLE_READ_FACTOR: u64 = 4;
 
-/// Refuses files read whole whose size says they would not fit `budget`,
-/// before reading any.
-fn check_budget(files: &[PathBuf], budget: u64) -> Result<(), DatasetError> {
-    let on_disk: u64 = files
+/// The size of `files` on disk (those that can be asked).
+fn total_size(files: &[PathBuf]) -> u64 {
+    files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
         .map(|m| m.len())
-        .sum();
+        .sum()
+}
+
+/// Refuses files read whole whose size says they would not fit `budget`,
+/// before reading any.
+fn check_budget(files: &[PathBuf], budget: u64) -> Result<(), DatasetError> {
+    let on_disk = total_size(files);
     let need = on_disk.saturating_mul(WHOLE_READ_FACTOR);
     if need > budget {
         return Err(DatasetError::OverBudget {

@@ -69,7 +69,7 @@ fn read_file_unguarded(
 
 /// A frame read by polars as a record batch; a problem with the data (a
 /// column name Arrow cannot carry) names the file.
-fn to_batch(df: &DataFrame, shown: &str) -> Result<RecordBatch, DatasetError> {
+pub(super) fn to_batch(df: &DataFrame, shown: &str) -> Result<RecordBatch, DatasetError> {
     dataframe_to_record_batch(df).map_err(|e| {
         if e.is_internal() {
             return e;
@@ -171,9 +171,38 @@ fn read_csv(
     on_bad: OnBadLine,
 ) -> Result<(DataFrame, Vec<BadLine>), StageError> {
     let mut bytes = std::fs::read(path).map_err(|e| StageError::io(path, e))?;
-    if bytes.starts_with(&[0xEF, 0xBB, 0xBF]) {
-        bytes.drain(..3);
+    if bytes.starts_with(BOM) {
+        bytes.drain(..BOM.len());
     }
+    Ok(parse_csv(
+        bytes,
+        shown,
+        separator,
+        &CsvTypes::Infer(string_columns),
+        on_bad,
+    )?)
+}
+
+/// The UTF-8 byte order mark some tools write at the start of a text file.
+pub(super) const BOM: &[u8] = &[0xEF, 0xBB, 0xBF];
+
+/// How a CSV parse gets its column types.
+pub(super) enum CsvTypes<'a> {
+    /// Inferred from every value, these columns read as text.
+    Infer(&'a [String]),
+    /// Given (every column, in the file's order).
+    Fixed(polars::prelude::SchemaRef),
+}
+
+/// Parses CSV bytes (the header first): bad lines set aside with
+/// `quarantine`, the structure checked, blank lines skipped, then polars.
+pub(super) fn parse_csv(
+    mut bytes: Vec<u8>,
+    shown: &str,
+    separator: u8,
+    types: &CsvTypes<'_>,
+    on_bad: OnBadLine,
+) -> Result<(DataFrame, Vec<BadLine>), DatasetError> {
     let bad = match on_bad {
         OnBadLine::Error => Vec::new(),
         OnBadLine::Quarantine => {
@@ -188,17 +217,27 @@ fn read_csv(
     if !blank_lines.is_empty() {
         bytes = without(&bytes, blank_lines);
     }
-    let overwrite: polars::prelude::Schema = header
-        .iter()
-        .filter(|h| string_columns.contains(h))
-        .map(|h| polars::prelude::Field::new(h.as_str().into(), polars::prelude::DataType::String))
-        .collect();
     let options = CsvReadOptions::default()
         .with_has_header(true)
         .with_infer_schema_length(None)
         .with_raise_if_empty(false)
-        .with_schema_overwrite((!overwrite.is_empty()).then(|| Arc::new(overwrite)))
         .map_parse_options(|o| o.with_separator(separator));
+    let options = match types {
+        CsvTypes::Infer(string_columns) => {
+            let overwrite: polars::prelude::Schema = header
+                .iter()
+                .filter(|h| string_columns.contains(h))
+                .map(|h| {
+                    polars::prelude::Field::new(
+                        h.as_str().into(),
+                        polars::prelude::DataType::String,
+                    )
+                })
+                .collect();
+            options.with_schema_overwrite((!overwrite.is_empty()).then(|| Arc::new(overwrite)))
+        }
+        CsvTypes::Fixed(schema) => options.with_schema(Some(schema.clone())),
+    };
     let df = polars_read(shown, "CSV", || {
         options
             .into_reader_with_file_handle(Cursor::new(bytes))

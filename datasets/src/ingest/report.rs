@@ -52,14 +52,16 @@ impl Report {
     }
 
     /// Notes one file: `rows_read` rows, `bad_lines` of them malformed
-    /// lines, split by the contract (the bad lines already in the quarantine).
-    pub(super) fn file(&mut self, shown: &str, format: Format, file: &FileCounts) {
+    /// lines, split by the contract (the bad lines already in the quarantine);
+    /// `read` says how (`in batches`, `whole`).
+    pub(super) fn file(&mut self, shown: &str, format: Format, read: &str, file: &FileCounts) {
         for (k, v) in &file.violations {
             *self.violations.entry(k.clone()).or_default() += v;
         }
         self.files.push(json!({
             "file": shown,
             "format": format.name(),
+            "read": read,
             "rows": file.rows_read,
             "rows_kept": file.kept,
             "rows_quarantined": file.quarantined,

@@ -4,7 +4,7 @@ use crate::polars_bridge::plain_batch;
 use arrow::array::{Array, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
-use gigo_pipeline::{NoProgress, REASON_COLUMN, role_of};
+use gigo_pipeline::{NoProgress, REASON_COLUMN, Source, role_of};
 use serde_json::json;
 use std::io::Write;
 use std::sync::Arc;
@@ -15,16 +15,29 @@ fn build(params: serde_json::Value) -> Result<Box<dyn Stage>, Vec<ParamProblem>>
     registry.get("ingest").unwrap().build(&params)
 }
 
-fn run(dir: &Path, params: serde_json::Value) -> Result<StageOutput, StageError> {
-    let stage = build(params).unwrap();
-    let ctx = StageContext::new(
+/// A context whose files and scratch space are under `dir`.
+fn context(dir: &Path) -> StageContext {
+    StageContext::new(
         "ingest",
         1,
         dir.to_path_buf(),
         dir.to_path_buf(),
         dir.to_path_buf(),
         Arc::new(NoProgress),
-    );
+    )
+}
+
+/// The error `stage` ends in.
+fn stage_error(stage: &dyn Stage, ctx: &StageContext) -> String {
+    match stage.run(&Inputs::default(), ctx) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn run(dir: &Path, params: serde_json::Value) -> Result<StageOutput, StageError> {
+    let stage = build(params).unwrap();
+    let ctx = context(dir);
     stage.fingerprint(dir)?;
     stage.run(&Inputs::default(), &ctx)
 }
@@ -854,25 +867,16 @@ mod never_panics {
 #[test]
 fn files_read_whole_that_would_not_fit_the_budget_are_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: String = (0..2_000).map(|i| format!("{i},{}\n", i % 2)).collect();
-    write(dir.path(), "a.csv", format!("x,y\n{rows}").as_bytes());
-    let stage = build(json!({"path": "a.csv", "label": "y"})).unwrap();
-    let mut ctx = StageContext::new(
-        "ingest",
-        1,
-        dir.path().join("scratch"),
-        dir.path().to_path_buf(),
-        dir.path().to_path_buf(),
-        Arc::new(NoProgress),
-    );
+    let rows: String = (0..2_000)
+        .map(|i| format!("{{\"x\": {i}, \"y\": {}}}\n", i % 2))
+        .collect();
+    write(dir.path(), "a.jsonl", rows.as_bytes());
+    let stage = build(json!({"path": "a.jsonl", "label": "y"})).unwrap();
+    let mut ctx = context(dir.path());
     ctx.memory_budget = 20_000;
-    let e = stage
-        .run(&Inputs::default(), &ctx)
-        .err()
-        .unwrap()
-        .to_string();
+    let e = stage_error(stage.as_ref(), &ctx);
     assert!(
-        e.contains("ingest reads 1 file(s) of 13 kB whole")
+        e.contains("ingest reads 1 file(s) of 39 kB whole")
             && e.contains("more than the run's budget of 20 kB")
             && e.contains("Parquet"),
         "{e}"
@@ -880,4 +884,38 @@ fn files_read_whole_that_would_not_fit_the_budget_are_refused_before_reading() {
     // With room enough, the same file reads.
     ctx.memory_budget = 1 << 30;
     assert!(stage.run(&Inputs::default(), &ctx).is_ok());
+}
+
+#[test]
+fn a_csv_file_over_the_budget_streams_in_chunks_unless_its_types_are_unsure() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: String = (0..2_000).map(|i| format!("{i},{}\n", i % 2)).collect();
+    write(dir.path(), "a.csv", format!("x,y\n{rows}").as_bytes());
+    // the last chunk's `x` is not a number: whole-file inference says text
+    write(
+        dir.path(),
+        "b.csv",
+        format!("x,y\n{rows}yes,1\n").as_bytes(),
+    );
+    let mut ctx = context(dir.path());
+    ctx.memory_budget = 20_000;
+    ctx.batch_rows = 300;
+    let stage = build(json!({"path": "a.csv", "label": "y"})).unwrap();
+    let out = stage.run(&Inputs::default(), &ctx).unwrap();
+    assert!(
+        matches!(out.ports["table"].source(), Some(Source::Stored(_))),
+        "streamed into the store"
+    );
+    let table = table(&out, "table");
+    assert_eq!(table.num_rows(), 2_000);
+    assert_eq!(
+        table.schema().field_with_name("x").unwrap().data_type(),
+        &arrow::datatypes::DataType::Int64
+    );
+    let stage = build(json!({"path": "b.csv", "label": "y"})).unwrap();
+    let e = stage_error(stage.as_ref(), &ctx);
+    assert!(
+        e.contains("whole") && e.contains("CSV whose column types differ"),
+        "{e}"
+    );
 }
