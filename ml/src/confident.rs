@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::MlError;
 use crate::knn::Neighbors;
 use crate::matrix::Matrix;
-use crate::numpy_compat::{argsort, mean, pairwise_sum};
+use crate::numpy_compat::{PairwiseSum, argsort, mean, pairwise_sum};
 
 /// cleanlab's `FLOATING_POINT_COMPARISON`.
 const FP_EPS: f64 = 1e-6;
@@ -95,13 +95,7 @@ impl PredProbs {
             )));
         }
         for (i, row) in data.chunks_mut(cols).enumerate() {
-            let s = pairwise_sum(row);
-            if !(s > 0.0 && s.is_finite()) || row.iter().any(|v| *v < 0.0) {
-                return Err(MlError::data(format!(
-                    "scores of row {i} cannot be normalised into probabilities (sum {s})"
-                )));
-            }
-            row.iter_mut().for_each(|v| *v /= s);
+            normalize_row(row, i)?;
         }
         PredProbs::new(rows, cols, data)
     }
@@ -135,6 +129,28 @@ impl PredProbs {
     pub fn argmax(&self, i: usize) -> usize {
         argmax(self.row(i))
     }
+}
+
+/// Divides row `i` by its sum, as [`PredProbs::normalized`] does, and checks
+/// that it then holds probabilities (as [`PredProbs::new`] does).
+pub fn normalize_row(row: &mut [f64], i: usize) -> Result<(), MlError> {
+    let s = pairwise_sum(row);
+    if !(s > 0.0 && s.is_finite()) || row.iter().any(|v| *v < 0.0) {
+        return Err(MlError::data(format!(
+            "scores of row {i} cannot be normalised into probabilities (sum {s})"
+        )));
+    }
+    row.iter_mut().for_each(|v| *v /= s);
+    if let Some(j) = row
+        .iter()
+        .position(|v| !v.is_finite() || *v < -FP_EPS || *v > 1.0 + FP_EPS)
+    {
+        return Err(MlError::data(format!(
+            "predicted probability of row {i}, class {j} is {}, not within [0, 1]",
+            row[j]
+        )));
+    }
+    Ok(())
 }
 
 fn argmax(row: &[f64]) -> usize {
@@ -331,11 +347,12 @@ fn thresholds_unchecked(labels: &[u32], probs: &PredProbs) -> Vec<f64> {
     for (i, &l) in labels.iter().enumerate() {
         by_class[l as usize].push(probs.row(i)[l as usize]);
     }
-    by_class
-        .iter()
-        .map(|v| if v.is_empty() { 2.0 } else { mean(v) })
-        .map(|t| t.max(2.0 * FP_EPS))
-        .collect()
+    thresholds_of(by_class.iter().map(|v| (!v.is_empty()).then(|| mean(v))))
+}
+
+/// Thresholds from each class's mean probability (`None`: no rows).
+fn thresholds_of(means: impl Iterator<Item = Option<f64>>) -> Vec<f64> {
+    means.map(|m| m.unwrap_or(2.0).max(2.0 * FP_EPS)).collect()
 }
 
 /// The confident joint and the rows counted off its diagonal (before
@@ -354,34 +371,52 @@ pub fn compute_confident_joint(
     let mut counts = vec![0i64; k * k];
     let mut off = Vec::new();
     for (i, &l) in labels.iter().enumerate() {
-        let row = probs.row(i);
-        let mut n_conf = 0;
-        let mut first_conf = 0;
-        for (j, (&p, &t)) in row.iter().zip(&thresholds).enumerate() {
-            if p >= t {
-                if n_conf == 0 {
-                    first_conf = j;
-                }
-                n_conf += 1;
-            }
-        }
-        if n_conf == 0 {
+        let Some(guess) = confident_guess(probs.row(i), &thresholds) else {
             continue;
-        }
-        let guess = if n_conf > 1 { argmax(row) } else { first_conf };
+        };
         counts[l as usize * k + guess] += 1;
         if guess != l as usize {
             off.push(i);
         }
     }
+    let cj = joint_from_counts(counts, k);
+    Ok(if calibrate {
+        (
+            calibrate_confident_joint(&cj, &label_counts(labels, k)),
+            off,
+        )
+    } else {
+        (cj, off)
+    })
+}
+
+/// The class a row is confidently counted for: the one whose probability
+/// reaches its threshold (`thresholds` already lowered by 1e-6), the most
+/// probable if several do, none if none does.
+fn confident_guess(row: &[f64], thresholds: &[f64]) -> Option<usize> {
+    let mut n_conf = 0;
+    let mut first_conf = 0;
+    for (j, (&p, &t)) in row.iter().zip(thresholds).enumerate() {
+        if p >= t {
+            if n_conf == 0 {
+                first_conf = j;
+            }
+            n_conf += 1;
+        }
+    }
+    match n_conf {
+        0 => None,
+        1 => Some(first_conf),
+        _ => Some(argmax(row)),
+    }
+}
+
+/// The confident joint of raw counts: its diagonal at least 1.
+fn joint_from_counts(mut counts: Vec<i64>, k: usize) -> ConfidentJoint {
     for j in 0..k {
         counts[j * k + j] = counts[j * k + j].max(1);
     }
-    let mut cj = ConfidentJoint { classes: k, counts };
-    if calibrate {
-        cj = calibrate_confident_joint(&cj, &label_counts(labels, k));
-    }
-    Ok((cj, off))
+    ConfidentJoint { classes: k, counts }
 }
 
 /// Rescales each row to its label count and the whole to `n`, rounding to
@@ -493,12 +528,20 @@ fn predicted_is_given(labels: &[u32], probs: &PredProbs) -> Vec<bool> {
     labels
         .iter()
         .enumerate()
-        .map(|(i, &l)| {
-            let mut row = probs.row(i).to_vec();
-            row[l as usize] += FP_EPS;
-            argmax(&row) == l as usize
-        })
+        .map(|(i, &l)| given_is_predicted(probs.row(i), l))
         .collect()
+}
+
+/// Whether label `l` is the prediction of `row` once it gets a 1e-6 bonus.
+fn given_is_predicted(row: &[f64], l: u32) -> bool {
+    let mut best = 0;
+    let bonus = |j: usize| row[j] + if j == l as usize { FP_EPS } else { 0.0 };
+    for j in 1..row.len() {
+        if bonus(j) > bonus(best) {
+            best = j;
+        }
+    }
+    best == l as usize
 }
 
 /// cleanlab's estimate of the number of label issues
@@ -519,37 +562,37 @@ pub fn label_quality_scores(
     method: ScoreMethod,
 ) -> Result<Vec<f64>, MlError> {
     check_labels(labels, probs)?;
-    let k = probs.cols;
-    let log_k = (k as f64).ln();
     Ok(labels
         .iter()
         .enumerate()
-        .map(|(i, &l)| {
-            let row = probs.row(i);
-            let own = row[l as usize];
-            match method {
-                ScoreMethod::SelfConfidence => own,
-                ScoreMethod::NormalizedMargin => {
-                    let other = row
-                        .iter()
-                        .enumerate()
-                        .filter(|&(j, _)| j != l as usize)
-                        .map(|(_, &p)| p)
-                        .fold(f64::NEG_INFINITY, f64::max);
-                    (own - other + 1.0) / 2.0
-                }
-                ScoreMethod::ConfidenceWeightedEntropy => {
-                    let xlogx: Vec<f64> = row
-                        .iter()
-                        .map(|&p| if p == 0.0 { 0.0 } else { p * p.ln() })
-                        .collect();
-                    let entropy = -pairwise_sum(&xlogx) / log_k;
-                    let score = entropy / own.max(CLIP_LOW);
-                    (score + 1.0).ln() / score.max(CLIP_LOW)
-                }
-            }
-        })
+        .map(|(i, &l)| quality_of(probs.row(i), l, method))
         .collect())
+}
+
+/// The label-quality score of one row labelled `l`.
+fn quality_of(row: &[f64], l: u32, method: ScoreMethod) -> f64 {
+    let own = row[l as usize];
+    match method {
+        ScoreMethod::SelfConfidence => own,
+        ScoreMethod::NormalizedMargin => {
+            let other = row
+                .iter()
+                .enumerate()
+                .filter(|&(j, _)| j != l as usize)
+                .map(|(_, &p)| p)
+                .fold(f64::NEG_INFINITY, f64::max);
+            (own - other + 1.0) / 2.0
+        }
+        ScoreMethod::ConfidenceWeightedEntropy => {
+            let xlogx: Vec<f64> = row
+                .iter()
+                .map(|&p| if p == 0.0 { 0.0 } else { p * p.ln() })
+                .collect();
+            let entropy = -pairwise_sum(&xlogx) / (row.len() as f64).ln();
+            let score = entropy / own.max(CLIP_LOW);
+            (score + 1.0).ln() / score.max(CLIP_LOW)
+        }
+    }
 }
 
 /// The rows of each class, in order.
@@ -823,6 +866,187 @@ pub fn analyse(
     })
 }
 
+/// Confident learning over rows that arrive in batches, for the filters that
+/// decide each row on its own ([`FilterBy::ConfidentLearning`],
+/// [`FilterBy::PredictedNeqGiven`]): the flags, scores and estimates
+/// [`analyse`] gives, bit for bit, holding `O(K^2)` numbers instead of the
+/// probabilities. Two passes over the rows, in the same order: [`first`]
+/// (the thresholds: each class's mean, summed as NumPy sums), then
+/// [`second`] (each row's verdict; the confident joint), then [`finish`].
+///
+/// [`first`]: TwoPass::first
+/// [`second`]: TwoPass::second
+/// [`finish`]: TwoPass::finish
+#[derive(Debug, Clone)]
+pub struct TwoPass {
+    k: usize,
+    filter: FilterBy,
+    score: ScoreMethod,
+    label_counts: Vec<usize>,
+    sums: Vec<PairwiseSum>,
+    /// Thresholds, and the same lowered by 1e-6 (the joint's), once known.
+    thresholds: Option<(Vec<f64>, Vec<f64>)>,
+    joint: Vec<i64>,
+    estimated: usize,
+}
+
+/// What [`TwoPass::second`] says of one row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowVerdict {
+    /// Flagged as a label issue.
+    pub is_issue: bool,
+    /// Its label-quality score.
+    pub quality: f64,
+    /// Its most probable class.
+    pub suggested: u32,
+}
+
+impl TwoPass {
+    /// Whether `filter` decides each row on its own (so can stream).
+    pub fn streams(filter: FilterBy) -> bool {
+        matches!(
+            filter,
+            FilterBy::ConfidentLearning | FilterBy::PredictedNeqGiven
+        )
+    }
+
+    /// For rows with these class counts (all rows, both passes).
+    pub fn new(
+        label_counts: Vec<usize>,
+        filter: FilterBy,
+        score: ScoreMethod,
+    ) -> Result<TwoPass, MlError> {
+        if !TwoPass::streams(filter) {
+            return Err(MlError::param(
+                "filter_by",
+                format!(
+                    "{} ranks all rows against each other, so it needs them all at once",
+                    filter.name()
+                ),
+            ));
+        }
+        let k = label_counts.len();
+        if k < 2 {
+            return Err(MlError::data(
+                "predicted probabilities need at least 2 classes",
+            ));
+        }
+        if label_counts.iter().filter(|&&c| c > 0).count() < 2 {
+            return Err(MlError::data(
+                "finding label issues needs at least 2 classes among the labels",
+            ));
+        }
+        Ok(TwoPass {
+            k,
+            filter,
+            score,
+            sums: label_counts.iter().map(|&c| PairwiseSum::new(c)).collect(),
+            label_counts,
+            thresholds: None,
+            joint: vec![0; k * k],
+            estimated: 0,
+        })
+    }
+
+    fn check(&self, label: u32, row: &[f64]) -> Result<(), MlError> {
+        if row.len() != self.k || label as usize >= self.k {
+            return Err(MlError::Internal(format!(
+                "TwoPass: a row of {} values with label {label} for {} classes",
+                row.len(),
+                self.k
+            )));
+        }
+        Ok(())
+    }
+
+    /// First pass: row `row` (probabilities, normalised) labelled `label`.
+    pub fn first(&mut self, label: u32, row: &[f64]) -> Result<(), MlError> {
+        self.check(label, row)?;
+        let sum = &mut self.sums[label as usize];
+        if sum.finish().is_some() {
+            return Err(MlError::Internal(format!(
+                "TwoPass: more rows of class {label} than counted"
+            )));
+        }
+        sum.push(row[label as usize]);
+        Ok(())
+    }
+
+    /// The per-class thresholds (the first pass must be complete).
+    pub fn thresholds(&mut self) -> Result<&[f64], MlError> {
+        if self.thresholds.is_none() {
+            let means: Vec<Option<f64>> = self
+                .sums
+                .iter()
+                .zip(&self.label_counts)
+                .map(|(s, &c)| match (s.finish(), c) {
+                    (_, 0) => Ok(None),
+                    (Some(t), c) => Ok(Some(t / c as f64)),
+                    (None, _) => Err(MlError::Internal(
+                        "TwoPass: fewer rows in the first pass than counted".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            let t = thresholds_of(means.into_iter());
+            let lowered = t.iter().map(|t| t - 1e-6).collect();
+            self.thresholds = Some((t, lowered));
+        }
+        Ok(&self.thresholds.as_ref().map(|t| &t.0).expect("set above")[..])
+    }
+
+    /// Second pass: the verdict on row `row` labelled `label`.
+    pub fn second(&mut self, label: u32, row: &[f64]) -> Result<RowVerdict, MlError> {
+        self.check(label, row)?;
+        self.thresholds()?;
+        let (_, lowered) = self.thresholds.as_ref().expect("set above");
+        let guess = confident_guess(row, lowered);
+        if let Some(g) = guess {
+            self.joint[label as usize * self.k + g] += 1;
+        }
+        let kept = given_is_predicted(row, label);
+        let off = guess.is_some_and(|g| g != label as usize);
+        if off && !kept {
+            self.estimated += 1;
+        }
+        let suggested = argmax(row);
+        let flagged = match self.filter {
+            FilterBy::ConfidentLearning => off,
+            _ => suggested != label as usize,
+        };
+        Ok(RowVerdict {
+            is_issue: flagged && !kept,
+            quality: quality_of(row, label, self.score),
+            suggested: suggested as u32,
+        })
+    }
+
+    /// The estimates, after the second pass.
+    pub fn finish(mut self) -> Result<Estimates, MlError> {
+        let thresholds = self.thresholds()?.to_vec();
+        let cj =
+            calibrate_confident_joint(&joint_from_counts(self.joint, self.k), &self.label_counts);
+        Ok(Estimates {
+            latent: estimate_latent(&cj, &self.label_counts),
+            confident_joint: cj,
+            estimated_issues: self.estimated,
+            thresholds,
+        })
+    }
+}
+
+/// The data-set-wide figures of confident learning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Estimates {
+    /// The calibrated confident joint.
+    pub confident_joint: ConfidentJoint,
+    /// Noise matrix, inverse noise matrix, priors and joint.
+    pub latent: LatentEstimates,
+    /// cleanlab's estimate of the number of issues ([`num_label_issues`]).
+    pub estimated_issues: usize,
+    /// The per-class thresholds.
+    pub thresholds: Vec<f64>,
+}
+
 /// kNN consensus probabilities, as cleanlab's Datalab computes them without
 /// a model: the label distribution of each row's `k` nearest other rows
 /// (the row's own vote removed). Usable as out-of-sample `pred_probs`.
@@ -860,6 +1084,86 @@ pub fn knn_consensus(
 mod tests {
     use super::*;
     use crate::knn::knn_self;
+
+    #[test]
+    fn two_passes_over_batches_give_what_analyse_gives() {
+        // 4 classes, 5,000 rows: random scores, many of them tied (rounded
+        // to tenths), some rows exactly uniform
+        let (n, k) = (5_000usize, 4usize);
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut labels = Vec::new();
+        let mut data = Vec::new();
+        for i in 0..n {
+            let l = (next() % k as u64) as u32;
+            labels.push(l);
+            for j in 0..k {
+                let v = (next() % 1000) as f64 / 1000.0 + if j == l as usize { 0.8 } else { 0.0 };
+                data.push(match i % 7 {
+                    0 => 1.0,
+                    1 => (v * 10.0).round() / 10.0,
+                    _ => v,
+                });
+            }
+        }
+        let probs = PredProbs::normalized(n, k, data.clone()).unwrap();
+        for filter in [FilterBy::ConfidentLearning, FilterBy::PredictedNeqGiven] {
+            for score in ScoreMethod::ALL {
+                let opts = FindOptions {
+                    filter_by: filter,
+                    ..FindOptions::default()
+                };
+                let want = analyse(&labels, &probs, &opts, score).unwrap();
+                let mut two = TwoPass::new(label_counts(&labels, k), filter, score).unwrap();
+                let rows = |i: usize| {
+                    let mut r = data[i * k..(i + 1) * k].to_vec();
+                    normalize_row(&mut r, i).unwrap();
+                    r
+                };
+                for (i, &l) in labels.iter().enumerate() {
+                    two.first(l, &rows(i)).unwrap();
+                }
+                let verdicts: Vec<RowVerdict> = (0..n)
+                    .map(|i| two.second(labels[i], &rows(i)).unwrap())
+                    .collect();
+                let est = two.finish().unwrap();
+                let what = format!("{} / {}", filter.name(), score.name());
+                assert_eq!(
+                    verdicts.iter().map(|v| v.is_issue).collect::<Vec<_>>(),
+                    want.is_issue,
+                    "{what}"
+                );
+                assert!(want.is_issue.iter().any(|&f| f), "{what}: nothing flagged");
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&verdicts.iter().map(|v| v.quality).collect::<Vec<_>>()),
+                    bits(&want.quality),
+                    "{what}"
+                );
+                assert_eq!(
+                    verdicts.iter().map(|v| v.suggested).collect::<Vec<_>>(),
+                    want.suggested
+                );
+                assert_eq!(est.confident_joint, want.confident_joint, "{what}");
+                assert_eq!(est.latent, want.latent, "{what}");
+                assert_eq!(est.estimated_issues, want.estimated_issues, "{what}");
+                assert_eq!(bits(&est.thresholds), bits(&want.thresholds), "{what}");
+            }
+        }
+        // the ranking filters need every row at once
+        let e = TwoPass::new(
+            vec![3, 4],
+            FilterBy::PruneByNoiseRate,
+            ScoreMethod::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("prune_by_noise_rate ranks"), "{e}");
+    }
 
     fn probs(rows: &[[f64; 3]]) -> PredProbs {
         PredProbs::new(rows.len(), 3, rows.iter().flatten().copied().collect()).unwrap()

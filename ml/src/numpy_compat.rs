@@ -55,6 +55,88 @@ fn pairwise(a: &[f64]) -> f64 {
     }
 }
 
+/// [`pairwise_sum`] of `n` values that arrive one at a time, bit for bit:
+/// NumPy's split points depend only on `n`, so the sum is built along the
+/// same tree, holding one block of at most 128 values and one partial sum
+/// per level (`O(log n)`).
+#[derive(Debug, Clone)]
+pub struct PairwiseSum {
+    n: usize,
+    pushed: usize,
+    /// Open inner nodes, innermost last: the length of the right half still
+    /// to come, and the left half's sum once it is known.
+    open: Vec<(usize, Option<f64>)>,
+    leaf: Vec<f64>,
+    leaf_len: usize,
+    total: Option<f64>,
+}
+
+impl PairwiseSum {
+    /// A sum of exactly `n` values.
+    pub fn new(n: usize) -> PairwiseSum {
+        let mut s = PairwiseSum {
+            n,
+            pushed: 0,
+            open: Vec::new(),
+            leaf: Vec::with_capacity(128),
+            leaf_len: 0,
+            total: (n == 0).then_some(0.0),
+        };
+        s.descend(n);
+        s
+    }
+
+    /// Opens the nodes down to the first block of a span of `len` values.
+    fn descend(&mut self, mut len: usize) {
+        while len > 128 {
+            let mut n2 = len / 2;
+            n2 -= n2 % 8;
+            self.open.push((len - n2, None));
+            len = n2;
+        }
+        self.leaf_len = len;
+    }
+
+    /// The next value; more than `n` is a bug of the caller.
+    pub fn push(&mut self, x: f64) {
+        assert!(
+            self.pushed < self.n,
+            "PairwiseSum: more than {} values",
+            self.n
+        );
+        self.pushed += 1;
+        self.leaf.push(x);
+        if self.leaf.len() < self.leaf_len {
+            return;
+        }
+        let mut s = pairwise(&self.leaf);
+        self.leaf.clear();
+        loop {
+            match self.open.last_mut() {
+                None => {
+                    self.total = Some(s);
+                    return;
+                }
+                Some((right, left @ None)) => {
+                    *left = Some(s);
+                    let right = *right;
+                    self.descend(right);
+                    return;
+                }
+                Some((_, Some(left))) => {
+                    s += *left;
+                    self.open.pop();
+                }
+            }
+        }
+    }
+
+    /// The sum, once all `n` values are in.
+    pub fn finish(&self) -> Option<f64> {
+        self.total.map(|t| 0.0 + t)
+    }
+}
+
 /// `np.mean` of a contiguous `float64` array (NaN for an empty one).
 pub fn mean(a: &[f64]) -> f64 {
     pairwise_sum(a) / a.len() as f64
@@ -513,6 +595,32 @@ fn heapsort(lt: &impl Fn(usize, usize) -> bool, h: &mut [usize]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sum_fed_one_value_at_a_time_is_numpys_bit_for_bit() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // values of very different sizes, so that the order of the
+            // additions shows in the last bits
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((x % 9) as i32 - 4)
+        };
+        for n in (0..700).chain([1023, 1024, 1025, 100_003]) {
+            let v: Vec<f64> = (0..n).map(|_| next()).collect();
+            let mut s = PairwiseSum::new(n);
+            for (i, &a) in v.iter().enumerate() {
+                assert_eq!(s.finish(), None, "unfinished at {i} of {n}");
+                s.push(a);
+            }
+            assert_eq!(
+                s.finish().map(f64::to_bits),
+                Some(pairwise_sum(&v).to_bits()),
+                "n = {n}"
+            );
+        }
+    }
 
     fn is_sorting_permutation(v: &[f64], p: &[usize]) -> bool {
         let mut seen = vec![false; v.len()];

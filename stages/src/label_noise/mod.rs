@@ -39,12 +39,17 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, StringArray, UInt32Array,
 };
+use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, filter_record_batch, take};
-use arrow::datatypes::{DataType, Field, Float64Type, Schema};
-use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
+use gigo_ml::confident::{
+    self, Estimates, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod,
+};
 use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
 use gigo_pipeline::Metrics;
+use gigo_pipeline::budget::Memory;
+use gigo_pipeline::stream::TableWriter;
 use gigo_pipeline::summary::{Block, Section, Severity};
 use gigo_pipeline::{
     Inputs, ParamProblem, PortSpec, REASON_COLUMN, Registry, Role, Stage, StageContext, StageError,
@@ -57,8 +62,9 @@ use serde_json::{Value, json};
 use crate::error::{from_ml, from_model};
 use crate::labels::label_keys;
 
+mod passes;
 mod report;
-use report::truth_scores;
+use report::Tally;
 
 /// The stage type name.
 pub const STAGE_TYPE: &str = "label_noise";
@@ -368,11 +374,16 @@ pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
     crate::models::type_model_params(registry, STAGE_TYPE, catalogue, Some(DEFAULT_MODEL));
 }
 
+/// The label column and its classes, in [`Classes`] order.
+pub(super) struct LabelClasses {
+    column: String,
+    names: Vec<String>,
+}
+
 /// The labels of a table as class indices, in [`Classes`] order.
 struct Labels {
-    column: String,
+    classes: LabelClasses,
     index: Vec<u32>,
-    names: Vec<String>,
     /// A row holding each class (for building `suggested_label`).
     example_row: Vec<u32>,
 }
@@ -383,11 +394,7 @@ fn read_labels(table: &Table, batch: &RecordBatch) -> Result<Labels, StageError>
         .column_by_name(&column)
         .ok_or_else(|| StageError::internal("label column vanished"))?;
     if col.null_count() > 0 {
-        return Err(StageError::data(format!(
-            "label column `{column}` has {} missing values; label_noise needs a label on \
-             every row (drop or fill them upstream)",
-            col.null_count()
-        )));
+        return Err(missing_labels(&column, col.null_count()));
     }
     let (classes, index) = Classes::of(col).map_err(from_ml)?;
     let names = classes.names().to_vec();
@@ -402,11 +409,70 @@ fn read_labels(table: &Table, batch: &RecordBatch) -> Result<Labels, StageError>
         }
     }
     Ok(Labels {
-        column,
+        classes: LabelClasses { column, names },
         index,
-        names,
         example_row,
     })
+}
+
+impl LabelClasses {
+    /// Checks that `cols` name one probability column per class.
+    fn check(&self, cols: &[String]) -> Result<(), StageError> {
+        if cols.len() != self.names.len() {
+            return Err(StageError::data(format!(
+                "`pred_probs` names {} columns but the label column `{}` has {} \
+                 classes ({})",
+                cols.len(),
+                self.column,
+                self.names.len(),
+                self.names.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The probability columns `cols` of `batch` as rows divided by their sums
+/// (row-major); `at` is the batch's first row in the table (for errors).
+fn probability_rows(
+    batch: &RecordBatch,
+    cols: &[String],
+    at: usize,
+) -> Result<Vec<f64>, StageError> {
+    let (n, k) = (batch.num_rows(), cols.len());
+    let mut data = vec![0.0f64; n * k];
+    for (j, name) in cols.iter().enumerate() {
+        let c = column(batch, name)?;
+        if !(c.data_type().is_numeric()) {
+            return Err(StageError::data(format!(
+                "probability column `{name}` has type {}, not numbers",
+                c.data_type()
+            )));
+        }
+        let v = cast(c, &DataType::Float64)?;
+        let v = v.as_primitive::<Float64Type>();
+        for i in 0..n {
+            if v.is_null(i) {
+                return Err(StageError::data(format!(
+                    "probability column `{name}` is missing a value in row {}",
+                    at + i
+                )));
+            }
+            data[i * k + j] = v.value(i);
+        }
+    }
+    for (i, row) in data.chunks_mut(k).enumerate() {
+        confident::normalize_row(row, at + i).map_err(from_ml)?;
+    }
+    Ok(data)
+}
+
+/// The error for a label column with `n` missing values.
+fn missing_labels(column: &str, n: usize) -> StageError {
+    StageError::data(format!(
+        "label column `{column}` has {n} missing values; label_noise needs a label on \
+         every row (drop or fill them upstream)"
+    ))
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, StageError> {
@@ -440,39 +506,12 @@ impl LabelNoise {
         ctx: &StageContext,
     ) -> Result<(PredProbs, Value), StageError> {
         let n = batch.num_rows();
-        let k = labels.names.len();
+        let k = labels.classes.names.len();
         match &self.source {
             Source::Columns(cols) => {
-                if cols.len() != k {
-                    return Err(StageError::data(format!(
-                        "`pred_probs` names {} columns but the label column `{}` has {k} \
-                         classes ({})",
-                        cols.len(),
-                        labels.column,
-                        labels.names.join(", ")
-                    )));
-                }
-                let mut data = vec![0.0f64; n * k];
-                for (j, name) in cols.iter().enumerate() {
-                    let c = column(batch, name)?;
-                    if !(c.data_type().is_numeric()) {
-                        return Err(StageError::data(format!(
-                            "probability column `{name}` has type {}, not numbers",
-                            c.data_type()
-                        )));
-                    }
-                    let v = cast(c, &DataType::Float64)?;
-                    let v = v.as_primitive::<Float64Type>();
-                    for i in 0..n {
-                        if v.is_null(i) {
-                            return Err(StageError::data(format!(
-                                "probability column `{name}` is missing a value in row {i}"
-                            )));
-                        }
-                        data[i * k + j] = v.value(i);
-                    }
-                }
-                let probs = PredProbs::normalized(n, k, data).map_err(from_ml)?;
+                labels.classes.check(cols)?;
+                let data = probability_rows(batch, cols, 0)?;
+                let probs = PredProbs::new(n, k, data).map_err(from_ml)?;
                 Ok((probs, json!({"source": "columns", "columns": cols})))
             }
             Source::Knn(kn) => {
@@ -555,7 +594,18 @@ impl Stage for LabelNoise {
         ]
     }
 
+    fn memory(&self) -> Memory {
+        match self.in_passes() {
+            // batches in flight, the top issues and K x K counts
+            Some(_) => Memory::STREAMS,
+            None => Memory::WHOLE,
+        }
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        if let Some(cols) = self.in_passes() {
+            return self.run_in_passes(&inputs.source("table")?, cols, ctx);
+        }
         let table = inputs.table("table")?;
         let batch = table.to_batch()?;
         let n = batch.num_rows();
@@ -563,12 +613,12 @@ impl Stage for LabelNoise {
             return Err(StageError::data("label_noise got an empty table"));
         }
         let labels = read_labels(&table, &batch)?;
-        let k = labels.names.len();
+        let k = labels.classes.names.len();
         if k < 2 {
             return Err(StageError::data(format!(
                 "label column `{}` has a single class ({}); there is nothing to confuse it with",
-                labels.column,
-                labels.names.join(", ")
+                labels.classes.column,
+                labels.classes.names.join(", ")
             )));
         }
         let started = std::time::Instant::now();
@@ -579,49 +629,73 @@ impl Stage for LabelNoise {
             filter_by: self.params.filter_by.to_ml(),
             ..FindOptions::default()
         };
-        let found = confident::analyse(&labels.index, &probs, &opts, self.params.score.to_ml())
+        let LabelIssues {
+            is_issue,
+            quality,
+            suggested,
+            confident_joint,
+            latent,
+            estimated_issues,
+            thresholds,
+        } = confident::analyse(&labels.index, &probs, &opts, self.params.score.to_ml())
             .map_err(from_ml)?;
-
-        let (out, removed) = self.apply(&table, &batch, &labels, &found)?;
-        let truth = truth_scores(&table, &batch, &found.is_issue);
-        let summary = self.summary(
-            ctx,
-            &table,
-            &batch,
-            &labels,
-            &found,
-            how,
-            truth,
-            seconds_probs,
+        let verdicts = Verdicts {
+            is_issue,
+            quality,
+            suggested,
+        };
+        let estimates = Estimates {
+            confident_joint,
+            latent,
+            estimated_issues,
+            thresholds,
+        };
+        let schema = table.schema().clone();
+        let label_col = column(&batch, &labels.classes.column)?;
+        let class_values = take(
+            label_col.as_ref(),
+            &UInt32Array::from(labels.example_row.clone()),
+            None,
         )?;
-        let mut output = StageOutput::new().with("table", out).with_summary(summary);
-        output = output.with("removed", removed);
-        Ok(output)
+        let (out, removed) =
+            self.apply(&schema, &batch, &labels.classes, &class_values, &verdicts)?;
+        let mut tally = Tally::new(&schema, k, self.params.top_issues);
+        tally.add(&batch, &labels.index, &verdicts)?;
+        let summary = self.summary(ctx, &labels.classes, &tally, &estimates, how, seconds_probs)?;
+        Ok(StageOutput::new()
+            .with("table", Table::from_batch(out))
+            .with("removed", Table::from_batch(removed))
+            .with_summary(summary))
     }
 }
 
+/// Each row's verdict, for a batch or a whole table.
+pub(super) struct Verdicts {
+    is_issue: Vec<bool>,
+    quality: Vec<f64>,
+    suggested: Vec<u32>,
+}
+
 impl LabelNoise {
-    /// The output table and the removed rows.
+    /// A batch with the added columns, and its removed rows (none unless
+    /// `action: drop`). `class_values` holds one label value per class.
     fn apply(
         &self,
-        table: &Table,
+        schema: &SchemaRef,
         batch: &RecordBatch,
-        labels: &Labels,
-        found: &LabelIssues,
-    ) -> Result<(Table, Table), StageError> {
-        let schema = table.schema();
+        labels: &LabelClasses,
+        class_values: &ArrayRef,
+        v: &Verdicts,
+    ) -> Result<(RecordBatch, RecordBatch), StageError> {
         let label_idx = schema.index_of(&labels.column)?;
         let label_col = batch.column(label_idx);
-        // suggested label: the label value of a row of the suggested class
-        let rows: UInt32Array = found
-            .suggested
-            .iter()
-            .map(|&c| labels.example_row[c as usize])
-            .collect::<Vec<u32>>()
-            .into();
-        let suggested = take(label_col.as_ref(), &rows, None)?;
-        let quality: ArrayRef = Arc::new(Float64Array::from(found.quality.clone()));
-        let issue: ArrayRef = Arc::new(BooleanArray::from(found.is_issue.clone()));
+        let suggested = take(
+            class_values.as_ref(),
+            &UInt32Array::from(v.suggested.clone()),
+            None,
+        )?;
+        let quality: ArrayRef = Arc::new(Float64Array::from(v.quality.clone()));
+        let flagged = BooleanArray::from(v.is_issue.clone());
 
         let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
         let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
@@ -651,7 +725,7 @@ impl LabelNoise {
             &mut fields,
             &mut cols,
             added("is_label_issue", DataType::Boolean),
-            issue.clone(),
+            Arc::new(flagged.clone()),
         );
         put(
             &mut fields,
@@ -662,16 +736,7 @@ impl LabelNoise {
         match self.params.action {
             Action::Flag | Action::Drop => {}
             Action::Relabel => {
-                let pick: Vec<u32> = (0..batch.num_rows() as u32)
-                    .map(|i| {
-                        if found.is_issue[i as usize] {
-                            labels.example_row[found.suggested[i as usize] as usize]
-                        } else {
-                            i
-                        }
-                    })
-                    .collect();
-                cols[label_idx] = take(label_col.as_ref(), &UInt32Array::from(pick), None)?;
+                cols[label_idx] = zip(&flagged, &suggested, label_col)?;
             }
             Action::Weight => {
                 let name = self
@@ -688,7 +753,7 @@ impl LabelNoise {
                     Some(i) => training_weights_at(batch, schema.field(i).name(), i)?,
                     None => None,
                 };
-                let w: Vec<f64> = found
+                let w: Vec<f64> = v
                     .quality
                     .iter()
                     .enumerate()
@@ -724,9 +789,8 @@ impl LabelNoise {
             out_schema.metadata().clone(),
         ));
         if self.params.action != Action::Drop {
-            return Ok((Table::from_batch(all), Table::empty(removed_schema)));
+            return Ok((all, RecordBatch::new_empty(removed_schema)));
         }
-        let flagged = issue.as_boolean().clone();
         let kept = arrow::compute::not(&flagged)?;
         let keep = filter_record_batch(&all, &kept)?;
         let gone = filter_record_batch(&all, &flagged)?;
@@ -736,7 +800,7 @@ impl LabelNoise {
             gone.num_rows()
         ])));
         let gone = RecordBatch::try_new(removed_schema, gone_cols)?;
-        Ok((Table::from_batch(keep), Table::from_batch(gone)))
+        Ok((keep, gone))
     }
 }
 

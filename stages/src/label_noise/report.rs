@@ -2,6 +2,10 @@
 //! estimated noise matrix, the top issues, and the flags scored against a
 //! truth column when the table has one.
 
+use arrow::datatypes::SchemaRef;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use gigo_ml::confident::Estimates;
+
 use super::*;
 
 /// Every metric the section may report (the precision, recall and F1 need a
@@ -16,30 +20,159 @@ pub(super) const METRICS: [&str; 7] = [
     "label_issue_f1",
 ];
 
+/// One flagged row of the report's table of top issues.
+struct TopIssue {
+    row: usize,
+    id: Option<String>,
+    given: u32,
+    suggested: u32,
+    quality: f64,
+}
+
+/// What the summary says, gathered batch by batch: counts per class, the
+/// flagged rows with the lowest quality (ties by row), and the flags scored
+/// against a truth column when the table has one.
+pub(super) struct Tally {
+    rows: usize,
+    counts: Vec<usize>,
+    per_class: Vec<usize>,
+    top: Vec<TopIssue>,
+    keep: usize,
+    id_column: Option<String>,
+    /// true positives, false positives, false negatives against the truth
+    truth: Option<[usize; 3]>,
+}
+
+impl Tally {
+    /// For a table of `schema` with `k` classes, keeping `top` issues.
+    pub(super) fn new(schema: &SchemaRef, k: usize, top: usize) -> Tally {
+        let table = Table::empty(schema.clone());
+        let truth = schema
+            .field_with_name(TRUTH_COLUMN)
+            .ok()
+            .filter(|f| role_of(f) == Role::Truth && f.data_type() == &DataType::Boolean)
+            .map(|_| [0; 3]);
+        Tally {
+            rows: 0,
+            counts: vec![0; k],
+            per_class: vec![0; k],
+            top: Vec::new(),
+            keep: top,
+            id_column: table.columns_with_role(Role::Id).into_iter().next(),
+            truth,
+        }
+    }
+
+    /// The next batch: its labels (class indices) and verdicts.
+    pub(super) fn add(
+        &mut self,
+        batch: &RecordBatch,
+        labels: &[u32],
+        v: &Verdicts,
+    ) -> Result<(), StageError> {
+        let at = self.rows;
+        self.rows += labels.len();
+        let ids = match &self.id_column {
+            Some(c) => Some(ArrayFormatter::try_new(
+                column(batch, c)?.as_ref(),
+                &FormatOptions::default(),
+            )?),
+            None => None,
+        };
+        let truth = match self.truth {
+            Some(_) => column(batch, TRUTH_COLUMN)?.as_boolean_opt().cloned(),
+            None => None,
+        };
+        for (i, &l) in labels.iter().enumerate() {
+            self.counts[l as usize] += 1;
+            if let (Some(t), Some(col)) = (&mut self.truth, &truth) {
+                let truly = col.is_valid(i) && col.value(i);
+                match (v.is_issue[i], truly) {
+                    (true, true) => t[0] += 1,
+                    (true, false) => t[1] += 1,
+                    (false, true) => t[2] += 1,
+                    _ => {}
+                }
+            }
+            if !v.is_issue[i] {
+                continue;
+            }
+            self.per_class[l as usize] += 1;
+            let q = v.quality[i];
+            // rows come in order: a later row of equal quality ranks below
+            if self.top.len() == self.keep
+                && self
+                    .top
+                    .last()
+                    .is_none_or(|w| w.quality.total_cmp(&q).is_le())
+            {
+                continue;
+            }
+            let pos = self
+                .top
+                .partition_point(|t| t.quality.total_cmp(&q).is_le());
+            self.top.insert(
+                pos,
+                TopIssue {
+                    row: at + i,
+                    id: ids.as_ref().map(|f| f.value(i).to_string()),
+                    given: l,
+                    suggested: v.suggested[i],
+                    quality: q,
+                },
+            );
+            self.top.truncate(self.keep);
+        }
+        Ok(())
+    }
+
+    fn flagged(&self) -> usize {
+        self.per_class.iter().sum()
+    }
+
+    /// Precision, recall and F1 of the flags against the truth column.
+    fn truth_scores(&self) -> Option<Value> {
+        let [tp, fp, fn_] = self.truth?;
+        let ratio = |a: usize, b: usize| {
+            if a + b > 0 {
+                a as f64 / (a + b) as f64
+            } else {
+                0.0
+            }
+        };
+        let (precision, recall) = (ratio(tp, fp), ratio(tp, fn_));
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        Some(json!({
+            "column": TRUTH_COLUMN,
+            "true_positives": tp, "false_positives": fp, "false_negatives": fn_,
+            "precision": precision, "recall": recall, "f1": f1,
+        }))
+    }
+}
+
 impl LabelNoise {
-    #[allow(clippy::too_many_arguments)]
+    /// The section and the summary's detail, from the run's `tally` and
+    /// estimates.
     pub(super) fn summary(
         &self,
         ctx: &StageContext,
-        table: &Table,
-        batch: &RecordBatch,
-        labels: &Labels,
-        found: &LabelIssues,
+        labels: &LabelClasses,
+        tally: &Tally,
+        found: &Estimates,
         how: Value,
-        truth: Option<Value>,
         seconds: f64,
     ) -> Result<Value, StageError> {
-        let n = found.is_issue.len();
+        let n = tally.rows;
         let k = labels.names.len();
-        let flagged = found.is_issue.iter().filter(|&&f| f).count();
+        let flagged = tally.flagged();
         let rate = flagged as f64 / n as f64;
-        let counts = confident::label_counts(&labels.index, k);
-        let mut per_class = vec![0usize; k];
-        for (i, &f) in found.is_issue.iter().enumerate() {
-            if f {
-                per_class[labels.index[i] as usize] += 1;
-            }
-        }
+        let counts = &tally.counts;
+        let per_class = &tally.per_class;
+        let truth = tally.truth_scores();
         let estimated_noise = 1.0 - (0..k).map(|c| found.latent.joint[c * k + c]).sum::<f64>();
 
         let mut s = Section::new(&ctx.stage_id, STAGE_TYPE, "Label noise");
@@ -130,33 +263,22 @@ impl LabelNoise {
                 .collect(),
         });
         // the most suspicious flagged rows, lowest quality first
-        let mut order: Vec<usize> = (0..n).filter(|&i| found.is_issue[i]).collect();
-        order.sort_by(|&a, &b| {
-            found.quality[a]
-                .total_cmp(&found.quality[b])
-                .then(a.cmp(&b))
-        });
-        order.truncate(self.params.top_issues);
-        let id_col = table.columns_with_role(Role::Id).into_iter().next();
-        let id_keys = match &id_col {
-            Some(c) => Some(label_keys(column(batch, c)?)?),
-            None => None,
-        };
         let mut header = vec!["row"];
-        if let Some(c) = &id_col {
+        if let Some(c) = &tally.id_column {
             header.push(c.as_str());
         }
         header.extend(["given label", "suggested label", "label quality"]);
-        let rows: Vec<Vec<Value>> = order
+        let rows: Vec<Vec<Value>> = tally
+            .top
             .iter()
-            .map(|&i| {
-                let mut r = vec![json!(i)];
-                if let Some(ids) = &id_keys {
-                    r.push(json!(ids[i]));
+            .map(|t| {
+                let mut r = vec![json!(t.row)];
+                if let Some(id) = &t.id {
+                    r.push(json!(id));
                 }
-                r.push(json!(labels.names[labels.index[i] as usize]));
-                r.push(json!(labels.names[found.suggested[i] as usize]));
-                r.push(json!(found.quality[i]));
+                r.push(json!(labels.names[t.given as usize]));
+                r.push(json!(labels.names[t.suggested as usize]));
+                r.push(json!(t.quality));
                 r
             })
             .collect();
@@ -173,7 +295,7 @@ impl LabelNoise {
             "action": self.params.action.name(),
             "label_issues": flagged,
             "label_issue_rate": rate,
-            "issues_per_class": labels.names.iter().zip(&per_class)
+            "issues_per_class": labels.names.iter().zip(per_class)
                 .map(|(c, v)| (c.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "estimated_label_issues": found.estimated_issues,
             "confident_joint": found.confident_joint.counts.chunks(k).map(<[i64]>::to_vec).collect::<Vec<_>>(),
@@ -186,44 +308,4 @@ impl LabelNoise {
         });
         Ok(s.into_summary(detail))
     }
-}
-
-/// Precision, recall and F1 of `flags` against the boolean truth column, if
-/// the table has one.
-pub(super) fn truth_scores(table: &Table, batch: &RecordBatch, flags: &[bool]) -> Option<Value> {
-    let field = table.schema().field_with_name(TRUTH_COLUMN).ok()?;
-    if role_of(field) != Role::Truth || field.data_type() != &DataType::Boolean {
-        return None;
-    }
-    let truth = batch.column_by_name(TRUTH_COLUMN)?.as_boolean().clone();
-    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
-    for (i, &f) in flags.iter().enumerate() {
-        let t = truth.is_valid(i) && truth.value(i);
-        match (f, t) {
-            (true, true) => tp += 1,
-            (true, false) => fp += 1,
-            (false, true) => fn_ += 1,
-            _ => {}
-        }
-    }
-    let precision = if tp + fp > 0 {
-        tp as f64 / (tp + fp) as f64
-    } else {
-        0.0
-    };
-    let recall = if tp + fn_ > 0 {
-        tp as f64 / (tp + fn_) as f64
-    } else {
-        0.0
-    };
-    let f1 = if precision + recall > 0.0 {
-        2.0 * precision * recall / (precision + recall)
-    } else {
-        0.0
-    };
-    Some(json!({
-        "column": TRUTH_COLUMN,
-        "true_positives": tp, "false_positives": fp, "false_negatives": fn_,
-        "precision": precision, "recall": recall, "f1": f1,
-    }))
 }

@@ -65,9 +65,9 @@ fn run(params: Value, table: Table, seed: u64) -> StageOutput {
 }
 
 fn table_of(out: &StageOutput, port: &str) -> RecordBatch {
-    match &out.ports[port] {
-        Artifact::Table(t) => t.to_batch().unwrap(),
-        _ => panic!("not a table"),
+    match out.ports[port].source() {
+        Some(t) => t.load(1 << 16).unwrap().to_batch().unwrap(),
+        None => panic!("not a table"),
     }
 }
 
@@ -213,9 +213,18 @@ fn relabel_and_weight_actions() {
 #[test]
 fn pred_probs_columns_and_knn_consensus() {
     // probabilities that simply follow the clean label
-    let t = noisy_table();
-    let b = t.to_batch().unwrap();
-    let clean: Vec<i64> = (0..300).map(|i| i % 3).collect();
+    let t2 = with_prob_columns(|i, c| if i % 3 == c { 0.9 } else { 0.05 });
+    let out = run(json!({"pred_probs": ["p0", "p1", "p2"]}), t2, 1);
+    assert_eq!(out.summary["report"]["metrics"]["label_issue_f1"], 1.0);
+
+    let out = run(json!({"knn_consensus": {"k": 5}}), noisy_table(), 1);
+    assert_eq!(out.summary["report"]["metrics"]["label_issue_f1"], 1.0);
+    assert_eq!(out.summary["probabilities"]["source"], "knn_consensus");
+}
+
+/// `noisy_table` with probability columns p0..p2: `p(row, class)`.
+fn with_prob_columns(p: impl Fn(i64, i64) -> f64) -> Table {
+    let b = noisy_table().to_batch().unwrap();
     let mut cols: Vec<ArrayRef> = b.columns().to_vec();
     let mut fields: Vec<Field> = b
         .schema()
@@ -223,21 +232,135 @@ fn pred_probs_columns_and_knn_consensus() {
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    for c in 0..3 {
-        let p: Vec<f64> = clean
-            .iter()
-            .map(|&l| if l == c { 0.9 } else { 0.05 })
-            .collect();
-        cols.push(Arc::new(Float64Array::from(p)));
+    for c in 0..3i64 {
+        let v: Vec<f64> = (0..300i64).map(|i| p(i, c)).collect();
+        cols.push(Arc::new(Float64Array::from(v)));
         fields.push(Field::new(format!("p{c}"), DataType::Float64, false));
     }
-    let t2 = Table::from_batch(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap());
-    let out = run(json!({"pred_probs": ["p0", "p1", "p2"]}), t2, 1);
-    assert_eq!(out.summary["report"]["metrics"]["label_issue_f1"], 1.0);
+    Table::from_batch(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap())
+}
 
-    let out = run(json!({"knn_consensus": {"k": 5}}), noisy_table(), 1);
-    assert_eq!(out.summary["report"]["metrics"]["label_issue_f1"], 1.0);
-    assert_eq!(out.summary["probabilities"]["source"], "knn_consensus");
+/// Probabilities that mostly follow the clean label, with ties (rounded
+/// values, uniform rows) and misses.
+fn with_pred_probs() -> Table {
+    with_prob_columns(|i, c| match i % 11 {
+        0 => 1.0,
+        1 | 2 => 0.1 * ((i * 7 + c * 3) % 10) as f64,
+        _ if i % 3 == c => 0.6 + 0.001 * (i % 97) as f64,
+        _ => 0.2 + 0.001 * ((i + c) % 89) as f64,
+    })
+}
+
+#[test]
+fn row_by_row_filters_run_in_passes_over_batches_with_the_in_memory_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = with_pred_probs();
+    let batch = table.to_batch().unwrap();
+    // the in-memory computation, straight from gigo_ml
+    let labels: Vec<u32> = batch
+        .column_by_name("label")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .values()
+        .iter()
+        .map(|&l| l as u32)
+        .collect();
+    let probs = PredProbs::normalized(
+        300,
+        3,
+        (0..300)
+            .flat_map(|i| {
+                (0..3).map(move |c| {
+                    let col = format!("p{c}");
+                    (i, col)
+                })
+            })
+            .map(|(i, col)| {
+                batch
+                    .column_by_name(&col)
+                    .unwrap()
+                    .as_primitive::<Float64Type>()
+                    .value(i)
+            })
+            .collect(),
+    )
+    .unwrap();
+    // the same table stored, read back in batches of 7 rows
+    let mut w = TableWriter::create(&dir.path().join("t.parquet"), table.schema().clone()).unwrap();
+    w.write(&batch).unwrap();
+    let stored = Arc::new(w.finish().unwrap());
+    for (filter, name) in [
+        (FilterBy::ConfidentLearning, "confident_learning"),
+        (FilterBy::PredictedNeqGiven, "predicted_neq_given"),
+    ] {
+        let opts = FindOptions {
+            filter_by: filter,
+            ..FindOptions::default()
+        };
+        let want =
+            confident::analyse(&labels, &probs, &opts, ScoreMethod::NormalizedMargin).unwrap();
+        let params = json!({"pred_probs": ["p0", "p1", "p2"], "filter_by": name,
+                            "score": "normalized_margin", "action": "drop"});
+        let stage = build(params.clone()).unwrap();
+        assert!(matches!(stage.memory(), Memory::Streams { .. }), "{name}");
+        let mut outs = Vec::new();
+        for (input, rows) in [
+            (Artifact::from(table.clone()), 65_536),
+            (Artifact::Stored(stored.clone()), 7),
+        ] {
+            let mut inputs = Inputs::default();
+            inputs.push("table", input);
+            let mut c = ctx("noise", 1, dir.path());
+            c.batch_rows = rows;
+            outs.push(stage.run(&inputs, &c).unwrap());
+        }
+        let (a, b) = (&outs[0], &outs[1]);
+        assert_eq!(table_of(a, "table"), table_of(b, "table"), "{name}");
+        assert_eq!(table_of(a, "removed"), table_of(b, "removed"), "{name}");
+        let mut sa = a.summary.clone();
+        let mut sb = b.summary.clone();
+        sa["seconds_probabilities"] = json!(0);
+        sb["seconds_probabilities"] = json!(0);
+        assert_eq!(sa, sb, "{name}");
+        // what was dropped is what gigo_ml flags
+        let gone = table_of(b, "removed");
+        let ids: Vec<i64> = gone
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        let flagged: Vec<i64> = (0..300).filter(|&i| want.is_issue[i as usize]).collect();
+        assert!(!flagged.is_empty(), "{name}");
+        assert_eq!(ids, flagged, "{name}");
+        assert_eq!(table_of(b, "table").num_rows() + gone.num_rows(), 300);
+        assert_eq!(
+            b.summary["estimated_label_issues"],
+            json!(want.estimated_issues)
+        );
+        assert_eq!(
+            b.summary["confident_joint"],
+            json!(
+                want.confident_joint
+                    .counts
+                    .chunks(3)
+                    .map(<[i64]>::to_vec)
+                    .collect::<Vec<_>>()
+            )
+        );
+        let q: Vec<f64> = gone
+            .column_by_name("label_quality")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec();
+        let want_q: Vec<f64> = flagged.iter().map(|&i| want.quality[i as usize]).collect();
+        assert_eq!(q, want_q, "{name}");
+        assert!(b.summary["report"]["metrics"]["label_issue_f1"].is_number());
+    }
+    // a ranking filter holds the table whole
+    let stage = build(json!({"pred_probs": ["p0", "p1", "p2"]})).unwrap();
+    assert!(matches!(stage.memory(), Memory::Whole { .. }));
 }
 
 #[test]
