@@ -350,6 +350,11 @@ fn thresholds_unchecked(labels: &[u32], probs: &PredProbs) -> Vec<f64> {
     thresholds_of(by_class.iter().map(|v| (!v.is_empty()).then(|| mean(v))))
 }
 
+/// Thresholds as the confident joint compares them: 1e-6 lower.
+fn lowered(thresholds: &[f64]) -> Vec<f64> {
+    thresholds.iter().map(|t| t - 1e-6).collect()
+}
+
 /// Thresholds from each class's mean probability (`None`: no rows).
 fn thresholds_of(means: impl Iterator<Item = Option<f64>>) -> Vec<f64> {
     means.map(|m| m.unwrap_or(2.0).max(2.0 * FP_EPS)).collect()
@@ -364,10 +369,7 @@ pub fn compute_confident_joint(
 ) -> Result<(ConfidentJoint, Vec<usize>), MlError> {
     check_labels(labels, probs)?;
     let k = probs.cols;
-    let thresholds: Vec<f64> = thresholds_unchecked(labels, probs)
-        .into_iter()
-        .map(|t| t - 1e-6)
-        .collect();
+    let thresholds = lowered(&thresholds_unchecked(labels, probs));
     let mut counts = vec![0i64; k * k];
     let mut off = Vec::new();
     for (i, &l) in labels.iter().enumerate() {
@@ -834,14 +836,8 @@ pub struct LabelIssues {
     pub quality: Vec<f64>,
     /// The most probable class of each row.
     pub suggested: Vec<u32>,
-    /// The calibrated confident joint.
-    pub confident_joint: ConfidentJoint,
-    /// Noise matrix, inverse noise matrix, priors and joint.
-    pub latent: LatentEstimates,
-    /// cleanlab's estimate of the number of issues ([`num_label_issues`]).
-    pub estimated_issues: usize,
-    /// The per-class thresholds.
-    pub thresholds: Vec<f64>,
+    /// The data-set-wide figures.
+    pub estimates: Estimates,
 }
 
 /// Runs the whole analysis: flags, scores, suggestions and estimates.
@@ -859,10 +855,12 @@ pub fn analyse(
         is_issue,
         quality,
         suggested: (0..probs.rows).map(|i| probs.argmax(i) as u32).collect(),
-        latent: estimate_latent(&cj, &counts),
-        confident_joint: cj,
-        estimated_issues: num_label_issues(labels, probs)?,
-        thresholds: thresholds_unchecked(labels, probs),
+        estimates: Estimates {
+            latent: estimate_latent(&cj, &counts),
+            confident_joint: cj,
+            estimated_issues: num_label_issues(labels, probs)?,
+            thresholds: thresholds_unchecked(labels, probs),
+        },
     })
 }
 
@@ -988,8 +986,8 @@ impl TwoPass {
                 })
                 .collect::<Result<_, _>>()?;
             let t = thresholds_of(means.into_iter());
-            let lowered = t.iter().map(|t| t - 1e-6).collect();
-            self.thresholds = Some((t, lowered));
+            let low = lowered(&t);
+            self.thresholds = Some((t, low));
         }
         Ok(&self.thresholds.as_ref().map(|t| &t.0).expect("set above")[..])
     }
@@ -1149,10 +1147,20 @@ mod tests {
                     verdicts.iter().map(|v| v.suggested).collect::<Vec<_>>(),
                     want.suggested
                 );
-                assert_eq!(est.confident_joint, want.confident_joint, "{what}");
-                assert_eq!(est.latent, want.latent, "{what}");
-                assert_eq!(est.estimated_issues, want.estimated_issues, "{what}");
-                assert_eq!(bits(&est.thresholds), bits(&want.thresholds), "{what}");
+                assert_eq!(
+                    est.confident_joint, want.estimates.confident_joint,
+                    "{what}"
+                );
+                assert_eq!(est.latent, want.estimates.latent, "{what}");
+                assert_eq!(
+                    est.estimated_issues, want.estimates.estimated_issues,
+                    "{what}"
+                );
+                assert_eq!(
+                    bits(&est.thresholds),
+                    bits(&want.estimates.thresholds),
+                    "{what}"
+                );
             }
         }
         // the ranking filters need every row at once

@@ -42,9 +42,7 @@ use arrow::array::{
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
-use gigo_ml::confident::{
-    self, Estimates, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod,
-};
+use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
 use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
 use gigo_pipeline::Metrics;
@@ -633,22 +631,13 @@ impl Stage for LabelNoise {
             is_issue,
             quality,
             suggested,
-            confident_joint,
-            latent,
-            estimated_issues,
-            thresholds,
+            estimates,
         } = confident::analyse(&labels.index, &probs, &opts, self.params.score.to_ml())
             .map_err(from_ml)?;
         let verdicts = Verdicts {
             is_issue,
             quality,
             suggested,
-        };
-        let estimates = Estimates {
-            confident_joint,
-            latent,
-            estimated_issues,
-            thresholds,
         };
         let schema = table.schema().clone();
         let label_col = column(&batch, &labels.classes.column)?;

@@ -336,12 +336,13 @@ fn row_by_row_filters_run_in_passes_over_batches_with_the_in_memory_results() {
         assert_eq!(table_of(b, "table").num_rows() + gone.num_rows(), 300);
         assert_eq!(
             b.summary["estimated_label_issues"],
-            json!(want.estimated_issues)
+            json!(want.estimates.estimated_issues)
         );
         assert_eq!(
             b.summary["confident_joint"],
             json!(
-                want.confident_joint
+                want.estimates
+                    .confident_joint
                     .counts
                     .chunks(3)
                     .map(<[i64]>::to_vec)
