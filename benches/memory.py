@@ -17,7 +17,9 @@ run` beside imbalanced-learn's whole process), GIGO_BENCH_NOISE_ROWS
 (rows of the label_noise section, default 100M; 0 skips it: `ingest ->
 label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
-same columns), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
+same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
+50M; 0 skips it: `ingest -> train` for one epoch beside scikit-learn's
+MLPClassifier.partial_fit over the same file), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
 target/debug/gigo: the dev profile, whose dependencies and gigo-stages are
 optimised; a release build is a 30-minute build on 2 cores).
 """
@@ -29,9 +31,9 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
+# numpy and pyarrow are imported by the generators only, which run in a
+# child process: a forked child's peak RSS (ru_maxrss) starts at its
+# parent's, so the process that measures must stay small.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLUMNS = 20
@@ -74,6 +76,10 @@ print(pl.scan_parquet(sys.argv[1]).describe().shape)
 def generate(path, rows):
     """N rows x 20 columns as the issue describes: normals, small integers,
     skewed and partly missing values; snappy, row groups of 1M rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     rng = np.random.default_rng(7)
     schema = pa.schema([(f"x{c}", pa.float64()) for c in range(COLUMNS)])
     with pq.ParquetWriter(path, schema, compression="snappy") as w:
@@ -127,6 +133,65 @@ stages:
 """
 
 
+def generate_smote(path):
+    """100k x 20 normals, 10% minority shifted by 1.5."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    n, minority = 100_000, 10_000
+    y = np.zeros(n, dtype=np.int64)
+    y[:minority] = 1
+    x = rng.standard_normal((n, COLUMNS)) + y[:, None] * 1.5
+    cols = {f"x{c}": x[:, c] for c in range(COLUMNS)}
+    cols["label"] = y
+    pq.write_table(pa.table(cols), path, compression="snappy")
+
+
+def generate_noise(path, rows):
+    """A label and two probabilities (10% of the labels flipped), as a model
+    scoring a binary task would leave them."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    schema = pa.schema([("label", pa.int64()), ("p0", pa.float64()), ("p1", pa.float64())])
+    with pq.ParquetWriter(path, schema, compression="snappy") as w:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            clean = rng.integers(0, 2, n)
+            p1 = np.clip(np.where(clean == 1, 0.75, 0.25) + rng.normal(0, 0.2, n), 0.0, 1.0)
+            label = np.where(rng.random(n) < 0.1, 1 - clean, clean)
+            w.write_table(pa.table([label, 1.0 - p1, p1], schema=schema), row_group_size=CHUNK)
+
+
+def generate_train(path, rows):
+    """20 float32 normals and a label from a noisy linear rule."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(13)
+    coef = rng.standard_normal(COLUMNS)
+    fields = [(f"x{c}", pa.float32()) for c in range(COLUMNS)] + [("label", pa.int64())]
+    schema = pa.schema(fields)
+    with pq.ParquetWriter(path, schema, compression="snappy") as w:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            x = rng.standard_normal((n, COLUMNS), dtype=np.float32)
+            label = (x @ coef + rng.normal(0, 1.0, n) > 0).astype(np.int64)
+            cols = [pa.array(x[:, c]) for c in range(COLUMNS)] + [pa.array(label)]
+            w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
+
+
+def in_child(generator, *args):
+    """Runs one of the generators above in a child process."""
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--generate", generator,
+                    *[str(a) for a in args]], check=True)
+
+
 def smote_section(gigo, py):
     """SMOTE on 100k x 20 (10% minority) through `gigo run` (ingest ->
     rebalance -> export, cold cache) beside imbalanced-learn's whole process
@@ -134,15 +199,8 @@ def smote_section(gigo, py):
     Best of three of each."""
     work = tempfile.mkdtemp(prefix="gigo-bench-smote-", dir=os.environ.get("GIGO_BENCH_DIR"))
     try:
-        rng = np.random.default_rng(3)
-        n, minority = 100_000, 10_000
-        y = np.zeros(n, dtype=np.int64)
-        y[:minority] = 1
-        x = rng.standard_normal((n, COLUMNS)) + y[:, None] * 1.5
         data = os.path.join(work, "smote.parquet")
-        cols = {f"x{c}": x[:, c] for c in range(COLUMNS)}
-        cols["label"] = y
-        pq.write_table(pa.table(cols), data, compression="snappy")
+        in_child("generate_smote", data)
         peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
         pipeline = os.path.join(work, "smote.yaml")
         with open(pipeline, "w") as f:
@@ -194,39 +252,86 @@ print(len(issues))
 """
 
 
+TRAIN_PIPELINE = """name: bench_train
+seed: 1
+stages:
+  ingest:
+    type: ingest
+    path: {data}
+    label: label
+  train:
+    type: train
+    inputs: ingest
+    epochs: 1
+    batch_size: 512
+    lr: 0.001
+    encoder: {{depth: 2, width: 64}}
+"""
+
+SKLEARN_MLP = """
+import sys, numpy as np, pyarrow.parquet as pq
+from sklearn.neural_network import MLPClassifier
+f = pq.ParquetFile(sys.argv[1])
+features = [c for c in f.schema_arrow.names if c != "label"]
+net = MLPClassifier(hidden_layer_sizes=(64, 64), batch_size=512, learning_rate_init=0.001,
+                    random_state=1)
+seen = right = 0
+for b in f.iter_batches(batch_size=1_048_576):
+    x = np.column_stack([b.column(c).to_numpy() for c in features]).astype(np.float32)
+    y = b.column("label").to_numpy()
+    if seen:
+        right += int((net.predict(x) == y).sum())
+    net.partial_fit(x, y, classes=[0, 1])
+    seen += len(y)
+print(seen, right)
+"""
+
+
+def beside(gigo, memory, what, rows, generator, pipeline_text, runs, peer, note):
+    """Generates `rows` rows with `generator`, then runs `pipeline_text`
+    through gigo and `peer(data, work)` (a command) on the same file, and
+    prints both processes' time and peak RSS and their ratio."""
+    work = tempfile.mkdtemp(prefix="gigo-bench-", dir=os.environ.get("GIGO_BENCH_DIR"))
+    try:
+        data = os.path.join(work, "data.parquet")
+        t0 = time.monotonic()
+        in_child(generator, data, rows)
+        size = os.path.getsize(data)
+        print(f"{what}: {rows} rows (file: {size / 1e9:.2f} GB, "
+              f"generated in {time.monotonic() - t0:.0f} s), gigo --memory {memory}")
+        pipeline = os.path.join(work, "pipeline.yaml")
+        with open(pipeline, "w") as f:
+            f.write(pipeline_text.format(data=data))
+        g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
+        o = measure(peer(data, work), work)
+        for name, (wall, rss, code) in zip(runs, [g, o]):
+            mark = "" if code == 0 else f" (exit {code})"
+            print(f"  {name:<36} {wall:>8.1f} s {rss / 1e9:>6.2f} GB{mark}")
+        print(f"  gigo / {runs[1].split()[0]}: {g[0] / o[0]:.2f}x ({note})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def noise_section(gigo, py, rows, memory):
     """`label_noise` from pred_probs columns on `rows` rows: a label and two
     probabilities (10% of the labels flipped), as a model scoring a
     binary task would leave them."""
-    work = tempfile.mkdtemp(prefix="gigo-bench-noise-", dir=os.environ.get("GIGO_BENCH_DIR"))
-    try:
-        data = os.path.join(work, "noise.parquet")
-        rng = np.random.default_rng(11)
-        schema = pa.schema([("label", pa.int64()), ("p0", pa.float64()), ("p1", pa.float64())])
-        t0 = time.monotonic()
-        with pq.ParquetWriter(data, schema, compression="snappy") as w:
-            for start in range(0, rows, CHUNK):
-                n = min(CHUNK, rows - start)
-                clean = rng.integers(0, 2, n)
-                p1 = np.clip(np.where(clean == 1, 0.75, 0.25) + rng.normal(0, 0.2, n), 0.0, 1.0)
-                label = np.where(rng.random(n) < 0.1, 1 - clean, clean)
-                w.write_table(pa.table([label, 1.0 - p1, p1], schema=schema), row_group_size=CHUNK)
-        size = os.path.getsize(data)
-        print(f"label_noise from pred_probs: {rows} rows (file: {size / 1e9:.2f} GB, "
-              f"generated in {time.monotonic() - t0:.0f} s), gigo --memory {memory}")
-        pipeline = os.path.join(work, "noise.yaml")
-        with open(pipeline, "w") as f:
-            f.write(NOISE_PIPELINE.format(data=data))
-        g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
-        c = measure([py, "-c", CLEANLAB_BATCHED, data, work], work)
-        for name, (wall, rss, code) in [("gigo ingest -> label_noise", g),
-                                        ("cleanlab find_label_issues_batched", c)]:
-            mark = "" if code == 0 else f" (exit {code})"
-            print(f"  {name:<36} {wall:>8.1f} s {rss / 1e9:>6.2f} GB{mark}")
-        print(f"  gigo / cleanlab: {g[0] / c[0]:.2f}x (cleanlab's rule ranks by self-confidence; "
-              f"gigo's confident_learning flags the rows off the confident joint's diagonal)")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    beside(gigo, memory, "label_noise from pred_probs", rows, "generate_noise", NOISE_PIPELINE,
+           ["gigo ingest -> label_noise", "cleanlab find_label_issues_batched"],
+           lambda data, work: [py, "-c", CLEANLAB_BATCHED, data, work],
+           "cleanlab's rule ranks by self-confidence; gigo's confident_learning flags the "
+           "rows off the confident joint's diagonal")
+
+
+def train_section(gigo, py, rows, memory):
+    """`train` for one epoch on `rows` rows x 20 float32 features (a label
+    from a noisy linear rule), beside scikit-learn's MLPClassifier fitted
+    out of core (`partial_fit` on batches of 1M rows read from the same
+    file): the same 2 x 64 relu network, Adam, batches of 512."""
+    beside(gigo, memory, f"train, one epoch, {COLUMNS} float32 features", rows, "generate_train",
+           TRAIN_PIPELINE, ["gigo ingest -> train", "scikit-learn MLP partial_fit"],
+           lambda data, work: [py, "-c", SKLEARN_MLP, data],
+           "gigo also ingests the file into its store and writes every row's probabilities")
 
 
 def main():
@@ -242,7 +347,7 @@ def main():
         try:
             data = os.path.join(work, "data.parquet")
             t0 = time.monotonic()
-            generate(data, rows)
+            in_child("generate", data, rows)
             size = os.path.getsize(data)
             print(f"{rows:>12} (file: {size / 1e9:.2f} GB, generated in {time.monotonic() - t0:.0f} s)")
             pipeline = os.path.join(work, "pipeline.yaml")
@@ -268,7 +373,14 @@ def main():
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)
+    train_rows = int(os.environ.get("GIGO_BENCH_TRAIN_ROWS", "50000000"))
+    if train_rows > 0:
+        train_section(gigo, py, train_rows, memory)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--generate"]:
+        name, *rest = sys.argv[2:]
+        globals()[name](*[int(a) if a.isdigit() else a for a in rest])
+    else:
+        main()

@@ -118,7 +118,7 @@ fn burn_gigo(x: &[f32], y: &[u32]) -> f64 {
             EncoderInit::Fresh(spec()),
             10,
             &[1.0; 10],
-            &TrainSet { x: &m, y, w: None },
+            &mut TrainSet { x: &m, y, w: None },
             None,
             1,
             &mut |_| {},

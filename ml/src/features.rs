@@ -235,16 +235,11 @@ impl FeatureEncoder {
         columns: &[String],
         opts: &EncoderOptions,
     ) -> Result<FeatureEncoder, MlError> {
-        // every column on its own, in parallel; the first failing column (in
-        // column order) is the error
-        let encodings: Vec<Result<ColumnEncoding, MlError>> = columns
-            .par_iter()
-            .map(|name| fit_column(batches, name, opts))
-            .collect();
-        Ok(FeatureEncoder {
-            columns: columns.to_vec(),
-            encodings: encodings.into_iter().collect::<Result<_, _>>()?,
-        })
+        let mut fitter = EncoderFitter::new(columns, opts);
+        for batch in batches {
+            fitter.push(batch)?;
+        }
+        fitter.finish()
     }
 
     /// Encodes `batches` (all rows, in order) into one matrix with
@@ -424,32 +419,115 @@ impl Source {
     }
 }
 
-/// One column's encoding, learnt from every batch.
-fn fit_column(
-    batches: &[RecordBatch],
-    name: &str,
-    opts: &EncoderOptions,
-) -> Result<ColumnEncoding, MlError> {
-    let mut kind = None;
-    for batch in batches {
-        let k = column_kind(batch, name)?;
-        if kind.is_some_and(|prev| prev != k) {
-            return Err(MlError::data(format!(
-                "column `{name}` changes type between batches"
-            )));
+/// Fits a [`FeatureEncoder`] one batch at a time, so that the rows need not
+/// be held together: [`FeatureEncoder::fit`] on the same batches gives the
+/// same encoder.
+pub struct EncoderFitter {
+    columns: Vec<String>,
+    opts: EncoderOptions,
+    states: Vec<ColumnState>,
+}
+
+/// What one column has shown so far.
+enum ColumnState {
+    /// No batch yet.
+    Empty,
+    /// The moments of a numeric column's finite values.
+    Numeric(Moments),
+    /// The counts of a text column's values.
+    Categorical(HashMap<String, u64>),
+}
+
+impl EncoderFitter {
+    /// A fitter for `columns`.
+    pub fn new(columns: &[String], opts: &EncoderOptions) -> Self {
+        EncoderFitter {
+            columns: columns.to_vec(),
+            opts: opts.clone(),
+            states: columns.iter().map(|_| ColumnState::Empty).collect(),
         }
-        kind = Some(k);
     }
-    match kind {
-        // No batches: nothing to learn; an identity encoding keeps the
-        // output shape meaningful.
-        None => Ok(ColumnEncoding::Numeric {
-            mean: 0.0,
-            std: 1.0,
-            missing: 0.0,
-        }),
-        Some("numeric") => fit_numeric(batches, name, opts.standardize),
-        Some(_) => fit_categorical(batches, name, opts.max_categories),
+
+    /// Learns from `batch`. Errors name the column that is missing, has a
+    /// type that cannot be encoded, or changed type since an earlier batch;
+    /// the first such column in column order is the error.
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<(), MlError> {
+        // every column on its own, in parallel
+        let results: Vec<Result<(), MlError>> = self
+            .states
+            .par_iter_mut()
+            .zip(&self.columns)
+            .map(|(state, name)| state.push(batch, name))
+            .collect();
+        results.into_iter().collect()
+    }
+
+    /// The encoder.
+    pub fn finish(self) -> Result<FeatureEncoder, MlError> {
+        let opts = self.opts;
+        Ok(FeatureEncoder {
+            columns: self.columns,
+            encodings: self.states.into_iter().map(|s| s.encoding(&opts)).collect(),
+        })
+    }
+}
+
+impl ColumnState {
+    fn push(&mut self, batch: &RecordBatch, name: &str) -> Result<(), MlError> {
+        let numeric = column_kind(batch, name)? == "numeric";
+        if let ColumnState::Empty = self {
+            *self = if numeric {
+                ColumnState::Numeric(Moments::default())
+            } else {
+                ColumnState::Categorical(HashMap::new())
+            };
+        }
+        match self {
+            ColumnState::Numeric(total) if numeric => {
+                let values = as_f64(column(batch, name)?)?;
+                let values: Vec<Option<f64>> =
+                    values.as_primitive::<Float64Type>().iter().collect();
+                *total = total.merge(Moments::of(&values));
+            }
+            ColumnState::Categorical(counts) if !numeric => {
+                let values = as_strings(column(batch, name)?)?;
+                for v in values.as_string::<i64>().iter().flatten() {
+                    match counts.get_mut(v) {
+                        Some(c) => *c += 1,
+                        None => {
+                            counts.insert(v.to_string(), 1);
+                        }
+                    }
+                }
+            }
+            _ => {
+                return Err(MlError::data(format!(
+                    "column `{name}` changes type between batches"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn encoding(self, opts: &EncoderOptions) -> ColumnEncoding {
+        match self {
+            // No batches: nothing to learn; an identity encoding keeps the
+            // output shape meaningful.
+            ColumnState::Empty => ColumnEncoding::Numeric {
+                mean: 0.0,
+                std: 1.0,
+                missing: 0.0,
+            },
+            ColumnState::Numeric(total) => numeric_encoding(total, opts.standardize),
+            ColumnState::Categorical(counts) => {
+                let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
+                ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                ranked.truncate(opts.max_categories);
+                ColumnEncoding::Categorical {
+                    categories: ranked.into_iter().map(|(v, _)| v).collect(),
+                }
+            }
+        }
     }
 }
 
@@ -462,18 +540,7 @@ fn column_kind(batch: &RecordBatch, name: &str) -> Result<&'static str, MlError>
     })
 }
 
-fn fit_numeric(
-    batches: &[RecordBatch],
-    name: &str,
-    standardize: bool,
-) -> Result<ColumnEncoding, MlError> {
-    let mut total = Moments::default();
-    for batch in batches {
-        let values = as_f64(column(batch, name)?)?;
-        let values: Vec<Option<f64>> = values.as_primitive::<Float64Type>().iter().collect();
-        let part = Moments::of(&values);
-        total = total.merge(part);
-    }
+fn numeric_encoding(total: Moments, standardize: bool) -> ColumnEncoding {
     let std = if total.n > 0.0 {
         (total.m2 / total.n).sqrt()
     } else {
@@ -481,13 +548,13 @@ fn fit_numeric(
     };
     if !standardize {
         // (x - 0) / 1 keeps the value; a missing one still becomes the mean
-        return Ok(ColumnEncoding::Numeric {
+        return ColumnEncoding::Numeric {
             mean: 0.0,
             std: 1.0,
             missing: total.mean,
-        });
+        };
     }
-    Ok(ColumnEncoding::Numeric {
+    ColumnEncoding::Numeric {
         mean: total.mean,
         std: if std > 0.0 && std.is_finite() {
             std
@@ -495,32 +562,7 @@ fn fit_numeric(
             1.0
         },
         missing: total.mean,
-    })
-}
-
-fn fit_categorical(
-    batches: &[RecordBatch],
-    name: &str,
-    max_categories: usize,
-) -> Result<ColumnEncoding, MlError> {
-    let mut counts: HashMap<String, u64> = HashMap::new();
-    for batch in batches {
-        let values = as_strings(column(batch, name)?)?;
-        for v in values.as_string::<i64>().iter().flatten() {
-            match counts.get_mut(v) {
-                Some(c) => *c += 1,
-                None => {
-                    counts.insert(v.to_string(), 1);
-                }
-            }
-        }
     }
-    let mut ranked: Vec<(String, u64)> = counts.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    ranked.truncate(max_categories);
-    Ok(ColumnEncoding::Categorical {
-        categories: ranked.into_iter().map(|(v, _)| v).collect(),
-    })
 }
 
 #[cfg(test)]

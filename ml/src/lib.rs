@@ -22,7 +22,7 @@ pub mod trained;
 pub use catalogue::{Catalogue, Estimator, Fit, FittedModel, TrainSet};
 pub use classes::Classes;
 pub use error::MlError;
-pub use features::{EncoderOptions, FeatureEncoder};
+pub use features::{EncoderFitter, EncoderOptions, FeatureEncoder};
 pub use knn::{Neighbors, knn, knn_self};
 pub use matrix::Matrix;
 pub use trained::TrainedModel;

@@ -648,14 +648,20 @@ impl Default for ClassWeights {
 impl ClassWeights {
     /// One weight per class (`classes` as text, `y` the training labels).
     pub fn resolve(&self, classes: &[String], y: &[u32]) -> Vec<f32> {
+        let mut counts = vec![0usize; classes.len()];
+        for &l in y {
+            counts[l as usize] += 1;
+        }
+        self.resolve_counts(classes, &counts)
+    }
+
+    /// One weight per class, from the training rows' count per class.
+    pub fn resolve_counts(&self, classes: &[String], counts: &[usize]) -> Vec<f32> {
         let k = classes.len();
+        let rows: usize = counts.iter().sum();
         match self {
             ClassWeights::Named(ClassWeighting::None) => vec![1.0; k],
             ClassWeights::Named(ClassWeighting::Balanced) => {
-                let mut counts = vec![0usize; k];
-                for &l in y {
-                    counts[l as usize] += 1;
-                }
                 let present = counts.iter().filter(|&&c| c > 0).count().max(1);
                 counts
                     .iter()
@@ -663,7 +669,7 @@ impl ClassWeights {
                         if c == 0 {
                             1.0
                         } else {
-                            (y.len() as f64 / (present as f64 * c as f64)) as f32
+                            (rows as f64 / (present as f64 * c as f64)) as f32
                         }
                     })
                     .collect()

@@ -81,6 +81,16 @@ pub fn weight_column(table: &Table) -> Result<Option<String>, NeuralError> {
 
 /// The per-row weights in `column`: finite and non-negative, no nulls.
 pub fn read_weights(batch: &RecordBatch, column: &str) -> Result<Vec<f32>, NeuralError> {
+    read_weights_at(batch, column, 0)
+}
+
+/// [`read_weights`] of a batch whose first row is row `first` of its table
+/// (errors name the table's row).
+pub fn read_weights_at(
+    batch: &RecordBatch,
+    column: &str,
+    first: usize,
+) -> Result<Vec<f32>, NeuralError> {
     let col = batch
         .column_by_name(column)
         .ok_or_else(|| NeuralError::data(format!("weight column `{column}` is missing")))?;
@@ -95,7 +105,8 @@ pub fn read_weights(batch: &RecordBatch, column: &str) -> Result<Vec<f32>, Neura
         let v = values.value(i);
         if values.is_null(i) || !v.is_finite() || v < 0.0 {
             return Err(NeuralError::data(format!(
-                "weight column `{column}`: row {i} has {}, not a finite non-negative weight",
+                "weight column `{column}`: row {} has {}, not a finite non-negative weight",
+                first + i,
                 if values.is_null(i) {
                     "null".to_string()
                 } else {

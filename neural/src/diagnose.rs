@@ -90,7 +90,12 @@ impl Baseline {
                 counts[l as usize] += 1;
             }
         }
-        let n = y.len().max(1) as f64;
+        Baseline::of_counts(&counts, y.len(), loss_is_cross_entropy)
+    }
+
+    /// The baseline of `rows` labels, `counts[c]` of them of class `c`.
+    pub fn of_counts(counts: &[usize], rows: usize, loss_is_cross_entropy: bool) -> Baseline {
+        let n = rows.max(1) as f64;
         let prior_loss = counts
             .iter()
             .filter(|&&c| c > 0)

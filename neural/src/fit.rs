@@ -7,6 +7,7 @@
 //! accuracies, gradient norms, learning rate), evaluates the validation rows
 //! in inference mode, and applies early stopping.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -48,7 +49,22 @@ pub struct FitSettings {
     pub freeze_encoder: bool,
     /// Learning rate of a pretrained encoder (default: `optim.lr`).
     pub encoder_lr: Option<f64>,
+    /// Rows the shuffle holds at once (see [`TrainRows`]).
+    #[serde(default = "default_shuffle_buffer")]
+    pub shuffle_buffer: usize,
 }
+
+fn default_shuffle_buffer() -> usize {
+    SHUFFLE_BUFFER_ROWS
+}
+
+/// Rows per chunk of the grid that a shuffle buffer is filled from (the
+/// store's write chunk): fixed, so the order of the rows depends on the
+/// table's size and the seed only, never on how it was read.
+pub const CHUNK_ROWS: usize = 65_536;
+
+/// Rows a shuffle buffer holds by default (16 chunks).
+pub const SHUFFLE_BUFFER_ROWS: usize = 16 * CHUNK_ROWS;
 
 /// Where the encoder's weights come from.
 pub enum EncoderInit<'a> {
@@ -71,6 +87,42 @@ impl EncoderInit<'_> {
     }
 }
 
+/// The training rows, read a shuffle buffer at a time, so that a table too
+/// large to hold trains in epochs read from the store.
+///
+/// Each epoch's order: when the table has at most a buffer of rows, every
+/// labelled row shuffled (seeded); otherwise the table's chunks of
+/// [`CHUNK_ROWS`] rows are shuffled, taken a buffer's worth at a time, and the
+/// labelled rows of each buffer shuffled. Batches run on across buffers. The
+/// order depends on the rows, the buffer and the seed only: a table held in
+/// memory and the same table read from the store train identically.
+pub trait TrainRows {
+    /// Rows of the table, labelled or not (the chunk grid is over these).
+    fn table_rows(&self) -> usize;
+    /// Labelled rows: the ones trained on.
+    fn labelled_rows(&self) -> usize;
+    /// Encoded features per row.
+    fn cols(&self) -> usize;
+    /// The labelled rows of chunks `chunks` (ascending), in table order.
+    fn window(&mut self, chunks: &[usize]) -> Result<Window<'_>, NeuralError>;
+}
+
+/// Labelled rows of some chunks, encoded.
+pub struct Window<'a> {
+    /// Features, one row per labelled row.
+    pub x: Cow<'a, Matrix>,
+    /// Class indices.
+    pub y: Cow<'a, [u32]>,
+    /// Per-row weights (the table's weight column), if any.
+    pub w: Option<Cow<'a, [f32]>>,
+}
+
+impl Window<'_> {
+    fn rows(&self) -> usize {
+        self.y.len()
+    }
+}
+
 /// Training rows.
 pub struct TrainSet<'a> {
     /// Encoded features.
@@ -79,6 +131,132 @@ pub struct TrainSet<'a> {
     pub y: &'a [u32],
     /// Per-row weights (the table's weight column), if any.
     pub w: Option<&'a [f32]>,
+}
+
+impl TrainRows for TrainSet<'_> {
+    fn table_rows(&self) -> usize {
+        self.x.rows
+    }
+
+    fn labelled_rows(&self) -> usize {
+        self.x.rows
+    }
+
+    fn cols(&self) -> usize {
+        self.x.cols
+    }
+
+    fn window(&mut self, chunks: &[usize]) -> Result<Window<'_>, NeuralError> {
+        let n = self.x.rows;
+        if chunks.len() == n.div_ceil(CHUNK_ROWS) {
+            return Ok(Window {
+                x: Cow::Borrowed(self.x),
+                y: Cow::Borrowed(self.y),
+                w: self.w.map(Cow::Borrowed),
+            });
+        }
+        let idx: Vec<usize> = chunks
+            .iter()
+            .flat_map(|&c| c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n))
+            .collect();
+        Ok(Window {
+            x: Cow::Owned(self.x.select_rows(&idx)),
+            y: Cow::Owned(idx.iter().map(|&i| self.y[i]).collect()),
+            w: self
+                .w
+                .map(|w| Cow::Owned(idx.iter().map(|&i| w[i]).collect())),
+        })
+    }
+}
+
+/// A table's encoded rows held in memory, labelled or not.
+pub struct TableRows<'a> {
+    /// Encoded features of every row.
+    pub x: &'a Matrix,
+    /// Class indices (`None`: not trained on).
+    pub y: &'a [Option<u32>],
+    /// Per-row weights, if any.
+    pub w: Option<&'a [f32]>,
+}
+
+impl TableRows<'_> {
+    fn labelled(&self) -> usize {
+        self.y.iter().filter(|y| y.is_some()).count()
+    }
+}
+
+impl TrainRows for TableRows<'_> {
+    fn table_rows(&self) -> usize {
+        self.x.rows
+    }
+
+    fn labelled_rows(&self) -> usize {
+        self.labelled()
+    }
+
+    fn cols(&self) -> usize {
+        self.x.cols
+    }
+
+    fn window(&mut self, chunks: &[usize]) -> Result<Window<'_>, NeuralError> {
+        let n = self.x.rows;
+        let idx: Vec<usize> = chunks
+            .iter()
+            .flat_map(|&c| c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(n))
+            .filter(|&i| self.y[i].is_some())
+            .collect();
+        Ok(Window {
+            x: Cow::Owned(self.x.select_rows(&idx)),
+            y: Cow::Owned(idx.iter().filter_map(|&i| self.y[i]).collect()),
+            w: self
+                .w
+                .map(|w| Cow::Owned(idx.iter().map(|&i| w[i]).collect())),
+        })
+    }
+}
+
+/// The training rows: kept (they fit one shuffle buffer) or read a buffer
+/// at a time.
+enum Rows<'a> {
+    Kept(Window<'a>),
+    Read(&'a mut dyn TrainRows),
+}
+
+/// Rows held over from one shuffle buffer to the next, short of a batch.
+struct Carry {
+    cols: usize,
+    x: Vec<f32>,
+    y: Vec<u32>,
+    w: Vec<Option<f32>>,
+}
+
+impl Carry {
+    fn new(cols: usize) -> Self {
+        Carry {
+            cols,
+            x: Vec::new(),
+            y: Vec::new(),
+            w: Vec::new(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    fn row(&self, i: usize) -> (&[f32], u32, Option<f32>) {
+        (
+            &self.x[i * self.cols..(i + 1) * self.cols],
+            self.y[i],
+            self.w[i],
+        )
+    }
+
+    fn push(&mut self, x: &[f32], y: u32, w: Option<f32>) {
+        self.x.extend_from_slice(x);
+        self.y.push(y);
+        self.w.push(w);
+    }
 }
 
 /// Rows to evaluate: labels may be missing or of a class unseen in training
@@ -223,39 +401,117 @@ pub fn evaluate(
     loss: &LossSpec,
     class_weights: &[f32],
 ) -> Result<(Option<f64>, f64), NeuralError> {
-    let device = device_of(net);
-    let labelled: Vec<usize> = (0..set.x.rows).filter(|&i| set.y[i].is_some()).collect();
-    let total_w: f64 = labelled
-        .iter()
-        .map(|&i| row_weight(set.y[i], set.w, i, class_weights))
-        .sum();
-    let (mut loss_sum, mut correct) = (0.0, 0usize);
-    let all: Vec<usize> = (0..set.x.rows).collect();
-    for chunk in all.chunks(4096) {
-        let logits = net.forward(rows_tensor(set.x, chunk, &device), None);
-        let pred = read_argmax(logits.clone())?;
-        correct += chunk
-            .iter()
-            .zip(&pred)
-            .filter(|(i, p)| set.y[**i].is_some_and(|y| y as i64 == **p))
-            .count();
-        if total_w > 0.0 {
-            let w: Vec<f32> = chunk
-                .iter()
-                .map(|&i| (row_weight(set.y[i], set.w, i, class_weights) / total_w) as f32)
-                .collect();
-            let wt = Tensor::from_data(TensorData::new(w, [chunk.len()]), &device);
-            let q = onehot(chunk.iter().map(|&i| set.y[i]), k, &device);
-            loss_sum += scalar(loss.weighted(logits, q, wt));
-        }
+    let mut scorer = Scorer::new(net, k, loss, class_weights);
+    for i in 0..set.x.rows {
+        scorer.push(set.x.row(i), set.y[i], set.w.map(|w| w[i]))?;
     }
-    let acc = correct as f64 / set.x.rows.max(1) as f64;
-    Ok(((total_w > 0.0).then_some(loss_sum), acc))
+    scorer.finish()
 }
 
-fn row_weight(y: Option<u32>, w: Option<&[f32]>, i: usize, class_weights: &[f32]) -> f64 {
+/// Loss and accuracy of an inference-mode network, rows pushed one at a
+/// time (a table read in batches) and scored in chunks of a fixed size, so
+/// that the figures do not depend on how the rows arrived. A row without a
+/// label (or of a class unseen in training) counts as wrong and does not
+/// enter the loss, which is the weighted mean over the other rows.
+pub struct Scorer<'a> {
+    net: &'a ClassifierNet,
+    k: usize,
+    loss: &'a LossSpec,
+    class_weights: &'a [f32],
+    device: Device,
+    x: Vec<f32>,
+    y: Vec<Option<u32>>,
+    w: Vec<f32>,
+    rows: usize,
+    correct: usize,
+    loss_sum: f64,
+    weight_sum: f64,
+}
+
+/// Rows a [`Scorer`] scores at once.
+const SCORE_ROWS: usize = 4096;
+
+impl<'a> Scorer<'a> {
+    /// A scorer of `net` for `k` classes.
+    pub fn new(
+        net: &'a ClassifierNet,
+        k: usize,
+        loss: &'a LossSpec,
+        class_weights: &'a [f32],
+    ) -> Self {
+        Scorer {
+            net,
+            k,
+            loss,
+            class_weights,
+            device: device_of(net),
+            x: Vec::new(),
+            y: Vec::new(),
+            w: Vec::new(),
+            rows: 0,
+            correct: 0,
+            loss_sum: 0.0,
+            weight_sum: 0.0,
+        }
+    }
+
+    /// Takes the next row: its features, label and sample weight.
+    pub fn push(&mut self, x: &[f32], y: Option<u32>, w: Option<f32>) -> Result<(), NeuralError> {
+        let weight = row_weight(y, w, self.class_weights);
+        self.x.extend_from_slice(x);
+        self.y.push(y);
+        self.w.push(weight as f32);
+        self.weight_sum += weight;
+        if self.y.len() == SCORE_ROWS {
+            self.score()?;
+        }
+        Ok(())
+    }
+
+    fn score(&mut self) -> Result<(), NeuralError> {
+        let n = self.y.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let cols = self.x.len() / n;
+        let x = Tensor::from_data(
+            TensorData::new(std::mem::take(&mut self.x), [n, cols]),
+            &self.device,
+        );
+        let logits = self.net.forward(x, None);
+        let pred = read_argmax(logits.clone())?;
+        self.correct += self
+            .y
+            .iter()
+            .zip(&pred)
+            .filter(|(y, p)| y.is_some_and(|y| y as i64 == **p))
+            .count();
+        if self.w.iter().any(|&w| w > 0.0) {
+            let wt = Tensor::from_data(
+                TensorData::new(std::mem::take(&mut self.w), [n]),
+                &self.device,
+            );
+            let q = onehot(self.y.iter().copied(), self.k, &self.device);
+            self.loss_sum += scalar(self.loss.weighted(logits, q, wt));
+        }
+        self.rows += n;
+        self.y.clear();
+        self.w.clear();
+        Ok(())
+    }
+
+    /// The loss (`None` when no row has weight) and the accuracy.
+    pub fn finish(mut self) -> Result<(Option<f64>, f64), NeuralError> {
+        self.score()?;
+        let acc = self.correct as f64 / self.rows.max(1) as f64;
+        let loss = (self.weight_sum > 0.0).then(|| self.loss_sum / self.weight_sum);
+        Ok((loss, acc))
+    }
+}
+
+fn row_weight(y: Option<u32>, w: Option<f32>, class_weights: &[f32]) -> f64 {
     match y {
-        Some(y) => class_weights[y as usize] as f64 * w.map_or(1.0, |w| w[i] as f64),
+        Some(y) => class_weights[y as usize] as f64 * w.map_or(1.0, |w| w as f64),
         None => 0.0,
     }
 }
@@ -278,29 +534,25 @@ pub fn fit(
     init: EncoderInit,
     n_classes: usize,
     class_weights: &[f32],
-    train: &TrainSet,
+    train: &mut dyn TrainRows,
     valid: Option<&EvalSet>,
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<(Fitted, FitReport), NeuralError> {
     let started = Instant::now();
-    let n = train.x.rows;
+    let n = train.labelled_rows();
     if n == 0 {
         return Err(NeuralError::data("there are no labelled training rows"));
-    }
-    if train.y.len() != n || train.w.is_some_and(|w| w.len() != n) {
-        return Err(NeuralError::internal(
-            "labels or weights do not match the rows",
-        ));
     }
     if class_weights.len() != n_classes {
         return Err(NeuralError::internal("one class weight per class expected"));
     }
     let spec = init.spec().clone();
-    if train.x.cols != spec.input_dim {
+    let cols = train.cols();
+    if cols != spec.input_dim {
         return Err(NeuralError::data(format!(
             "the encoder takes {} features, the training rows have {}",
-            spec.input_dim, train.x.cols
+            spec.input_dim, cols
         )));
     }
     check_settings(s, &spec, n)?;
@@ -308,6 +560,21 @@ pub fn fit(
         return Err(NeuralError::param(
             "early_stopping",
             "needs validation rows: connect a `valid` input",
+        ));
+    }
+    let bs = s.batch_size.rows(n);
+    let chunks = train.table_rows().div_ceil(CHUNK_ROWS);
+    let per_buffer = (s.shuffle_buffer / CHUNK_ROWS).max(1);
+    let whole = chunks <= per_buffer;
+    if !whole && bs > per_buffer * CHUNK_ROWS {
+        return Err(NeuralError::param(
+            "batch_size",
+            format!(
+                "a batch of {bs} rows is larger than the shuffle buffer ({} rows) that this \
+                 table of {} rows is read through; use mini-batches, or a larger `shuffle_buffer`",
+                per_buffer * CHUNK_ROWS,
+                train.table_rows()
+            ),
         ));
     }
     let device = training_device();
@@ -329,69 +596,142 @@ pub fn fit(
     };
     let parameters = net.num_params();
 
-    let bs = s.batch_size.rows(n);
     let per_epoch = n.div_ceil(bs);
     let mut stepper = Stepper::new(&s.optim, &net, net.layer_weights(), per_epoch, s.epochs);
     let enc_mult = s.encoder_lr.map_or(1.0, |lr| lr / s.optim.lr);
-    let row_w: Vec<f32> = (0..n)
-        .map(|i| class_weights[train.y[i] as usize] * train.w.map_or(1.0, |w| w[i]))
-        .collect();
-    if row_w.iter().all(|&w| w == 0.0) {
-        return Err(NeuralError::data("every training row has weight 0"));
-    }
+    let row_weight = |y: u32, w: Option<f32>| class_weights[y as usize] * w.unwrap_or(1.0);
 
     let mut history = History {
         layers: stepper.layer_names(),
         epochs: Vec::new(),
     };
-    let mut order: Vec<usize> = (0..n).collect();
+    // a table that fits one buffer is read once and kept
+    let all: Vec<usize> = (0..chunks).collect();
+    let mut rows = if whole {
+        Rows::Kept(train.window(&all)?)
+    } else {
+        Rows::Read(train)
+    };
+    let kept = match &rows {
+        Rows::Kept(win) => Some(win),
+        Rows::Read(_) => None,
+    };
+    if let Some(win) = &kept
+        && (0..win.rows()).all(|i| row_weight(win.y[i], win.w.as_ref().map(|w| w[i])) == 0.0)
+    {
+        return Err(NeuralError::data("every training row has weight 0"));
+    }
+    let mut order: Vec<usize> = (0..kept.map_or(0, Window::rows)).collect();
+    let mut chunk_order = all;
     let mut best: Option<(f64, usize, Weights)> = None;
     let mut since_best = 0;
     let (mut stopped_early, mut diverged) = (false, false);
     for epoch in 1..=s.epochs {
-        order.shuffle(&mut rng);
         let lr = stepper.lr();
         let (mut loss_sum, mut w_sum, mut correct) = (0.0, 0.0, 0usize);
-        for batch in order.chunks(bs) {
-            if batch.len() < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
-                continue; // a last batch of one row has no batch statistics
-            }
-            let x = rows_tensor(train.x, batch, &device);
-            let q = onehot(batch.iter().map(|&i| Some(train.y[i])), n_classes, &device);
-            let bw: Vec<f32> = batch.iter().map(|&i| row_w[i]).collect();
-            let batch_w: f64 = bw.iter().map(|&v| v as f64).sum();
-            let wt = normalised(bw, &device);
-            let logits = net.forward(x, Some(&mut rng));
-            let data_loss = s.loss.weighted(logits.clone(), q, wt);
-            let mut objective = data_loss.clone();
-            if s.l1 > 0.0 || s.l2 > 0.0 {
-                for w in net.penalised() {
-                    if s.l1 > 0.0 {
-                        objective = objective + w.clone().abs().sum().mul_scalar(s.l1);
-                    }
-                    if s.l2 > 0.0 {
-                        objective = objective + w.square().sum().mul_scalar(s.l2 / 2.0);
+        let buffers: Vec<Vec<usize>> = if whole {
+            order.shuffle(&mut rng);
+            vec![Vec::new()]
+        } else {
+            chunk_order.shuffle(&mut rng);
+            chunk_order
+                .chunks(per_buffer)
+                .map(|c| {
+                    let mut c = c.to_vec();
+                    c.sort_unstable();
+                    c
+                })
+                .collect()
+        };
+        // rows left over from the last buffer, short of a batch
+        let mut carry = Carry::new(cols);
+        let last = buffers.len() - 1;
+        for (b, buffer_chunks) in buffers.iter().enumerate() {
+            let read;
+            let win = match &mut rows {
+                Rows::Kept(win) => &*win,
+                Rows::Read(train) => {
+                    read = train.window(buffer_chunks)?;
+                    order = (0..read.rows()).collect();
+                    order.shuffle(&mut rng);
+                    &read
+                }
+            };
+            let total = carry.rows() + order.len();
+            let full = if b == last { total } else { total / bs * bs };
+            let row = |i: usize| -> (&[f32], u32, Option<f32>) {
+                if i < carry.rows() {
+                    carry.row(i)
+                } else {
+                    let j = order[i - carry.rows()];
+                    (win.x.row(j), win.y[j], win.w.as_ref().map(|w| w[j]))
+                }
+            };
+            for start in (0..full).step_by(bs) {
+                let end = (start + bs).min(full);
+                if end - start < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
+                    continue; // a last batch of one row has no batch statistics
+                }
+                let mut data = Vec::with_capacity((end - start) * cols);
+                let (mut ys, mut bw) = (Vec::new(), Vec::new());
+                for i in start..end {
+                    let (x, y, w) = row(i);
+                    data.extend_from_slice(x);
+                    ys.push(y);
+                    bw.push(row_weight(y, w));
+                }
+                let x = Tensor::from_data(TensorData::new(data, [end - start, cols]), &device);
+                let q = onehot(ys.iter().map(|&y| Some(y)), n_classes, &device);
+                let batch_w: f64 = bw.iter().map(|&v| v as f64).sum();
+                let wt = normalised(bw, &device);
+                let logits = net.forward(x, Some(&mut rng));
+                let data_loss = s.loss.weighted(logits.clone(), q, wt);
+                let mut objective = data_loss.clone();
+                if s.l1 > 0.0 || s.l2 > 0.0 {
+                    for w in net.penalised() {
+                        if s.l1 > 0.0 {
+                            objective = objective + w.clone().abs().sum().mul_scalar(s.l1);
+                        }
+                        if s.l2 > 0.0 {
+                            objective = objective + w.square().sum().mul_scalar(s.l2 / 2.0);
+                        }
                     }
                 }
+                let mut grads = objective.backward();
+                let g_enc = GradientsParams::from_module(&mut grads, &net.encoder);
+                let g_head = GradientsParams::from_module(&mut grads, &net.head);
+                let (next, stats) = stepper.step(net, vec![(g_enc, enc_mult), (g_head, 1.0)]);
+                net = next;
+                let value = scalar(data_loss);
+                if !stats.finite || !value.is_finite() {
+                    diverged = true;
+                    break;
+                }
+                loss_sum += value * batch_w;
+                w_sum += batch_w;
+                let pred = read_argmax(logits)?;
+                correct += ys
+                    .iter()
+                    .zip(&pred)
+                    .filter(|(y, p)| **y as i64 == **p)
+                    .count();
             }
-            let mut grads = objective.backward();
-            let g_enc = GradientsParams::from_module(&mut grads, &net.encoder);
-            let g_head = GradientsParams::from_module(&mut grads, &net.head);
-            let (next, stats) = stepper.step(net, vec![(g_enc, enc_mult), (g_head, 1.0)]);
-            net = next;
-            let value = scalar(data_loss);
-            if !stats.finite || !value.is_finite() {
-                diverged = true;
+            if diverged {
                 break;
             }
-            loss_sum += value * batch_w;
-            w_sum += batch_w;
-            let pred = read_argmax(logits)?;
-            correct += batch
-                .iter()
-                .zip(&pred)
-                .filter(|(i, p)| train.y[**i] as i64 == **p)
-                .count();
+            let rest: Vec<(Vec<f32>, u32, Option<f32>)> = (full..total)
+                .map(|i| {
+                    let (x, y, w) = row(i);
+                    (x.to_vec(), y, w)
+                })
+                .collect();
+            carry = Carry::new(cols);
+            for (x, y, w) in rest {
+                carry.push(&x, y, w);
+            }
+        }
+        if epoch == 1 && !diverged && w_sum == 0.0 {
+            return Err(NeuralError::data("every training row has weight 0"));
         }
         let grads = stepper.take_epoch();
         let steps = grads.steps;

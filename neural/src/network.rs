@@ -140,7 +140,7 @@ impl Fit for TrainParams {
             EncoderInit::Fresh(spec),
             data.n_classes,
             &class_weights,
-            &fit::TrainSet {
+            &mut fit::TrainSet {
                 x: data.x,
                 y: data.y,
                 w: data.weights,

@@ -16,6 +16,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -25,7 +26,7 @@ use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -107,10 +108,38 @@ impl StoredTable {
     /// of its own decodes the file ahead of the reader (at most
     /// [`READS_AHEAD`] batches), so decoding overlaps the stage's work.
     pub fn batches(&self, rows: usize) -> Result<Batches, StageError> {
+        self.read(rows, None)
+    }
+
+    /// The rows in `ranges` (sorted, not overlapping), in batches of at most
+    /// `rows` rows, read as [`StoredTable::batches`] reads: only the row
+    /// groups they touch are decoded, and within those the selected rows.
+    pub fn rows_in(&self, ranges: &[Range<usize>], rows: usize) -> Result<Batches, StageError> {
+        self.read(rows, Some(ranges))
+    }
+
+    fn read(&self, rows: usize, ranges: Option<&[Range<usize>]>) -> Result<Batches, StageError> {
         let path = self.path.clone();
         let file = File::open(&path).map_err(|e| StageError::io(&path, e))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.with_batch_size(rows.max(1)).build())
+            .and_then(|b| {
+                let b = b.with_batch_size(rows.max(1));
+                match ranges {
+                    None => b.build(),
+                    Some(ranges) => {
+                        let sizes: Vec<usize> = b
+                            .metadata()
+                            .row_groups()
+                            .iter()
+                            .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+                            .collect();
+                        let (groups, selection) = selection_of(&sizes, ranges);
+                        b.with_row_groups(groups)
+                            .with_row_selection(selection)
+                            .build()
+                    }
+                }
+            })
             .map_err(|e| StageError::file(&path, "not a readable Parquet file", e))?;
         let schema = self.schema.clone();
         let (tx, rx) = sync_channel::<Result<RecordBatch, StageError>>(READS_AHEAD);
@@ -138,6 +167,39 @@ impl StoredTable {
         let batches = self.batches(rows)?.collect::<Result<Vec<_>, _>>()?;
         Table::new(self.schema.clone(), batches)
     }
+}
+
+/// The row groups of sizes `sizes` that `ranges` (sorted, not overlapping)
+/// touch, and the selection of the ranges' rows within those groups.
+fn selection_of(sizes: &[usize], ranges: &[Range<usize>]) -> (Vec<usize>, RowSelection) {
+    let mut groups = Vec::new();
+    let mut selectors = Vec::new();
+    let mut start = 0;
+    for (g, &size) in sizes.iter().enumerate() {
+        let end = start + size;
+        let mut at = start;
+        let mut touched = false;
+        for r in ranges {
+            let (from, to) = (r.start.max(start), r.end.min(end));
+            if from >= to {
+                continue;
+            }
+            touched = true;
+            if from > at {
+                selectors.push(RowSelector::skip(from - at));
+            }
+            selectors.push(RowSelector::select(to - from));
+            at = to;
+        }
+        if touched {
+            groups.push(g);
+            if end > at {
+                selectors.push(RowSelector::skip(end - at));
+            }
+        }
+        start = end;
+    }
+    (groups, RowSelection::from(selectors))
 }
 
 /// One pass over a table's rows.
@@ -292,6 +354,30 @@ impl Source {
                             .map(move |at| b.slice(at, rows.min(b.num_rows() - at)))
                     })
                     .collect();
+                Ok(Box::new(slices.into_iter().map(Ok)))
+            }
+        }
+    }
+
+    /// The rows in `ranges` (sorted, not overlapping), in batches of at most
+    /// `rows` rows (see [`StoredTable::rows_in`]).
+    pub fn rows_in(&self, ranges: &[Range<usize>], rows: usize) -> Result<Batches, StageError> {
+        match self {
+            Source::Stored(s) => s.rows_in(ranges, rows),
+            Source::Memory(t) => {
+                let rows = rows.max(1);
+                let mut slices = Vec::new();
+                let mut start = 0;
+                for b in t.batches() {
+                    let end = start + b.num_rows();
+                    for r in ranges {
+                        let (from, to) = (r.start.max(start), r.end.min(end));
+                        for at in (from..to).step_by(rows) {
+                            slices.push(b.slice(at - start, rows.min(to - at)));
+                        }
+                    }
+                    start = end;
+                }
                 Ok(Box::new(slices.into_iter().map(Ok)))
             }
         }
@@ -595,6 +681,43 @@ mod tests {
             ],
         );
         assert!(whole == parts, "the same values gave different bytes");
+    }
+
+    #[test]
+    fn ranges_of_rows_read_the_same_from_memory_and_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = Source::Memory(Arc::new(table(600_000)));
+        let stored = Source::Stored(Arc::new(write(
+            &memory,
+            usize::MAX,
+            &dir.path().join("t.parquet"),
+        )));
+        let ids = |source: &Source, ranges: &[Range<usize>], rows: usize| -> Vec<i64> {
+            let mut out = Vec::new();
+            for b in source.rows_in(ranges, rows).unwrap() {
+                let b = b.unwrap();
+                assert!(b.num_rows() <= rows);
+                let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                out.extend(col.values().iter().copied());
+            }
+            out
+        };
+        // inside one row group, across groups, at the ends, a whole group
+        let ranges = [0..3, 65_536..131_072, 262_000..262_300, 524_288..600_000];
+        let want: Vec<i64> = ranges.iter().cloned().flatten().map(|i| i as i64).collect();
+        for rows in [7, 65_536, 1 << 20] {
+            assert_eq!(
+                ids(&memory, &ranges, rows),
+                want,
+                "memory, batches of {rows}"
+            );
+            assert_eq!(
+                ids(&stored, &ranges, rows),
+                want,
+                "stored, batches of {rows}"
+            );
+        }
+        assert!(ids(&stored, &[], 10).is_empty());
     }
 
     #[test]

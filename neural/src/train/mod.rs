@@ -2,12 +2,13 @@
 //! encoder, with every lever as a parameter; records learning curves and
 //! per-layer gradient norms and diagnoses them.
 
-use gigo_ml::{EncoderOptions, FeatureEncoder, Matrix, TrainedModel};
+use gigo_ml::{FeatureEncoder, Matrix, TrainedModel};
 use gigo_pipeline::Metrics;
 use gigo_pipeline::{
-    Inputs, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
-    StageOutput, Table,
+    Inputs, Memory, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext,
+    StageError, StageOutput, Table,
 };
+use gigo_pipeline::{Source, rechunk};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -20,7 +21,10 @@ use crate::config::{
 use crate::data;
 use crate::diagnose::Thresholds;
 use crate::error::NeuralError;
-use crate::fit::{EncoderInit, EvalSet, FitSettings, TrainSet, evaluate, fit, predict};
+use crate::fit::{
+    EncoderInit, EvalSet, FitSettings, SHUFFLE_BUFFER_ROWS, Scorer, TableRows, TrainRows, evaluate,
+    fit, predict,
+};
 use crate::loss::LossSpec;
 use crate::network::Network;
 use crate::saved::EncoderModel;
@@ -105,6 +109,13 @@ pub struct TrainParams {
     /// Weight rows by the table's weight column (role `weight`) if it has one. Default true.
     #[serde(default = "default_true")]
     pub sample_weights: bool,
+    /// Rows the epoch's shuffle holds at once. A table of at most this many
+    /// rows is shuffled whole; a larger one is read from the store in chunks
+    /// of 65,536 rows taken in shuffled order, this many rows at a time
+    /// (rounded down to whole chunks), and shuffled within them, so that
+    /// memory does not grow with the table. Default 1,048,576.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_buffer: Option<usize>,
     /// Stop when the validation metric stalls (needs a `valid` input). Default: off.
     #[serde(default)]
     pub early_stopping: Option<EarlyStopping>,
@@ -185,6 +196,7 @@ impl TrainParams {
             early_stopping: self.early_stopping,
             freeze_encoder: self.freeze_encoder,
             encoder_lr: self.encoder_lr,
+            shuffle_buffer: self.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS),
         }
     }
 
@@ -228,6 +240,9 @@ impl TrainParams {
                 "epochs",
                 format!("must be in 1..=100000, got {}", self.epochs),
             ));
+        }
+        if self.shuffle_buffer == Some(0) {
+            p.push(ParamProblem::new("shuffle_buffer", "must be at least 1"));
         }
         if self.batch_size == BatchSize::Rows(0) {
             p.push(ParamProblem::new(
@@ -415,6 +430,18 @@ impl Stage for Train {
         Metrics::names(report::METRICS)
     }
 
+    /// Reads its training rows in batches and holds their encoded matrix
+    /// only when it fits the budget (else one shuffle buffer at a time,
+    /// counted here at 16 features a row); validation and test rows are
+    /// held whole.
+    fn memory(&self) -> Memory {
+        let buffer = self.params.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS) as u64;
+        Memory::Streams {
+            per_row: 0.0,
+            fixed: gigo_pipeline::budget::STREAM_FIXED + buffer * 64,
+        }
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::table("table", "training rows (features and a label)"),
@@ -456,11 +483,29 @@ impl Stage for Train {
 impl Train {
     fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
         let p = &self.params;
-        let table = inputs
-            .table("table")
+        let source = inputs
+            .source("table")
             .map_err(|e| NeuralError::internal(e.to_string()))?;
-        let valid_t = inputs.table_opt("valid");
-        let test_t = inputs.table_opt("test");
+        // validation and test rows are held whole: they are scored every epoch
+        let held = |port: &str| -> Result<Option<std::sync::Arc<Table>>, NeuralError> {
+            let Some(s) = inputs.source_opt(port) else {
+                return Ok(None);
+            };
+            if s.memory_bytes() > ctx.memory_budget / 2 {
+                return Err(NeuralError::data(format!(
+                    "the `{port}` table takes {} in memory, more than half the memory budget \
+                     ({}); `train` holds its `{port}` rows whole (raise `--memory`, or give \
+                     fewer rows)",
+                    gigo_pipeline::Bytes(s.memory_bytes()),
+                    gigo_pipeline::Bytes(ctx.memory_budget)
+                )));
+            }
+            s.load(ctx.batch_rows)
+                .map(Some)
+                .map_err(|e| NeuralError::data(e.to_string()))
+        };
+        let valid_t = held("valid")?;
+        let test_t = held("test")?;
         let pretrained = match inputs.models("pretrained").as_slice() {
             [] => None,
             [one] => Some(EncoderModel::from_model(one)?),
@@ -491,14 +536,12 @@ impl Train {
             }
         }
 
-        // features
-        let label = table
+        // features, labels and weights: one pass over the rows
+        let shape = Table::empty(source.schema().clone());
+        let label = shape
             .label_column()
             .map_err(|e| NeuralError::data(e.to_string()))?;
-        let batch = table
-            .to_batch()
-            .map_err(|e| NeuralError::internal(e.to_string()))?;
-        let (columns, enc) = match &pretrained {
+        let columns = match &pretrained {
             Some((m, _)) => {
                 if let Some(f) = &p.features
                     && f != &m.feature_columns
@@ -508,28 +551,43 @@ impl Train {
                         "differs from the pretrained encoder's feature columns; leave it unset",
                     ));
                 }
-                (m.feature_columns.clone(), m.features.clone())
+                m.feature_columns.clone()
             }
             None => {
-                let cols = data::feature_columns(&table, p.features.as_deref())?;
+                let cols = data::feature_columns(&shape, p.features.as_deref())?;
                 if cols.iter().any(|c| c == &label) {
                     return Err(NeuralError::param(
                         "features",
                         format!("lists the label column `{label}`"),
                     ));
                 }
-                let enc = FeatureEncoder::fit(
-                    std::slice::from_ref(&batch),
-                    &cols,
-                    &EncoderOptions::default(),
-                )?;
-                (cols, enc)
+                cols
             }
         };
-
-        // labels
-        let keys = data::label_keys(&batch, &label)?;
-        let classes = data::classes_of(&keys);
+        if source.schema().field_with_name(&label).is_err() {
+            return Err(NeuralError::data(format!(
+                "the `table` table has no label column `{label}`"
+            )));
+        }
+        let weight_col = match p.sample_weights {
+            true => data::weight_column(&shape)?,
+            false => None,
+        };
+        ctx.progress.message("reading the training rows");
+        let scan = rows::scan(
+            &source,
+            &columns,
+            pretrained.is_none(),
+            &label,
+            weight_col.as_deref(),
+            ctx.batch_rows,
+        )?;
+        let enc = match (&pretrained, &scan.fitted) {
+            (Some((m, _)), _) => m.features.clone(),
+            (None, Some(e)) => e.clone(),
+            (None, None) => return Err(NeuralError::internal("no feature encoder")),
+        };
+        let classes = scan.classes.clone();
         if classes.len() < 2 {
             return Err(NeuralError::data(format!(
                 "label column `{label}` has {} class(es) in the training rows; a classifier needs 2",
@@ -537,27 +595,37 @@ impl Train {
             )));
         }
         let k = classes.len();
-        let tr = encode(
-            &table,
-            &enc,
-            &label,
-            &classes,
-            p.sample_weights,
-            "table",
-            ctx,
-        )?;
-        let labelled: Vec<usize> = (0..tr.x.rows).filter(|&i| tr.y[i].is_some()).collect();
-        if labelled.len() < tr.x.rows {
+        let labelled = scan.labelled();
+        if labelled < scan.rows {
             ctx.log(format!(
                 "{} training rows without a label are not trained on",
-                tr.x.rows - labelled.len()
+                scan.rows - labelled
             ));
         }
-        let x_train = tr.x.select_rows(&labelled);
-        let y_train: Vec<u32> = labelled.iter().filter_map(|&i| tr.y[i]).collect();
-        let w_train: Option<Vec<f32>> =
-            tr.w.as_ref()
-                .map(|w| labelled.iter().map(|&i| w[i]).collect());
+        // the encoded matrix is held when it fits the budget with room to
+        // spare; otherwise every epoch reads the table from the store
+        let matrix_bytes = (scan.rows as u64) * (enc.width() as u64) * 4;
+        let hold = matches!(source, Source::Memory(_))
+            || 3 * matrix_bytes + source.memory_bytes() <= ctx.memory_budget;
+        let table = if hold {
+            Some(
+                source
+                    .load(ctx.batch_rows)
+                    .map_err(|e| NeuralError::data(e.to_string()))?,
+            )
+        } else {
+            ctx.log(format!(
+                "the training rows' features take {} encoded: each epoch reads them from the \
+                 store through a shuffle buffer of {} rows",
+                gigo_pipeline::Bytes(matrix_bytes),
+                p.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS)
+            ));
+            None
+        };
+        let tr = table
+            .as_ref()
+            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "table", ctx))
+            .transpose()?;
         let va = valid_t
             .as_ref()
             .filter(|t| t.num_rows() > 0)
@@ -581,12 +649,12 @@ impl Train {
             None => (
                 EncoderInit::Fresh(EncoderSpec::new(
                     p.encoder.clone().unwrap_or_default(),
-                    x_train.cols,
+                    enc.width(),
                 )?),
                 None,
             ),
         };
-        let class_weights = p.class_weights.resolve(&classes, &y_train);
+        let class_weights = p.class_weights.resolve_counts(&classes, &scan.counts);
         let settings = p.settings();
         ctx.progress.set_total(p.epochs as u64);
         let valid_set = va.as_ref().map(|v| EvalSet {
@@ -594,16 +662,31 @@ impl Train {
             y: &v.y,
             w: v.w.as_deref(),
         });
+        let mut streamed = rows::StreamedRows {
+            source: &source,
+            encoder: &enc,
+            label: &label,
+            classes: &classes,
+            weights: weight_col.as_deref(),
+            rows: scan.rows,
+            labelled,
+            batch_rows: ctx.batch_rows,
+        };
+        let mut in_memory = tr.as_ref().map(|tr| TableRows {
+            x: &tr.x,
+            y: &tr.y,
+            w: tr.w.as_deref(),
+        });
+        let train_rows: &mut dyn TrainRows = match &mut in_memory {
+            Some(t) => t,
+            None => &mut streamed,
+        };
         let (fitted, report) = fit(
             &settings,
             init,
             k,
             &class_weights,
-            &TrainSet {
-                x: &x_train,
-                y: &y_train,
-                w: w_train.as_deref(),
-            },
+            train_rows,
             valid_set.as_ref(),
             ctx.seed,
             &mut |e| {
@@ -624,7 +707,7 @@ impl Train {
             "trained {} epochs ({} updates) on {} rows in {:.2} s on {}",
             report.history.epochs.len(),
             report.updates,
-            x_train.rows,
+            labelled,
             report.seconds,
             backend_name()
         ));
@@ -632,20 +715,54 @@ impl Train {
         // predictions and scores with the kept weights
         let net = fitted.net()?;
         let loss = settings.loss;
-        let p_train = predict(&net, &tr.x, k)?;
-        let train_eval = evaluate(
-            &net,
-            &EvalSet {
-                x: &x_train,
-                y: &y_train.iter().map(|&y| Some(y)).collect::<Vec<_>>(),
-                w: w_train.as_deref(),
-            },
-            k,
-            &loss,
-            &class_weights,
-        )?;
-        let mut scored = vec![("train", train_eval, tr.x.rows)];
-        let mut outputs = vec![("train", data::with_predictions(&table, &p_train, &classes)?)];
+        let mut train_scorer = Scorer::new(&net, k, &loss, &class_weights);
+        let train_out: gigo_pipeline::Artifact = match (&table, &tr) {
+            (Some(table), Some(tr)) => {
+                for i in (0..tr.x.rows).filter(|&i| tr.y[i].is_some()) {
+                    train_scorer.push(tr.x.row(i), tr.y[i], tr.w.as_ref().map(|w| w[i]))?;
+                }
+                let p_train = predict(&net, &tr.x, k)?;
+                data::with_predictions(table, &p_train, &classes)?.into()
+            }
+            _ => {
+                ctx.progress.message("predicting the training rows");
+                let mut writer = None;
+                let batches = source
+                    .batches(ctx.batch_rows)
+                    .map_err(|e| NeuralError::data(e.to_string()))?;
+                for chunk in rechunk(source.schema().clone(), batches, PREDICT_ROWS) {
+                    let chunk = chunk.map_err(|e| NeuralError::data(e.to_string()))?;
+                    let t = Table::from_batch(chunk);
+                    let e = encode(&t, &enc, &label, &classes, p.sample_weights, "table", ctx)?;
+                    for i in (0..e.x.rows).filter(|&i| e.y[i].is_some()) {
+                        train_scorer.push(e.x.row(i), e.y[i], e.w.as_ref().map(|w| w[i]))?;
+                    }
+                    let out = data::with_predictions(&t, &predict(&net, &e.x, k)?, &classes)?
+                        .to_batch()
+                        .map_err(|e| NeuralError::internal(e.to_string()))?;
+                    let w = match &mut writer {
+                        Some(w) => w,
+                        None => writer.insert(
+                            ctx.table_writer("train", out.schema())
+                                .map_err(|e| NeuralError::internal(e.to_string()))?,
+                        ),
+                    };
+                    w.write(&out)
+                        .map_err(|e| NeuralError::data(e.to_string()))?;
+                }
+                let w = writer.ok_or_else(|| NeuralError::internal("no training rows read"))?;
+                let stored = w.finish().map_err(|e| NeuralError::data(e.to_string()))?;
+                gigo_pipeline::Artifact::Stored(std::sync::Arc::new(stored))
+            }
+        };
+        let train_eval = train_scorer.finish()?;
+        let mut scored = vec![("train", train_eval, scan.rows)];
+        let mut outputs = vec![("train", train_out)];
+        let train_schema = match &outputs[0].1 {
+            gigo_pipeline::Artifact::Table(t) => t.schema().clone(),
+            gigo_pipeline::Artifact::Stored(s) => s.schema().clone(),
+            _ => return Err(NeuralError::internal("the training rows are not a table")),
+        };
         for (port, t, e) in [("valid", &valid_t, &va), ("test", &test_t, &te)] {
             let out = match (t, e) {
                 (Some(t), Some(e)) if !e.labelled => {
@@ -671,9 +788,9 @@ impl Train {
                     data::with_predictions(t, &probs, &classes)?
                 }
                 (Some(t), None) => data::with_predictions(t, &Matrix::zeros(0, k), &classes)?,
-                (None, _) => Table::empty(outputs[0].1.schema().clone()),
+                (None, _) => Table::empty(train_schema.clone()),
             };
-            outputs.push((port, out));
+            outputs.push((port, out.into()));
         }
 
         // the model
@@ -702,7 +819,7 @@ impl Train {
             fine_tuned: pretrained.is_some(),
             fit: &report,
             scored: &scored,
-            y_train: &y_train,
+            class_counts: &scan.counts,
             spec: &fitted.spec,
             settings: &settings,
             classes: &classes,
@@ -720,6 +837,11 @@ impl Train {
 }
 
 mod report;
+mod rows;
+
+/// Rows predicted at once when the training rows are read in batches (those
+/// of [`predict`], so that the figures do not depend on the batches).
+const PREDICT_ROWS: usize = 4096;
 
 #[cfg(test)]
 mod tests {
@@ -731,6 +853,7 @@ mod tests {
 
     use super::*;
     use crate::config::tests::{assert_refused, listed};
+    use crate::fit::TrainSet;
     use serde_json::Value;
 
     fn params(v: Value) -> TrainParams {
@@ -847,7 +970,7 @@ mod tests {
             EncoderInit::Fresh(spec),
             2,
             &[1.0, 1.0],
-            &TrainSet {
+            &mut TrainSet {
                 x: &x,
                 y: &y,
                 w: None,

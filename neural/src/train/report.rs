@@ -20,7 +20,8 @@ pub(super) struct Facts<'a> {
     pub fine_tuned: bool,
     pub fit: &'a FitReport,
     pub scored: &'a [Scored],
-    pub y_train: &'a [u32],
+    /// Training rows per class.
+    pub class_counts: &'a [usize],
     pub spec: &'a EncoderSpec,
     pub settings: &'a FitSettings,
     pub classes: &'a [String],
@@ -47,9 +48,9 @@ pub(super) const METRICS: [&str; 11] = [
 ];
 
 pub(super) fn summary(f: &Facts) -> Value {
-    let baseline = Baseline::of(
-        f.y_train,
-        f.classes.len(),
+    let baseline = Baseline::of_counts(
+        f.class_counts,
+        f.class_counts.iter().sum(),
         f.params.loss == LossKind::CrossEntropy,
     );
     let diagnoses = diagnose(

@@ -63,7 +63,7 @@ fn train(
         EncoderInit::Fresh(spec),
         2,
         &[1.0, 1.0],
-        &TrainSet { x, y, w: None },
+        &mut TrainSet { x, y, w: None },
         vset.as_ref(),
         seed,
         &mut |_| {},
@@ -469,7 +469,7 @@ fn zero_sample_weights_silence_rows_and_class_weights_shift_predictions() {
         EncoderInit::Fresh(spec.clone()),
         2,
         &[1.0, 1.0],
-        &TrainSet {
+        &mut TrainSet {
             x: &x,
             y: &y_bad,
             w: Some(&w),
@@ -493,7 +493,7 @@ fn zero_sample_weights_silence_rows_and_class_weights_shift_predictions() {
             EncoderInit::Fresh(spec.clone()),
             2,
             &cw,
-            &TrainSet {
+            &mut TrainSet {
                 x: &x,
                 y: &y,
                 w: None,
@@ -535,7 +535,7 @@ fn a_frozen_pretrained_encoder_stays_put_and_a_trainable_one_moves() {
             },
             2,
             &[1.0, 1.0],
-            &TrainSet {
+            &mut TrainSet {
                 x: &x,
                 y: &y,
                 w: None,

@@ -118,7 +118,7 @@ fn mnist(
             init,
             10,
             &[1.0; 10],
-            &TrainSet {
+            &mut TrainSet {
                 x: &x_lab,
                 y: &y_lab,
                 w: None,

@@ -447,3 +447,105 @@ fn a_missing_label_is_not_trained_on_and_an_unseen_class_counts_as_wrong() {
             .any(|m| m.contains("10 training rows without a label"))
     );
 }
+
+/// `table(n, seed)` with every 11th label missing and weights 0.5, 1, 1.5.
+fn ragged_table(n: usize, seed: u64) -> Table {
+    let b = table(n, seed).to_batch().unwrap();
+    let y = b.column_by_name("y").unwrap();
+    let y = y.as_any().downcast_ref::<StringArray>().unwrap();
+    let y: StringArray = (0..n).map(|i| (i % 11 != 4).then(|| y.value(i))).collect();
+    let w = Float64Array::from_iter_values((0..n).map(|i| 0.5 + (i % 3) as f64 * 0.5));
+    let mut cols = b.columns().to_vec();
+    cols[4] = Arc::new(y);
+    cols[5] = Arc::new(w);
+    Table::from_batch(RecordBatch::try_new(b.schema(), cols).unwrap())
+}
+
+/// The table on `port`, loaded if it was written to the store.
+fn rows_of(out: &StageOutput, port: &str) -> RecordBatch {
+    match &out.ports[port] {
+        Artifact::Table(t) => t.to_batch().unwrap(),
+        Artifact::Stored(s) => s.load(1 << 20).unwrap().to_batch().unwrap(),
+        other => panic!("{port} is {:?}", other.kind()),
+    }
+}
+
+#[test]
+fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
+    // three chunks of the shuffle's grid, read one chunk per buffer
+    let n = 140_000;
+    let dir = tempfile::tempdir().unwrap();
+    let table = ragged_table(n, 11);
+    let mut w =
+        gigo_pipeline::TableWriter::create(&dir.path().join("t.parquet"), table.schema().clone())
+            .unwrap();
+    w.write(&table.to_batch().unwrap()).unwrap();
+    let stored = Arc::new(w.finish().unwrap());
+    let params = json!({"epochs": 2, "batch_size": 500, "lr": 0.01, "shuffle_buffer": 65536,
+                        "encoder": {"depth": 1, "width": 8}, "class_weights": "balanced"});
+    let stage = registry().get("train").unwrap().build(&params).unwrap();
+    let mut outs = Vec::new();
+    let mut logs = Vec::new();
+    // in memory; stored and loaded (it fits); stored and streamed at two batch sizes
+    for (input, budget, rows) in [
+        (Artifact::from(table.clone()), 4 << 30, 65_536),
+        (Artifact::Stored(stored.clone()), 4 << 30, 65_536),
+        (Artifact::Stored(stored.clone()), 1 << 20, 65_536),
+        (Artifact::Stored(stored.clone()), 1 << 20, 999),
+    ] {
+        let mut inputs = Inputs::default();
+        inputs.push("table", input);
+        inputs.push("valid", ragged_table(500, 12).into());
+        let mut c = ctx("s", 3, dir.path());
+        c.memory_budget = budget;
+        c.batch_rows = rows;
+        outs.push(stage.run(&inputs, &c).unwrap());
+        logs.push(c.messages().join("\n"));
+    }
+    assert!(!logs[1].contains("shuffle buffer"), "{}", logs[1]);
+    assert!(logs[2].contains("reads them from the store"), "{}", logs[2]);
+    assert!(matches!(outs[2].ports["train"], Artifact::Stored(_)));
+    let first = &outs[0];
+    for (i, out) in outs.iter().enumerate().skip(1) {
+        assert_eq!(
+            model_of(out, "model").weights,
+            model_of(first, "model").weights,
+            "run {i}"
+        );
+        assert_eq!(rows_of(out, "train"), rows_of(first, "train"), "run {i}");
+        assert_eq!(rows_of(out, "valid"), rows_of(first, "valid"), "run {i}");
+        assert_eq!(out.summary, first.summary, "run {i}");
+    }
+    // it learnt, on the labelled rows only
+    let section = Section::from_summary(&first.summary).unwrap().unwrap();
+    let acc = section.metrics["train_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.9, "train accuracy {acc}");
+    assert_eq!(rows_of(first, "train").num_rows(), n);
+    // what cannot be streamed says why
+    let refused = |params: serde_json::Value, valid: usize| {
+        let stage = registry().get("train").unwrap().build(&params).unwrap();
+        let mut inputs = Inputs::default();
+        inputs.push("table", Artifact::Stored(stored.clone()));
+        inputs.push("valid", ragged_table(valid, 12).into());
+        let mut c = ctx("s", 3, dir.path());
+        c.memory_budget = 1 << 20;
+        stage.run(&inputs, &c).unwrap_err().to_string()
+    };
+    let e = refused(
+        json!({"epochs": 1, "batch_size": "full", "shuffle_buffer": 65536}),
+        50,
+    );
+    assert!(
+        e.contains("batch_size") && e.contains("shuffle buffer"),
+        "{e}"
+    );
+    let e = refused(json!({"epochs": 1}), 40_000);
+    assert!(
+        e.contains("`valid` table") && e.contains("memory budget"),
+        "{e}"
+    );
+    assert_eq!(
+        first.summary["history"]["epochs"][0]["steps"],
+        json!((n - (0..n).filter(|i| i % 11 == 4).count()).div_ceil(500))
+    );
+}
