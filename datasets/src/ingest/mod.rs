@@ -329,7 +329,7 @@ impl Stage for Ingest {
                     quarantined: Vec::new(),
                 }
             }
-            Plan::Parquet | Plan::Csv { .. } => Sink::Stored {
+            Plan::Arrow | Plan::Csv { .. } => Sink::Stored {
                 kept: None,
                 quarantined: None,
             },
@@ -352,9 +352,12 @@ impl Stage for Ingest {
             let before = fingerprint::stamp(path)?;
             let mut counts = FileCounts::default();
             let pieces: Pieces = match &plan {
-                Plan::Parquet => Box::new(
-                    streams::parquet_batches(path, &shown, ctx.batch_rows)?
-                        .map(|b| b.map(|b| (b, Vec::new()))),
+                Plan::Arrow => Box::new(
+                    match format {
+                        Format::Ipc => streams::ipc_batches(path, &shown, ctx.batch_rows)?,
+                        _ => streams::parquet_batches(path, &shown, ctx.batch_rows)?,
+                    }
+                    .map(|b| b.map(|b| (b, Vec::new()))),
                 ),
                 Plan::Csv { separator, schema } => csv_stream::batches(
                     path,
@@ -410,7 +413,7 @@ impl Stage for Ingest {
             }
             let read = match plan {
                 Plan::Whole => "whole",
-                Plan::Parquet | Plan::Csv { .. } => "in batches",
+                Plan::Arrow | Plan::Csv { .. } => "in batches",
             };
             report.file(&shown, format, read, &counts);
             output = output.created(format!("read from {shown}"), counts.rows_read);
@@ -441,8 +444,8 @@ impl Stage for Ingest {
 enum Plan {
     /// Each file whole, types unified across files at the end.
     Whole,
-    /// Parquet files of one schema, in batches.
-    Parquet,
+    /// Parquet files, or Arrow IPC files, of one schema, in batches.
+    Arrow,
     /// CSV or TSV files, in chunks of records parsed with these types.
     Csv {
         separator: u8,
@@ -464,7 +467,7 @@ impl Ingest {
         ctx: &StageContext,
     ) -> Result<Plan, StageError> {
         if streams::can_stream(files, formats)? {
-            return Ok(Plan::Parquet);
+            return Ok(Plan::Arrow);
         }
         let separator = match formats.first() {
             Some(Format::Csv) => b',',

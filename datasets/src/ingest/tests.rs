@@ -919,3 +919,62 @@ fn a_csv_file_over_the_budget_streams_in_chunks_unless_its_types_are_unsure() {
         "{e}"
     );
 }
+
+#[test]
+fn ipc_files_of_one_schema_stream_in_batches_with_what_parquet_gives() {
+    // two files, each of several record batches, with dictionary strings and
+    // a row that breaks the contract
+    let dir = tempfile::tempdir().unwrap();
+    let batch = |from: i64, n: i64| {
+        let keys = arrow::array::Int32Array::from_iter_values((0..n).map(|i| (i % 2) as i32));
+        let words = arrow::array::StringArray::from(vec!["a", "b"]);
+        let dict = arrow::array::DictionaryArray::try_new(keys, Arc::new(words)).unwrap();
+        RecordBatch::try_from_iter([
+            (
+                "x",
+                Arc::new(arrow::array::Int64Array::from_iter_values(from..from + n))
+                    as arrow::array::ArrayRef,
+            ),
+            ("s", Arc::new(dict) as arrow::array::ArrayRef),
+        ])
+        .unwrap()
+    };
+    for (f, from) in [("a", 0), ("b", 100)] {
+        let parts = [batch(from, 40), batch(from + 40, 1), batch(from + 41, 59)];
+        let file = std::fs::File::create(dir.path().join(format!("{f}.arrow"))).unwrap();
+        let mut w = arrow::ipc::writer::FileWriter::try_new(file, &parts[0].schema()).unwrap();
+        parts.iter().for_each(|p| w.write(p).unwrap());
+        w.finish().unwrap();
+        let whole = arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
+        write_parquet(dir.path(), &format!("{f}.parquet"), &whole);
+    }
+    write(
+        dir.path(),
+        "contract.yaml",
+        b"columns:\n  x: {type: int, max: 150}\n  s: {type: string, role: label}\n",
+    );
+    let mut outs = Vec::new();
+    for (glob, rows) in [("*.parquet", 65_536), ("*.arrow", 7), ("*.arrow", 65_536)] {
+        let mut ctx = context(dir.path());
+        ctx.batch_rows = rows;
+        let stage = build(json!({"path": glob, "schema": "contract.yaml"})).unwrap();
+        let out = stage.run(&Inputs::default(), &ctx).unwrap();
+        balanced(&out);
+        assert!(
+            matches!(out.ports["table"].source(), Some(Source::Stored(_))),
+            "{glob}: streamed into the store"
+        );
+        assert_eq!(out.summary["files"][0]["read"], "in batches", "{glob}");
+        outs.push(out);
+    }
+    let kept = table(&outs[0], "table").to_batch().unwrap();
+    assert_eq!(kept.num_rows(), 151);
+    assert_eq!(table(&outs[0], "quarantined").num_rows(), 49);
+    for out in &outs[1..] {
+        assert_eq!(table(out, "table").to_batch().unwrap(), kept);
+        assert_eq!(
+            table(out, "quarantined").to_batch().unwrap(),
+            table(&outs[0], "quarantined").to_batch().unwrap()
+        );
+    }
+}
