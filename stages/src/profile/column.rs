@@ -166,6 +166,64 @@ pub struct ColumnAcc {
     pub max_len: u64,
 }
 
+/// A key whose unsigned order is the numeric order of finite values, with
+/// -0.0 taken as 0.0 (integer sorting is faster than `f64::total_cmp`).
+fn order_key(v: f64) -> u64 {
+    let bits = if v == 0.0 { 0 } else { v.to_bits() };
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
+}
+
+/// Sorts `keys` ascending: least-significant-digit radix sort, six passes
+/// of 11 bits (both buffers of a 16,384-row chunk stay in the L2 cache),
+/// each pass skipped where every key has the same digit (integers stored as
+/// floats leave most of the mantissa's digits constant). About three times
+/// as fast as `sort_unstable` on the profiler's chunks; the `radsort` crate
+/// (eight passes of 8 bits) was measured no faster than `sort_unstable` here.
+fn radix_sort(keys: &mut Vec<u64>) {
+    const BITS: u32 = 11;
+    const PASSES: usize = 64_usize.div_ceil(BITS as usize);
+    const BUCKETS: usize = 1 << BITS;
+    if keys.len() < 256 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut counts = vec![[0u32; BUCKETS]; PASSES];
+    for &k in keys.iter() {
+        for (p, c) in counts.iter_mut().enumerate() {
+            c[((k >> (p as u32 * BITS)) as usize) & (BUCKETS - 1)] += 1;
+        }
+    }
+    let n = keys.len() as u32;
+    let mut other = vec![0u64; keys.len()];
+    for (p, c) in counts.iter_mut().enumerate() {
+        if c.contains(&n) {
+            continue;
+        }
+        let mut at = 0u32;
+        for slot in c.iter_mut() {
+            let count = *slot;
+            *slot = at;
+            at += count;
+        }
+        let shift = p as u32 * BITS;
+        for &k in keys.iter() {
+            let d = ((k >> shift) as usize) & (BUCKETS - 1);
+            other[c[d] as usize] = k;
+            c[d] += 1;
+        }
+        std::mem::swap(keys, &mut other);
+    }
+}
+
+/// The value of an [`order_key`].
+fn from_order_key(k: u64) -> f64 {
+    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
+}
+
 impl ColumnAcc {
     /// An empty accumulator.
     pub fn new(kind: ColumnKind) -> Self {
@@ -278,37 +336,34 @@ impl ColumnAcc {
             let d = v - mean;
             m2 += d * d;
             m3 += d * d * d;
-            self.min = self.min.min(v);
-            self.max = self.max.max(v);
-            if v == 0.0 {
-                self.zeros += 1;
-            }
-            self.sketch.add(v);
         }
-        // -0.0 and 0.0 are one value.
-        self.distinct = DistinctSketch::from_hashes(
-            finite
-                .iter()
-                .map(|&v| mix64(if v == 0.0 { 0 } else { v.to_bits() }))
-                .collect(),
+        // One sort of the chunk serves the quantiles, the distinct count
+        // and the value counts (runs of equal values); -0.0 and 0.0 are one
+        // value.
+        let mut keys: Vec<u64> = finite.iter().map(|&v| order_key(v)).collect();
+        radix_sort(&mut keys);
+        let sorted: Vec<f64> = keys.iter().map(|&k| from_order_key(k)).collect();
+        drop(keys);
+        self.min = sorted[0];
+        self.max = sorted[n - 1];
+        self.sketch = QuantileSketch::from_sorted(&sorted);
+        let mut runs: Vec<(f64, u64)> = Vec::new();
+        for &v in &sorted {
+            match runs.last_mut() {
+                Some((last, c)) if last.to_bits() == v.to_bits() => *c += 1,
+                _ => runs.push((v, 1)),
+            }
+        }
+        self.zeros = runs.iter().find(|r| r.0 == 0.0).map_or(0, |&(_, c)| c);
+        self.distinct = DistinctSketch::from_distinct_hashes(
+            runs.iter().map(|&(v, _)| mix64(v.to_bits())).collect(),
         );
-        // Value counts by bit pattern, turned into labels once per chunk.
-        let mut counts: HashMap<u64, u64> = HashMap::new();
-        for &v in &finite {
-            let key = if v == 0.0 { 0 } else { v.to_bits() };
-            if let Some(c) = counts.get_mut(&key) {
-                *c += 1;
-            } else if counts.len() < NUMERIC_TOP_CAP {
-                counts.insert(key, 1);
-            } else {
-                self.top_alive = false;
-                break;
-            }
-        }
-        if self.top_alive {
-            for (key, c) in counts {
-                self.top
-                    .add_count(&format_number(f64::from_bits(key)), c, NUMERIC_TOP_CAP);
+        // Value counts, turned into labels once per chunk.
+        if runs.len() > NUMERIC_TOP_CAP {
+            self.top_alive = false;
+        } else {
+            for (v, c) in runs {
+                self.top.add_count(&format_number(v), c, NUMERIC_TOP_CAP);
             }
         }
         self.n = n as u64;
@@ -539,6 +594,34 @@ mod tests {
         assert_eq!(t.kind, ColumnKind::Text);
         assert_eq!(t.top.sorted()[0], ("b".into(), 2));
         assert_eq!((t.zeros, t.min_len, t.max_len, t.nulls), (1, 0, 1, 1));
+    }
+
+    #[test]
+    fn the_radix_sort_orders_what_sort_unstable_orders() {
+        let mut state = 7u64;
+        for n in [0usize, 1, 255, 256, 1000, 16_384, 20_001] {
+            let mut keys: Vec<u64> = (0..n)
+                .map(|_| {
+                    state = super::super::sketch::mix64(state);
+                    state
+                })
+                .collect();
+            // Values, small integers and repeats: passes skipped or not.
+            let mut floats: Vec<u64> = keys
+                .iter()
+                .map(|&k| order_key((k % 1000) as f64 - 500.0))
+                .collect();
+            let mut f2 = floats.clone();
+            let mut k2 = keys.clone();
+            radix_sort(&mut keys);
+            k2.sort_unstable();
+            assert_eq!(keys, k2);
+            radix_sort(&mut floats);
+            f2.sort_unstable();
+            assert_eq!(floats, f2);
+            let values: Vec<f64> = floats.iter().map(|&k| from_order_key(k)).collect();
+            assert!(values.windows(2).all(|w| w[0] <= w[1]));
+        }
     }
 
     #[test]

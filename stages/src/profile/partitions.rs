@@ -14,6 +14,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use gigo_pipeline::StageError;
+use rayon::slice::ParallelSliceMut;
 
 /// Bytes an entry of the duplicate check takes (hash, row).
 const DUP_BYTES: u64 = 16;
@@ -148,7 +149,7 @@ impl<const W: usize> Partitioned<W> {
     ) -> Result<(), StageError> {
         if self.files.is_empty() {
             let mut all = std::mem::take(&mut self.buffers[0]);
-            all.sort_unstable();
+            all.par_sort_unstable();
             return f(&all);
         }
         for p in 0..self.buffers.len() {
@@ -162,7 +163,7 @@ impl<const W: usize> Partitioned<W> {
             drop(file);
             let mut entries = read_entries::<W>(&path)?;
             let _ = std::fs::remove_file(&path);
-            entries.sort_unstable();
+            entries.par_sort_unstable();
             f(&entries)?;
         }
         Ok(())

@@ -51,6 +51,43 @@ impl QuantileSketch {
         }
     }
 
+    /// A sketch of `sorted` (finite values, ascending), built in one pass
+    /// instead of a compaction per [`LEVEL_CAPACITY`] values: the values are
+    /// cut into consecutive blocks of `2^h` (the smallest `h` that leaves
+    /// fewer than twice the capacity), and each block's middle value stands
+    /// for it with weight `2^h`; the values left over form blocks of the
+    /// binary digits of their count. The weights sum to the count exactly,
+    /// and the rank of any value is off by less than one block (`2^h`), at
+    /// most what a stream of [`QuantileSketch::add`] would give. Exact (every
+    /// value kept) below twice the capacity.
+    pub fn from_sorted(sorted: &[f64]) -> Self {
+        let n = sorted.len();
+        let mut h = 0;
+        while (n >> h) >= 2 * LEVEL_CAPACITY {
+            h += 1;
+        }
+        let mut levels = vec![Vec::new(); h + 1];
+        let block = 1usize << h;
+        let full = (n >> h) << h;
+        levels[h] = sorted[..full]
+            .chunks_exact(block)
+            .map(|b| b[block / 2])
+            .collect();
+        let mut at = full;
+        for l in (0..h).rev() {
+            let size = 1usize << l;
+            if (n - full) & size != 0 {
+                levels[l].push(sorted[at + size / 2]);
+                at += size;
+            }
+        }
+        QuantileSketch {
+            toggles: vec![false; levels.len()],
+            levels,
+            count: n as u64,
+        }
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &QuantileSketch) {
         while self.levels.len() < other.levels.len() {
@@ -201,6 +238,18 @@ impl DistinctSketch {
         DistinctSketch { hashes }
     }
 
+    /// A sketch of hashes known to be distinct (hashes of distinct values
+    /// through a bijective mix such as [`mix64`]): the smallest are selected,
+    /// and only those sorted.
+    pub fn from_distinct_hashes(mut hashes: Vec<u64>) -> Self {
+        if hashes.len() > KMV_CAPACITY {
+            hashes.select_nth_unstable(KMV_CAPACITY);
+            hashes.truncate(KMV_CAPACITY);
+        }
+        hashes.sort_unstable();
+        DistinctSketch { hashes }
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &DistinctSketch) {
         let mut merged = Vec::with_capacity(self.hashes.len() + other.hashes.len());
@@ -284,6 +333,44 @@ mod tests {
         assert_eq!(s.cdf(&[0.0, 2.0, 2.5, 5.0]), vec![0.0, 0.4, 0.4, 1.0]);
         assert_eq!(s.histogram(&[1.0, 3.0, 5.0]), vec![2, 3]);
         assert_eq!(QuantileSketch::new().quantiles(&[0.5]), vec![None]);
+    }
+
+    #[test]
+    fn a_sorted_chunk_keeps_its_count_and_every_rank_within_one_block() {
+        for n in [0usize, 1, 1023, 2047, 2048, 16_384, 16_385, 50_001] {
+            let sorted: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 100.0).collect();
+            let s = QuantileSketch::from_sorted(&sorted);
+            assert_eq!(s.count(), n as u64);
+            let total: u64 = s.weighted().iter().map(|p| p.1).sum();
+            assert_eq!(total, n as u64, "n = {n}");
+            let block = (n / (2 * LEVEL_CAPACITY)).next_power_of_two().max(1) as f64;
+            // Below twice the capacity every value is kept: exact.
+            if n < 2 * LEVEL_CAPACITY {
+                assert_eq!(s.weighted().len(), n);
+            }
+            let probes: Vec<f64> = (0..n).step_by(97).map(|i| sorted[i]).collect();
+            for (x, got) in probes.iter().zip(s.cdf(&probes)) {
+                let exact = sorted.partition_point(|v| v <= x) as f64;
+                assert!(
+                    (got * n as f64 - exact).abs() <= block,
+                    "n = {n}, x = {x}: {} vs {exact}",
+                    got * n as f64
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn distinct_hashes_select_what_a_full_sort_keeps() {
+        let hashes: Vec<u64> = (0..20_000u64).map(mix64).collect();
+        let a = DistinctSketch::from_distinct_hashes(hashes.clone());
+        let b = DistinctSketch::from_hashes(hashes);
+        assert_eq!(a.hashes, b.hashes);
+        let few: Vec<u64> = (0..10u64).map(mix64).collect();
+        assert_eq!(
+            DistinctSketch::from_distinct_hashes(few.clone()).hashes,
+            DistinctSketch::from_hashes(few).hashes
+        );
     }
 
     #[test]
