@@ -285,10 +285,11 @@ impl Cache {
         &self,
         tmp: &Path,
         manifest: &mut Manifest,
+        known: &BTreeMap<String, String>,
         replace: bool,
     ) -> std::io::Result<PathBuf> {
         manifest.format = MANIFEST_FORMAT;
-        manifest.files = checks_of(tmp, manifest)?;
+        manifest.files = checks_of(tmp, manifest, known)?;
         let bytes = serde_json::to_vec_pretty(&*manifest).map_err(std::io::Error::other)?;
         fs::write(tmp.join(MANIFEST), bytes)?;
         let dest = self.entry_dir(&manifest.key);
@@ -485,12 +486,18 @@ impl Cache {
 }
 
 /// The size and hash of every file in `dir` but the manifest; port files
-/// reuse the fingerprint computed when they were written.
-fn checks_of(dir: &Path, m: &Manifest) -> std::io::Result<BTreeMap<String, FileCheck>> {
+/// reuse the fingerprint computed when they were written, and files in
+/// `known` (published links to stored tables) the hash given there.
+fn checks_of(
+    dir: &Path,
+    m: &Manifest,
+    known: &BTreeMap<String, String>,
+) -> std::io::Result<BTreeMap<String, FileCheck>> {
     let known: BTreeMap<&str, &str> = m
         .ports
         .values()
         .map(|p| (p.file.as_str(), p.fingerprint.as_str()))
+        .chain(known.iter().map(|(f, h)| (f.as_str(), h.as_str())))
         .collect();
     let mut files = BTreeMap::new();
     for e in fs::read_dir(dir)?.flatten() {
@@ -701,7 +708,7 @@ mod tests {
                 fingerprint: file_sha256(&tmp.join("out.json")).unwrap(),
             },
         );
-        cache.commit(&tmp, &mut m, false).unwrap()
+        cache.commit(&tmp, &mut m, &BTreeMap::new(), false).unwrap()
     }
 
     #[test]
@@ -711,7 +718,9 @@ mod tests {
         let tmp = cache.begin("k1").unwrap();
         fs::write(tmp.join("x.json"), b"{}").unwrap();
         assert!(matches!(cache.lookup("k1"), Lookup::Miss));
-        cache.commit(&tmp, &mut manifest("k1"), false).unwrap();
+        cache
+            .commit(&tmp, &mut manifest("k1"), &BTreeMap::new(), false)
+            .unwrap();
         assert!(matches!(cache.lookup("k1"), Lookup::Hit(_)));
     }
 

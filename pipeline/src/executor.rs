@@ -633,8 +633,12 @@ fn execute(
                 .begin(&key)
                 .map_err(|e| StageError::io(&opts.cache_dir, e))?;
             let mut published = Vec::new();
+            let mut known = BTreeMap::new();
             for (i, (target, produced)) in out.published.iter().enumerate() {
                 let file = format!("published-{i}");
+                if let Some(h) = out.published_sha256.get(produced) {
+                    known.insert(file.clone(), h.clone());
+                }
                 fs::rename(produced, tmp.join(&file))
                     .or_else(|_| fs::copy(produced, tmp.join(&file)).map(|_| ()))
                     .map_err(|e| StageError::io(produced, e))?;
@@ -674,7 +678,7 @@ fn execute(
                 files: BTreeMap::new(),
             };
             let dir = cache
-                .commit(&tmp, &mut manifest, opts.force)
+                .commit(&tmp, &mut manifest, &known, opts.force)
                 .map_err(|e| StageError::io(cache.entry_dir(&key), e))?;
             rec.status = StageStatus::Ran;
             // Downstream stages in this run reuse the in-memory values.
@@ -723,7 +727,7 @@ fn execute(
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| StageError::io(parent, e))?;
         }
-        store::copy_atomic(&dir.join(file), &dest).map_err(|e| StageError::io(&dest, e))?;
+        store::publish_atomic(&dir.join(file), &dest).map_err(|e| StageError::io(&dest, e))?;
         rec.published.push(dest.display().to_string());
     }
     rec.rows = manifest.rows.clone();

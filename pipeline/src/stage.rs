@@ -248,6 +248,9 @@ pub struct StageOutput {
     /// the run directory; other relative targets resolve against the pipeline
     /// file's directory.
     pub published: Vec<(String, PathBuf)>,
+    /// The SHA-256 of published files whose hash the stage already knows
+    /// (a stored table published as it is), by produced path.
+    pub published_sha256: BTreeMap<PathBuf, String>,
 }
 
 impl StageOutput {
@@ -275,6 +278,19 @@ impl StageOutput {
     pub fn publish(mut self, target: impl Into<String>, produced: PathBuf) -> Self {
         self.published.push((target.into(), produced));
         self
+    }
+
+    /// Publishes `produced` whose SHA-256 is already known (a link to a
+    /// stored table), so the executor does not read it again to hash it.
+    pub fn publish_hashed(
+        self,
+        target: impl Into<String>,
+        produced: PathBuf,
+        sha256: String,
+    ) -> Self {
+        let mut out = self.publish(target, produced.clone());
+        out.published_sha256.insert(produced, sha256);
+        out
     }
 
     /// Records rows brought in.

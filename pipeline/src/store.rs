@@ -176,7 +176,9 @@ pub fn write_artifact(
 pub fn read_artifact(dir: &Path, entry: &PortEntry) -> Result<Artifact, StageError> {
     let path = dir.join(&entry.file);
     Ok(match entry.kind {
-        PortKind::Table => Artifact::Stored(Arc::new(StoredTable::open(&path)?)),
+        PortKind::Table => Artifact::Stored(Arc::new(
+            StoredTable::open(&path)?.with_sha256(entry.fingerprint.clone()),
+        )),
         PortKind::Model => Artifact::Model(Arc::new(read_model(&path)?)),
         PortKind::Summary => {
             let bytes = fs::read(&path).map_err(|e| StageError::io(&path, e))?;
@@ -227,10 +229,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     atomically(path, |tmp| fs::write(tmp, bytes))
 }
 
-/// Copies `src` to `dest` atomically, streaming: a file of any size, in a
-/// buffer's worth of memory.
-pub fn copy_atomic(src: &Path, dest: &Path) -> std::io::Result<()> {
-    atomically(dest, |tmp| fs::copy(src, tmp).map(|_| ()))
+/// Makes `dest` hold the content of `src` atomically, without copying where
+/// it can: a hard link made beside `dest` and renamed into place, or where
+/// linking is impossible (another file system) a streamed copy. A published
+/// file linked to its cache entry shares its bytes: writing into it in place
+/// damages the entry, which the next lookup detects (its hash is checked)
+/// and recomputes.
+pub fn publish_atomic(src: &Path, dest: &Path) -> std::io::Result<()> {
+    atomically(dest, |tmp| {
+        fs::hard_link(src, tmp).or_else(|_| fs::copy(src, tmp).map(|_| ()))
+    })
 }
 
 /// Runs `write` on a temporary file beside `dest`, then renames it into

@@ -99,6 +99,14 @@ impl StoredTable {
         self.memory_bytes
     }
 
+    /// The table with the SHA-256 of its file already known (a cache entry's
+    /// recorded fingerprint, checked when the entry was served), so that
+    /// storing or publishing the same file again does not read it again.
+    pub fn with_sha256(mut self, sha256: String) -> StoredTable {
+        self.sha256 = Some(sha256);
+        self
+    }
+
     /// SHA-256 of the file, if it was computed while it was written.
     pub fn sha256(&self) -> Option<&str> {
         self.sha256.as_deref()

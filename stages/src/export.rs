@@ -90,18 +90,19 @@ pub fn write_csv(table: &Source, batch_rows: usize, path: &Path) -> Result<(), S
 
 /// Writes `table` as Parquet, batch by batch; a table already in the store
 /// is that file (the same bytes: see [`gigo_pipeline::stream`]), linked (the
-/// executor copies it to its target).
-fn write_parquet(table: &Source, path: &Path) -> Result<(), StageError> {
-    match table {
+/// executor copies it to its target). Returns the file's SHA-256 when it is
+/// known without reading the file again.
+fn write_parquet(table: &Source, path: &Path) -> Result<Option<String>, StageError> {
+    Ok(match table {
         Source::Stored(s) => {
             gigo_pipeline::store::link_or_copy(s.path(), path)
                 .map_err(|e| StageError::io(path, e))?;
+            s.sha256().map(String::from)
         }
-        Source::Memory(t) => {
-            gigo_pipeline::store::write_parquet(t, path)?;
-        }
-    }
-    Ok(())
+        Source::Memory(t) => gigo_pipeline::store::write_parquet(t, path)?
+            .sha256()
+            .map(String::from),
+    })
 }
 
 impl Stage for Export {
@@ -121,17 +122,22 @@ impl Stage for Export {
         let table = inputs.source("table")?;
         fs::create_dir_all(&ctx.scratch_dir).map_err(|e| StageError::io(&ctx.scratch_dir, e))?;
         let produced = ctx.scratch_dir.join("export");
-        match self.format {
+        let sha256 = match self.format {
             ExportFormat::Parquet => write_parquet(&table, &produced)?,
-            ExportFormat::Csv => write_csv(&table, ctx.batch_rows, &produced)?,
-        }
-        Ok(StageOutput::new()
-            .publish(&self.path, produced)
-            .with_summary(serde_json::json!({
-                "path": self.path,
-                "format": format!("{:?}", self.format).to_lowercase(),
-                "rows": table.num_rows(),
-            })))
+            ExportFormat::Csv => {
+                write_csv(&table, ctx.batch_rows, &produced)?;
+                None
+            }
+        };
+        let out = match sha256 {
+            Some(h) => StageOutput::new().publish_hashed(&self.path, produced, h),
+            None => StageOutput::new().publish(&self.path, produced),
+        };
+        Ok(out.with_summary(serde_json::json!({
+            "path": self.path,
+            "format": format!("{:?}", self.format).to_lowercase(),
+            "rows": table.num_rows(),
+        })))
     }
 }
 
