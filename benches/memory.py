@@ -13,13 +13,16 @@ each child, from wait4). Prints figures; asserts nothing.
 Environment: GIGO_BENCH_ROWS (comma-separated row counts), GIGO_BENCH_DIR
 (where the files go; default a temporary directory, removed after each
 size), GIGO_BENCH_SMOTE=0 (skip the SMOTE section: 100k x 20 through `gigo
-run` beside imbalanced-learn's whole process), GIGO_BENCH_NOISE_ROWS
+run` beside imbalanced-learn's whole process), GIGO_BENCH_SMOTE_ROWS (rows of
+the bounded SMOTE section, default 10M; 0 skips it: `ingest -> rebalance
+-> export` with SMOTE in the budget beside imbalanced-learn), GIGO_BENCH_NOISE_ROWS
 (rows of the label_noise section, default 100M; 0 skips it: `ingest ->
 label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
 same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
 50M; 0 skips it: `ingest -> train` for one epoch beside scikit-learn's
-MLPClassifier.partial_fit over the same file), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
+MLPClassifier.partial_fit over the same file), GIGO_BENCH_POLARS=0 (skip polars: its lazy describe
+spills about 55 GB at 100M rows), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
 target/debug/gigo: the dev profile, whose dependencies and gigo-stages are
 optimised; a release build is a 30-minute build on 2 cores).
 """
@@ -101,6 +104,18 @@ def generate(path, rows):
             w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
 
 
+EAGER_BYTES_PER_ROW = 390
+
+
+def available_memory():
+    """MemAvailable from /proc/meminfo, in bytes (Linux)."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def measure(cmd, cwd):
     """Runs cmd; returns (seconds, peak RSS in bytes, exit status)."""
     start = time.monotonic()
@@ -133,14 +148,14 @@ stages:
 """
 
 
-def generate_smote(path):
-    """100k x 20 normals, 10% minority shifted by 1.5."""
+def generate_smote(path, n=100_000):
+    """n x 20 normals (default 100k), 10% minority shifted by 1.5."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(3)
-    n, minority = 100_000, 10_000
+    minority = n // 10
     y = np.zeros(n, dtype=np.int64)
     y[:minority] = 1
     x = rng.standard_normal((n, COLUMNS)) + y[:, None] * 1.5
@@ -212,6 +227,29 @@ def smote_section(gigo, py):
             runs.append(measure([gigo, "run", pipeline, "-q", "--run-id", f"r{i}", "--cache-dir", cache], work)[0])
         g = min(runs)
         print(f"SMOTE 100k x 20, whole processes: gigo run {g:.2f} s, imbalanced-learn {imb:.2f} s: {g / imb:.2f}x")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def smote_scale_section(gigo, py, rows, memory):
+    """SMOTE at scale: `ingest -> rebalance -> export` (the 10% minority grown
+    to the majority's size) in the memory budget, beside imbalanced-learn's
+    whole process (which holds the table, and its output, in memory)."""
+    work = tempfile.mkdtemp(prefix="gigo-bench-smote-scale-", dir=os.environ.get("GIGO_BENCH_DIR"))
+    try:
+        data = os.path.join(work, "smote.parquet")
+        in_child("generate_smote", data, rows)
+        pipeline = os.path.join(work, "smote.yaml")
+        with open(pipeline, "w") as f:
+            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet")))
+        peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
+        imb = measure([py, peer, data, "--repeat", "1"], work)
+        g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
+        print(f"SMOTE {rows // 1_000_000}M x 20 (10% minority, grown to the majority), whole processes:")
+        print(f"  gigo run --memory {memory}: {g[0]:.1f} s, {g[1] / 1e9:.2f} GB peak (exit {g[2]})")
+        print(f"  imbalanced-learn:       {imb[0]:.1f} s, {imb[1] / 1e9:.2f} GB peak (exit {imb[2]})")
+        if imb[0] > 0:
+            print(f"  gigo / imbalanced-learn: {g[0] / imb[0]:.2f}x time, {g[1] / max(imb[1], 1):.2f}x memory")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -344,6 +382,9 @@ def main():
     for rows in sizes:
         base = os.environ.get("GIGO_BENCH_DIR")
         work = tempfile.mkdtemp(prefix="gigo-bench-memory-", dir=base)
+        # polars' lazy describe spills to its temporary directory (55 GB at
+        # 100M rows, left behind when it is killed): keep it in `work`.
+        os.environ["POLARS_TEMP_DIR"] = work
         try:
             data = os.path.join(work, "data.parquet")
             t0 = time.monotonic()
@@ -356,8 +397,20 @@ def main():
             results = []
             duck = measure([py, "-c", DUCKDB, data], work)
             results.append(("duckdb SUMMARIZE", duck))
-            results.append(("polars read().describe()", measure([py, "-c", POLARS_EAGER, data], work)))
-            results.append(("polars scan().describe()", measure([py, "-c", POLARS_LAZY, data], work)))
+            # polars' in-memory describe holds the whole table (about 390
+            # bytes a row here, measured at 10M): skipped where that would
+            # not fit in the memory this machine has free.
+            polars = os.environ.get("GIGO_BENCH_POLARS", "1") != "0"
+            if not polars:
+                pass
+            elif rows * EAGER_BYTES_PER_ROW < 0.8 * available_memory():
+                results.append(("polars read().describe()", measure([py, "-c", POLARS_EAGER, data], work)))
+            else:
+                need = rows * EAGER_BYTES_PER_ROW / 1e9
+                print(f"{'':>12} polars read().describe()     skipped: needs about {need:.0f} GB, "
+                      f"{available_memory() / 1e9:.0f} GB available")
+            if polars:
+                results.append(("polars scan().describe()", measure([py, "-c", POLARS_LAZY, data], work)))
             g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
             results.append(("gigo run (cold cache)", g))
             # The cache is what fills the disk: drop it before the next size.
@@ -370,6 +423,9 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
     if os.environ.get("GIGO_BENCH_SMOTE", "1") != "0":
         smote_section(gigo, py)
+    smote_rows = int(os.environ.get("GIGO_BENCH_SMOTE_ROWS", "10000000"))
+    if smote_rows > 0:
+        smote_scale_section(gigo, py, smote_rows, memory)
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)

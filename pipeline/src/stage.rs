@@ -268,6 +268,18 @@ impl StageOutput {
         self
     }
 
+    /// The output with every stored table port read into memory: for a
+    /// caller (a test) that runs a stage itself and removes its scratch
+    /// directory, where stored outputs are written, afterwards.
+    pub fn loaded(mut self) -> Result<Self, StageError> {
+        for a in self.ports.values_mut() {
+            if let Artifact::Stored(s) = a {
+                *a = Artifact::Table(Arc::new(s.load(DEFAULT_BATCH_ROWS)?));
+            }
+        }
+        Ok(self)
+    }
+
     /// Sets the summary.
     pub fn with_summary(mut self, summary: serde_json::Value) -> Self {
         self.summary = summary;

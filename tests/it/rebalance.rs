@@ -73,8 +73,10 @@ fn run(params: Value, table: &Table, seed: u64) -> StageOutput {
     );
     let mut inputs = Inputs::default();
     inputs.push("table", Artifact::Table(Arc::new(table.clone())));
+    // Streamed outputs are files in `dir`: read them before it goes.
     stage
         .run(&inputs, &ctx)
+        .and_then(StageOutput::loaded)
         .unwrap_or_else(|e| panic!("{params}: {e}"))
 }
 

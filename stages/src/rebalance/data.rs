@@ -146,19 +146,41 @@ const SCAN_CLASSES: usize = 16;
 
 impl Classes {
     /// Reads the label column. Every row needs a label.
-    pub fn load(rows: &Rows, table: &Table) -> Result<Classes, StageError> {
-        let label = table.label_column()?;
-        let field = rows
-            .schema
+    pub fn load(rows: &Rows) -> Result<Classes, StageError> {
+        let field = Classes::label_field(&rows.schema)?;
+        Classes::read(
+            &rows.schema,
+            field,
+            rows.n,
+            rows.batches.iter().map(|b| Ok(b.column(field).clone())),
+        )
+    }
+
+    /// The position of the label column in `schema`.
+    pub fn label_field(schema: &SchemaRef) -> Result<usize, StageError> {
+        let label = Table::empty(schema.clone()).label_column()?;
+        schema
             .index_of(&label)
-            .map_err(|_| StageError::internal("the label column vanished"))?;
+            .map_err(|_| StageError::internal("the label column vanished"))
+    }
+
+    /// Reads the label column `field` of `schema` from its pieces in row
+    /// order (the batches of a table in memory, or of a stored one read in
+    /// batches: the classes do not depend on how the rows are cut).
+    pub fn read(
+        schema: &SchemaRef,
+        field: usize,
+        rows: usize,
+        columns: impl Iterator<Item = Result<ArrayRef, StageError>>,
+    ) -> Result<Classes, StageError> {
+        let label = schema.field(field).name().clone();
         let mut index: HashMap<String, u32> = HashMap::new();
         let mut names: Vec<String> = Vec::new();
-        let mut raw = Vec::with_capacity(rows.n);
+        let mut raw = Vec::with_capacity(rows);
         let mut nulls = 0usize;
-        let integer = rows.schema.field(field).data_type().is_integer();
-        for b in &rows.batches {
-            let col = b.column(field);
+        let integer = schema.field(field).data_type().is_integer();
+        for col in columns {
+            let col = &col?;
             if integer {
                 // Fast path: one hash lookup per row on the integer itself,
                 // text only once per class (as the formatter prints it).
@@ -444,6 +466,60 @@ impl Features {
     }
 }
 
+/// The means [`Features::load`] gives its numeric feature columns, folded
+/// batch by batch in row order (the same sums in the same order, so the same
+/// bits): a neighbour search over some rows of a table read in batches then
+/// imputes missing values as one over the whole table would.
+pub struct FeatureMeans {
+    /// (field, sum of the present values, how many).
+    cols: Vec<(usize, f64, usize)>,
+}
+
+impl FeatureMeans {
+    /// No rows yet, for the numeric feature columns of `schema`.
+    pub fn new(schema: &SchemaRef) -> FeatureMeans {
+        let cols = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| role_of(f) == Role::Feature && is_numeric_type(f.data_type()))
+            .map(|(i, _)| (i, 0.0, 0))
+            .collect();
+        FeatureMeans { cols }
+    }
+
+    /// Folds in the rows of `b`.
+    pub fn add(&mut self, b: &RecordBatch) -> Result<(), StageError> {
+        for (field, sum, n) in &mut self.cols {
+            let col = b.column(*field);
+            if col.data_type() == &DataType::Int64 {
+                for v in col.as_primitive::<Int64Type>().iter().flatten() {
+                    *sum += v as f64;
+                    *n += 1;
+                }
+            } else {
+                let v = cast(col, &DataType::Float64)?;
+                for v in v.as_primitive::<Float64Type>().iter().flatten() {
+                    if v.is_finite() {
+                        *sum += v;
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `f`'s numeric columns the means over every row folded in.
+    pub fn apply(&self, f: &mut Features) {
+        for col in &mut f.numeric {
+            if let Some(&(_, sum, n)) = self.cols.iter().find(|c| c.0 == col.field) {
+                col.mean = if n > 0 { sum / n as f64 } else { 0.0 };
+            }
+        }
+    }
+}
+
 /// `value(column, row)` for `rows` and `columns`, row-major. Read a column
 /// at a time over a chunk of rows: ascending rows then walk each column
 /// forwards, which the prefetcher follows (a row at a time touched every
@@ -570,6 +646,24 @@ impl Synthetic {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.class.is_empty()
+    }
+
+    /// The new rows `at..at + len`.
+    pub fn chunk(&self, at: usize, len: usize) -> Synthetic {
+        let end = (at + len).min(self.len());
+        let part = |v: &[u32]| v.get(at..end).map(<[u32]>::to_vec).unwrap_or_default();
+        Synthetic {
+            class: part(&self.class),
+            base: part(&self.base),
+            neighbour: part(&self.neighbour),
+            gap: self
+                .gap
+                .get(at..end)
+                .map(<[f64]>::to_vec)
+                .unwrap_or_default(),
+            categorical: self.categorical.iter().map(|c| part(c)).collect(),
+            copies: self.copies,
+        }
     }
 }
 
@@ -817,7 +911,7 @@ pub const INPUT_ROW: &str = "input_row";
 /// The schema of removed rows: the output's columns (with `Index`, only the
 /// label, `id` columns and `is_synthetic`, after `input_row`) and
 /// `removed_reason`.
-fn removed_schema(schema: &SchemaRef, mode: RemovedRows) -> SchemaRef {
+pub fn removed_schema(schema: &SchemaRef, mode: RemovedRows) -> SchemaRef {
     let mut fields: Vec<Field> = match mode {
         RemovedRows::Full => schema.fields().iter().map(|f| f.as_ref().clone()).collect(),
         RemovedRows::Index => std::iter::once(field_with_role(
@@ -893,6 +987,129 @@ fn filter_columns(batch: &RecordBatch, keep: &BooleanArray) -> Result<RecordBatc
     )?)
 }
 
+/// The output schema: the input's columns (nullable where `synthetic` has
+/// nulls), and `is_synthetic` when the input lacks it (the flag is `true`
+/// when it is added).
+pub fn output_schema(schema: &SchemaRef, synthetic: Option<&[bool]>) -> (SchemaRef, bool) {
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let has_flag = fields.iter().any(|f| f.name() == IS_SYNTHETIC);
+    if !has_flag {
+        fields.push(field_with_role(
+            Field::new(IS_SYNTHETIC, DataType::Boolean, false),
+            Role::Added,
+        ));
+    }
+    if let Some(nulls) = synthetic {
+        for (f, &has_nulls) in fields.iter_mut().zip(nulls) {
+            if has_nulls && !f.is_nullable() {
+                *f = f.clone().with_nullable(true);
+            }
+        }
+    }
+    let out = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+    (out, !has_flag)
+}
+
+/// An input batch in the output schema: `is_synthetic` false added when
+/// `add_flag`.
+pub fn input_batch(
+    b: &RecordBatch,
+    schema: &SchemaRef,
+    add_flag: bool,
+) -> Result<RecordBatch, StageError> {
+    let mut cols = b.columns().to_vec();
+    if add_flag {
+        cols.push(flag(b.num_rows(), false));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// Which columns of synthetic rows hold nulls.
+pub fn null_columns(cols: &[(Field, ArrayRef)]) -> Vec<bool> {
+    cols.iter().map(|(_, a)| a.null_count() > 0).collect()
+}
+
+/// Synthetic rows (the input's columns) as a batch of the output schema.
+pub fn synthetic_rows(
+    mut arrays: Vec<ArrayRef>,
+    schema: &SchemaRef,
+    add_flag: bool,
+) -> Result<RecordBatch, StageError> {
+    if add_flag {
+        let n = arrays.first().map_or(0, |a| a.len());
+        arrays.push(flag(n, true));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), arrays)?)
+}
+
+/// Removed rows by position: each row's reason as a code (0 kept, i + 1
+/// for `reasons[i]`).
+pub struct Removals {
+    reasons: Vec<&'static str>,
+    code: Vec<u8>,
+}
+
+impl Removals {
+    /// The codes of `total` rows of which `removed` (global indices, with
+    /// their reason) go.
+    pub fn new(total: usize, removed: &[(u32, &'static str)]) -> Result<Removals, StageError> {
+        let mut reasons: Vec<&'static str> = Vec::new();
+        let mut code = vec![0u8; total];
+        for &(g, r) in removed {
+            let i = reasons.iter().position(|&n| n == r).unwrap_or_else(|| {
+                reasons.push(r);
+                reasons.len() - 1
+            });
+            code[g as usize] = u8::try_from(i + 1)
+                .map_err(|_| StageError::internal("more than 255 removal reasons"))?;
+        }
+        Ok(Removals { reasons, code })
+    }
+
+    /// Cuts `b`, the rows from `start` on (in the output schema), into the
+    /// rows kept and, when any go, the removed rows in `gone_schema` (see
+    /// [`removed_schema`]).
+    pub fn cut(
+        &self,
+        b: &RecordBatch,
+        start: usize,
+        mode: RemovedRows,
+        gone_schema: &SchemaRef,
+    ) -> Result<(RecordBatch, Option<RecordBatch>), StageError> {
+        let part = &self.code[start..start + b.num_rows()];
+        let keep = BooleanArray::from(part.iter().map(|&c| c == 0).collect::<Vec<_>>());
+        let kept = filter_columns(b, &keep)?;
+        let drop = arrow::compute::not(&keep)?;
+        if drop.true_count() == 0 {
+            return Ok((kept, None));
+        }
+        let mut cols = match mode {
+            RemovedRows::Full => filter_columns(b, &drop)?.columns().to_vec(),
+            RemovedRows::Index => {
+                let rows: UInt64Array = (0..part.len())
+                    .filter(|&i| part[i] != 0)
+                    .map(|i| (start + i) as u64)
+                    .collect();
+                let picked = b.project(&index_columns(&b.schema()))?;
+                let mut cols: Vec<ArrayRef> = vec![Arc::new(rows)];
+                cols.extend(filter_columns(&picked, &drop)?.columns().iter().cloned());
+                cols
+            }
+        };
+        // sized exactly: at 1M rows, growing it by doubling would copy
+        // and over-allocate the 800k reasons of random under-sampling
+        let reasons = &self.reasons;
+        let gone_codes = || part.iter().filter(|&&c| c != 0);
+        let bytes = gone_codes().map(|&c| reasons[c as usize - 1].len()).sum();
+        let mut text = arrow::array::StringBuilder::with_capacity(drop.true_count(), bytes);
+        for &c in gone_codes() {
+            text.append_value(reasons[c as usize - 1]);
+        }
+        cols.push(Arc::new(text.finish()));
+        Ok((kept, Some(RecordBatch::try_new(gone_schema.clone(), cols)?)))
+    }
+}
+
 /// Builds the output: every input row (with `is_synthetic` false, or as
 /// it was when the input has that column), then `synthetic`, minus the
 /// rows in `removed` (global indices over input rows then synthetic rows,
@@ -903,45 +1120,15 @@ pub fn assemble(
     removed: &[(u32, &'static str)],
     mode: RemovedRows,
 ) -> Result<Outcome, StageError> {
-    let mut fields: Vec<Field> = rows
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    let has_flag = fields.iter().any(|f| f.name() == IS_SYNTHETIC);
-    if !has_flag {
-        fields.push(field_with_role(
-            Field::new(IS_SYNTHETIC, DataType::Boolean, false),
-            Role::Added,
-        ));
-    }
-    if let Some(cols) = &synthetic {
-        for (f, (_, a)) in fields.iter_mut().zip(cols) {
-            if a.null_count() > 0 && !f.is_nullable() {
-                *f = f.clone().with_nullable(true);
-            }
-        }
-    }
-    let schema = Arc::new(Schema::new_with_metadata(
-        fields,
-        rows.schema.metadata().clone(),
-    ));
+    let nulls = synthetic.as_deref().map(null_columns);
+    let (schema, add_flag) = output_schema(&rows.schema, nulls.as_deref());
     let mut batches = Vec::with_capacity(rows.batches.len() + 1);
     for b in &rows.batches {
-        let mut cols = b.columns().to_vec();
-        if !has_flag {
-            cols.push(flag(b.num_rows(), false));
-        }
-        batches.push(RecordBatch::try_new(schema.clone(), cols)?);
+        batches.push(input_batch(b, &schema, add_flag)?);
     }
     if let Some(cols) = synthetic {
-        let mut arrays: Vec<ArrayRef> = cols.into_iter().map(|(_, a)| a).collect();
-        if !has_flag {
-            let n = arrays.first().map_or(0, |a| a.len());
-            arrays.push(flag(n, true));
-        }
-        batches.push(RecordBatch::try_new(schema.clone(), arrays)?);
+        let arrays = cols.into_iter().map(|(_, a)| a).collect();
+        batches.push(synthetic_rows(arrays, &schema, add_flag)?);
     }
     let gone_schema = removed_schema(&schema, mode);
     if removed.is_empty() {
@@ -950,51 +1137,14 @@ pub fn assemble(
             removed: Table::empty(gone_schema),
         });
     }
-    // Each row's reason as a code: 0 kept, i + 1 for `reasons[i]`.
     let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut reasons: Vec<&'static str> = Vec::new();
-    let mut code = vec![0u8; total];
-    for &(g, r) in removed {
-        let i = reasons.iter().position(|&n| n == r).unwrap_or_else(|| {
-            reasons.push(r);
-            reasons.len() - 1
-        });
-        code[g as usize] = u8::try_from(i + 1)
-            .map_err(|_| StageError::internal("more than 255 removal reasons"))?;
-    }
-    let index_cols = index_columns(&schema);
+    let removals = Removals::new(total, removed)?;
     let (mut kept, mut gone) = (Vec::new(), Vec::new());
     let mut start = 0;
     for b in &batches {
-        let part = &code[start..start + b.num_rows()];
-        let keep = BooleanArray::from(part.iter().map(|&c| c == 0).collect::<Vec<_>>());
-        kept.push(filter_columns(b, &keep)?);
-        let drop = arrow::compute::not(&keep)?;
-        if drop.true_count() > 0 {
-            let mut cols = match mode {
-                RemovedRows::Full => filter_columns(b, &drop)?.columns().to_vec(),
-                RemovedRows::Index => {
-                    let rows: UInt64Array = (0..part.len())
-                        .filter(|&i| part[i] != 0)
-                        .map(|i| (start + i) as u64)
-                        .collect();
-                    let picked = b.project(&index_cols)?;
-                    let mut cols: Vec<ArrayRef> = vec![Arc::new(rows)];
-                    cols.extend(filter_columns(&picked, &drop)?.columns().iter().cloned());
-                    cols
-                }
-            };
-            // sized exactly: at 1M rows, growing it by doubling would copy
-            // and over-allocate the 800k reasons of random under-sampling
-            let gone_codes = || part.iter().filter(|&&c| c != 0);
-            let bytes = gone_codes().map(|&c| reasons[c as usize - 1].len()).sum();
-            let mut text = arrow::array::StringBuilder::with_capacity(drop.true_count(), bytes);
-            for &c in gone_codes() {
-                text.append_value(reasons[c as usize - 1]);
-            }
-            cols.push(Arc::new(text.finish()));
-            gone.push(RecordBatch::try_new(gone_schema.clone(), cols)?);
-        }
+        let (k, g) = removals.cut(b, start, mode, &gone_schema)?;
+        kept.push(k);
+        gone.extend(g);
         start += b.num_rows();
     }
     Ok(Outcome {

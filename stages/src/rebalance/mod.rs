@@ -60,6 +60,7 @@ mod provenance;
 mod report;
 mod smote;
 mod strategy;
+mod stream;
 mod undersample;
 mod weights;
 
@@ -71,7 +72,8 @@ use std::collections::BTreeMap;
 use gigo_pipeline::memory::release_before;
 use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput, Table,
+    Inputs, Memory, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput,
+    Table,
 };
 use gigo_pipeline::{Metrics, Wiring};
 use schemars::JsonSchema;
@@ -528,68 +530,80 @@ impl Stage for Rebalance {
         provenance::refuse_held_out(wiring)
     }
 
+    fn memory(&self) -> Memory {
+        if stream::streams(self.params.method) {
+            Memory::Streams {
+                per_row: stream::bytes_per_row(self.params.method),
+                fixed: gigo_pipeline::budget::STREAM_FIXED,
+            }
+        } else {
+            Memory::WHOLE
+        }
+    }
+
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
+        if stream::streams(self.params.method) {
+            return self.rebalance_batches(&inputs.source("table")?, ctx);
+        }
         let table = inputs.table("table")?;
         self.rebalance(&table, ctx)
     }
 }
 
+/// The report's note when the input's weights multiply the class weights.
+fn existing_weights_note(old: &str) -> Note {
+    Note::new(
+        Severity::Info,
+        "existing_weights",
+        format!("the input's weights (`{old}`) multiply the class weights"),
+    )
+}
+
 impl Rebalance {
+    /// A weighting method's class weights; `None` for the resampling ones.
+    fn class_weights(
+        &self,
+        counts: &[usize],
+        names: &[String],
+    ) -> Result<Option<Vec<f64>>, StageError> {
+        let p = &self.params;
+        Ok(match p.method {
+            Method::Balanced => Some(weights::balanced(counts)),
+            Method::EffectiveNumber => {
+                Some(weights::effective_number(counts, p.beta.unwrap_or(0.999)))
+            }
+            Method::ClassWeights => Some(weights::user(
+                names,
+                p.class_weights.as_ref().unwrap_or(&BTreeMap::new()),
+            )?),
+            _ => None,
+        })
+    }
+
+    /// What the `removed` port holds.
+    fn removed_mode(&self) -> RemovedRows {
+        self.params
+            .removed_rows
+            .unwrap_or(if self.params.method == Method::RandomUnder {
+                RemovedRows::Index
+            } else {
+                RemovedRows::Full
+            })
+    }
+
+    /// The methods that need every row's features, on the input held whole.
+    /// It runs the streamed methods too but for weighting (the reference the
+    /// streaming path is tested against; see [`stream`]).
     fn rebalance(&self, table: &Table, ctx: &StageContext) -> Result<StageOutput, StageError> {
         let p = &self.params;
         let method = p.method;
         let rows = Rows::of(table)?;
-        let classes = Classes::load(&rows, table)?;
+        let classes = Classes::load(&rows)?;
         let before = classes.counts();
         let names = classes.names.clone();
         let mut notes = Vec::new();
 
-        if method.family() == Family::Weight {
-            let w = match method {
-                Method::Balanced => weights::balanced(&before),
-                Method::EffectiveNumber => {
-                    weights::effective_number(&before, p.beta.unwrap_or(0.999))
-                }
-                _ => weights::user(&names, p.class_weights.as_ref().unwrap_or(&BTreeMap::new()))?,
-            };
-            let column = p.weight_column.as_deref().unwrap_or("sample_weight");
-            let (out, old) = weights::apply(&rows, &classes.of_row, &w, column)?;
-            if let Some(old) = old {
-                notes.push(Note::new(
-                    Severity::Info,
-                    "existing_weights",
-                    format!("the input's weights (`{old}`) multiply the class weights"),
-                ));
-            }
-            let lines: Vec<ClassLine> = names
-                .iter()
-                .enumerate()
-                .map(|(c, name)| ClassLine {
-                    name: name.clone(),
-                    before: before[c],
-                    added: 0,
-                    removed: BTreeMap::new(),
-                    after: before[c],
-                    weight: Some(w[c]),
-                })
-                .collect();
-            let removed = data::empty_removed(out.schema(), RemovedRows::Full);
-            return Ok(StageOutput::new()
-                .with("table", out)
-                .with("removed", removed)
-                .with_summary(report::summary(
-                    &ctx.stage_id,
-                    method.name(),
-                    &lines,
-                    &notes,
-                )));
-        }
-
-        let mode = p.removed_rows.unwrap_or(if method == Method::RandomUnder {
-            RemovedRows::Index
-        } else {
-            RemovedRows::Full
-        });
+        let mode = self.removed_mode();
         check_removed_rows(&rows.schema, mode)?;
         let kind = method.strategy_kind().unwrap_or(Kind::Over);
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
@@ -667,7 +681,7 @@ impl Rebalance {
                     // Clean every class of the grown table, synthetic rows too.
                     let table2 = grown.table;
                     let rows2 = Rows::of(&table2)?;
-                    let classes2 = Classes::load(&rows2, &table2)?;
+                    let classes2 = Classes::load(&rows2)?;
                     let f2 = Features::load(&rows2, method.name(), None)?;
                     let all = vec![true; classes2.names.len()];
                     let removal = if method == Method::SmoteTomek {
@@ -688,34 +702,34 @@ impl Rebalance {
                 }
             }
             Family::Under | Family::Clean => {
-                let removal = match method {
-                    Method::RandomUnder => undersample::random_under(ctx, &classes, &t),
-                    _ => {
-                        let f = Features::load(&rows, method.name(), None)?;
-                        match method {
-                            Method::Tomek => undersample::tomek(&classes, &f, &targeted),
-                            Method::Enn => undersample::enn(
-                                &classes,
-                                &f,
-                                &targeted,
-                                p.n(),
-                                p.kind_sel.unwrap_or_default(),
-                            ),
-                            _ => undersample::near_miss(
-                                &classes,
-                                &f,
-                                &t,
-                                match p.version.unwrap_or(1) {
-                                    1 => NearMissVersion::One,
-                                    2 => NearMissVersion::Two,
-                                    _ => NearMissVersion::Three,
-                                },
-                                p.n(),
-                                p.n_neighbors_ver3.unwrap_or(3),
-                                &mut notes,
-                            )?,
-                        }
-                    }
+                let f = match method {
+                    Method::RandomUnder => None,
+                    _ => Some(Features::load(&rows, method.name(), None)?),
+                };
+                let removal = match (method, &f) {
+                    (Method::RandomUnder, _) => undersample::random_under(ctx, &classes, &t),
+                    (_, None) => return Err(StageError::internal("features not loaded")),
+                    (Method::Tomek, Some(f)) => undersample::tomek(&classes, f, &targeted),
+                    (Method::Enn, Some(f)) => undersample::enn(
+                        &classes,
+                        f,
+                        &targeted,
+                        p.n(),
+                        p.kind_sel.unwrap_or_default(),
+                    ),
+                    (_, Some(f)) => undersample::near_miss(
+                        &classes,
+                        f,
+                        &t,
+                        match p.version.unwrap_or(1) {
+                            1 => NearMissVersion::One,
+                            2 => NearMissVersion::Two,
+                            _ => NearMissVersion::Three,
+                        },
+                        p.n(),
+                        p.n_neighbors_ver3.unwrap_or(3),
+                        &mut notes,
+                    )?,
                 };
                 acc.count_removed(&removal, &classes, &names);
                 release_before(rows.bytes(rows.n));
