@@ -23,8 +23,10 @@
 //!
 //! Memory: 8 bytes a row for the classes (each row's class and each class's
 //! rows; `random_under` 33, with each removed row's position and reason),
-//! plus the rows gathered and 20 bytes per new row (how it is made),
-//! checked against the budget before the rows are gathered. The new rows
+//! plus the rows gathered (2.5 times their size: their features as
+//! columns and as the neighbour search's matrix) and 20 bytes per new row
+//! (how it is made), checked against the budget before the rows are
+//! gathered. The new rows
 //! are made a batch (`--batch-rows`) at a time into a file in the scratch
 //! directory (each new row depends on its own start row, neighbour and gap
 //! only), and copied after the input rows.
@@ -249,18 +251,26 @@ impl Rebalance {
         held.sort_unstable();
         held.dedup();
         let row_bytes = source.memory_bytes() as f64 / source.num_rows().max(1) as f64;
-        let need = (held.len() as f64 * 2.0 * row_bytes) as u64
+        // The gathered rows, their features as f64 columns and as the f32
+        // matrix of the neighbour search (2.5 times the rows), how each new
+        // row is made, a batch of new rows; on top of what the stage keeps
+        // per input row and for its batches in flight.
+        let kept = gigo_pipeline::budget::STREAM_FIXED
+            + (bytes_per_row(self.params.method) * classes.of_row.len() as f64) as u64;
+        let need = (held.len() as f64 * 2.5 * row_bytes) as u64
             + (new_rows * DECISION_BYTES) as u64
             + (ctx.batch_rows as f64 * 2.0 * row_bytes) as u64;
         let budget = ctx.memory_budget;
-        if need > budget / 2 {
+        if need + kept > budget {
             return Err(StageError::data(format!(
                 "`{}` holds the {} rows it makes new rows from (and how to make the {new_rows} \
-                 new rows): about {} of memory, more than half the memory budget ({}): raise \
-                 `--memory`, or grow fewer rows (`strategy`, `classes`)",
+                 new rows): about {}, and {} for the classes of every row and the batches in \
+                 flight, more than the memory budget ({}): raise `--memory`, or grow fewer rows \
+                 (`strategy`, `classes`)",
                 self.params.method.name(),
                 held.len(),
                 Bytes(need),
+                Bytes(kept),
                 Bytes(budget)
             )));
         }

@@ -984,3 +984,33 @@ fn json_params(method: &str, extra: serde_json::Value) -> serde_json::Value {
     p["method"] = serde_json::json!(method);
     p
 }
+
+/// SMOTE over a stored table holds the rows of the classes it grows: when
+/// they do not fit the budget it says so before reading them.
+#[test]
+fn smote_refuses_before_gathering_rows_that_do_not_fit_the_budget() {
+    let t = table(&random_points(&[200, 20], 1));
+    let dir = tempfile::tempdir().unwrap();
+    let mut inputs = Inputs::default();
+    inputs.push("table", t.into());
+    let mut c = ctx("rebalance", 1, dir.path());
+    c.memory_budget = gigo_pipeline::budget::STREAM_FIXED + 1000;
+    let Err(err) = stage(serde_json::json!({"method": "smote"})).run(&inputs, &c) else {
+        panic!("a budget of 64 MB and 1000 bytes was not refused");
+    };
+    let err = err.to_string();
+    for part in [
+        "`smote` holds the 21 rows",
+        "180 new rows",
+        "memory budget",
+        "--memory",
+    ] {
+        assert!(err.contains(part), "{err}");
+    }
+    c.memory_budget = 1 << 30;
+    assert!(
+        stage(serde_json::json!({"method": "smote"}))
+            .run(&inputs, &c)
+            .is_ok()
+    );
+}
