@@ -490,6 +490,25 @@ impl Accounting {
         }
     }
 
+    /// The report's line of every class, given its rows before.
+    fn lines(&self, names: &[String], before: &[usize]) -> Vec<ClassLine> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(c, name)| {
+                let removed: usize = self.removed[c].values().sum();
+                ClassLine {
+                    name: name.clone(),
+                    before: before[c],
+                    added: self.added[c],
+                    removed: self.removed[c].clone(),
+                    after: (before[c] + self.added[c]).saturating_sub(removed),
+                    weight: None,
+                }
+            })
+            .collect()
+    }
+
     fn count_removed(&mut self, removal: &Removal, classes: &Classes, names: &[String]) {
         for &(g, reason) in removal {
             let name = &classes.names[classes.of_row[g as usize] as usize];
@@ -735,24 +754,10 @@ impl Rebalance {
                 release_before(rows.bytes(rows.n));
                 (assemble(&rows, None, &removal, mode)?, 0)
             }
-            Family::Weight => return Err(StageError::internal("weighting handled above")),
+            Family::Weight => return Err(StageError::internal("weighting streams (see `stream`)")),
         };
 
-        let lines: Vec<ClassLine> = names
-            .iter()
-            .enumerate()
-            .map(|(c, name)| {
-                let removed: usize = acc.removed[c].values().sum();
-                ClassLine {
-                    name: name.clone(),
-                    before: before[c],
-                    added: acc.added[c],
-                    removed: acc.removed[c].clone(),
-                    after: (before[c] + acc.added[c]).saturating_sub(removed),
-                    weight: None,
-                }
-            })
-            .collect();
+        let lines = acc.lines(&names, &before);
         let mut out = StageOutput::new()
             .with("table", outcome.table)
             .with("removed", outcome.removed)

@@ -46,7 +46,9 @@ use super::data::{
 };
 use super::report::ClassLine;
 use super::strategy::{Kind, Named, Strategy, targets};
-use super::{Method, Note, Rebalance, existing_weights_note, smote, undersample, weights};
+use super::{
+    Accounting, Method, Note, Rebalance, existing_weights_note, smote, undersample, weights,
+};
 
 /// Whether `method` runs here.
 pub(super) fn streams(method: Method) -> bool {
@@ -136,8 +138,7 @@ impl Rebalance {
         let kind = method.strategy_kind().unwrap_or(Kind::Over);
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
         let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
-        let mut added = vec![0usize; names.len()];
-        let mut removed_by: Vec<BTreeMap<&'static str, usize>> = vec![BTreeMap::new(); names.len()];
+        let mut acc = Accounting::new(names.len());
 
         let synthetic = if method == Method::RandomUnder {
             None
@@ -146,22 +147,18 @@ impl Rebalance {
         };
         if let Some(g) = &synthetic {
             for &c in &g.class {
-                added[c as usize] += 1;
+                acc.added[c as usize] += 1;
             }
         }
         let nulls = synthetic.as_ref().map(|g| g.nulls.as_slice());
         let (out_schema, add_flag) = output_schema(&schema, nulls);
-        let created = added.iter().sum::<usize>();
+        let created = acc.added.iter().sum::<usize>();
         let removal = if method == Method::RandomUnder {
             undersample::random_under(ctx, &classes, &t)
         } else {
             Vec::new()
         };
-        for &(g, reason) in &removal {
-            *removed_by[classes.of_row[g as usize] as usize]
-                .entry(reason)
-                .or_default() += 1;
-        }
+        acc.count_removed(&removal, &classes, &names);
         drop(classes);
         let removals = Removals::new(n, &removal)?;
         drop(removal);
@@ -184,21 +181,7 @@ impl Rebalance {
                 kept.write(&synthetic_rows(arrays, &out_schema, add_flag)?)?;
             }
         }
-        let lines: Vec<ClassLine> = names
-            .iter()
-            .enumerate()
-            .map(|(c, name)| {
-                let removed: usize = removed_by[c].values().sum();
-                ClassLine {
-                    name: name.clone(),
-                    before: before[c],
-                    added: added[c],
-                    removed: removed_by[c].clone(),
-                    after: (before[c] + added[c]).saturating_sub(removed),
-                    weight: None,
-                }
-            })
-            .collect();
+        let lines = acc.lines(&names, &before);
         let mut out = StageOutput::new()
             .with("table", kept.finish()?)
             .with("removed", gone.finish()?)
