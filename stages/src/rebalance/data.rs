@@ -305,6 +305,15 @@ impl Numeric {
         }
     }
 
+    /// Folds the present values of rows `0..rows` into a running (sum,
+    /// count), in row order: the mean of a table read whole, or batch by
+    /// batch ([`FeatureMeans`]), is the same bits.
+    fn fold_present(&self, rows: usize, acc: (f64, usize)) -> (f64, usize) {
+        (0..rows)
+            .filter_map(|r| self.get(r))
+            .fold(acc, |(s, n), v| (s + v, n + 1))
+    }
+
     /// The value of row `i`, the column mean when missing.
     #[inline]
     pub fn imputed(&self, i: usize) -> f64 {
@@ -408,8 +417,7 @@ impl Features {
                     mean: 0.0,
                 };
                 if !complete {
-                    let present = (0..rows.n).filter_map(|r| col.get(r));
-                    let (sum, n) = present.fold((0.0f64, 0usize), |(s, n), v| (s + v, n + 1));
+                    let (sum, n) = col.fold_present(rows.n, (0.0, 0));
                     col.mean = if n > 0 { sum / n as f64 } else { 0.0 };
                 }
                 numeric.push(col);
@@ -492,20 +500,22 @@ impl FeatureMeans {
     pub fn add(&mut self, b: &RecordBatch) -> Result<(), StageError> {
         for (field, sum, n) in &mut self.cols {
             let col = b.column(*field);
-            if col.data_type() == &DataType::Int64 {
-                for v in col.as_primitive::<Int64Type>().iter().flatten() {
-                    *sum += v as f64;
-                    *n += 1;
-                }
+            // as `Features::load` reads the column: Int64 as it is, else Float64
+            let values = if col.data_type() == &DataType::Int64 {
+                Values::I64(col.as_primitive::<Int64Type>().clone())
             } else {
-                let v = cast(col, &DataType::Float64)?;
-                for v in v.as_primitive::<Float64Type>().iter().flatten() {
-                    if v.is_finite() {
-                        *sum += v;
-                        *n += 1;
-                    }
-                }
-            }
+                Values::F64(
+                    cast(col, &DataType::Float64)?
+                        .as_primitive::<Float64Type>()
+                        .clone(),
+                )
+            };
+            let view = Numeric {
+                field: *field,
+                values,
+                mean: 0.0,
+            };
+            (*sum, *n) = view.fold_present(b.num_rows(), (*sum, *n));
         }
         Ok(())
     }
