@@ -21,7 +21,10 @@ label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
 same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
 50M; 0 skips it: `ingest -> train` for one epoch beside scikit-learn's
-MLPClassifier.partial_fit over the same file), GIGO_BENCH_POLARS=0 (skip polars: its lazy describe
+MLPClassifier.partial_fit over the same file), GIGO_BENCH_JSONL_ROWS (rows
+of the JSON lines section, default 5M, about 2 GB; 0 skips it: `ingest ->
+profile -> export` of a JSON lines file beside DuckDB's read_json),
+GIGO_BENCH_POLARS=0 (skip polars: its lazy describe
 spills about 55 GB at 100M rows), GIGO_BENCH_MEMORY (gigo's --memory, default 1GB), GIGO_BIN (default
 target/debug/gigo: the dev profile, whose dependencies and gigo-stages are
 optimised; a release build is a 30-minute build on 2 cores).
@@ -105,6 +108,55 @@ def generate(path, rows):
 
 
 EAGER_BYTES_PER_ROW = 390
+
+
+def generate_jsonl(path, rows):
+    """The rows of `generate` as JSON lines (missing values as null)."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(7)
+    with open(path, "wb") as f:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            cols = {}
+            for c in range(COLUMNS):
+                if c < 10:
+                    v = rng.standard_normal(n)
+                elif c < 14:
+                    v = rng.integers(0, 10, n).astype(np.float64)
+                elif c < 18:
+                    v = rng.lognormal(0.0, 1.0, n)
+                else:
+                    v = rng.standard_normal(n)
+                    v[rng.random(n) < 0.05] = np.nan
+                cols[f"x{c}"] = pl.Series(v, nan_to_null=c >= 18)
+            pl.DataFrame(cols).write_ndjson(f)
+
+
+JSONL_PIPELINE = """name: bench_jsonl
+seed: 1
+stages:
+  ingest:
+    type: ingest
+    path: {data}
+  profile:
+    type: profile
+    inputs: ingest
+  export:
+    type: export
+    inputs: profile
+    path: out.parquet
+"""
+
+DUCKDB_JSONL = """
+import duckdb, sys
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute("SET memory_limit = '1GB'")
+sql = "SUMMARIZE SELECT * FROM read_json(?, format = 'newline_delimited')"
+print(len(con.execute(sql, [sys.argv[1]]).fetchall()))
+"""
 
 
 def available_memory():
@@ -325,13 +377,15 @@ print(seen, right)
 """
 
 
-def beside(gigo, memory, what, rows, generator, pipeline_text, runs, peer, note):
-    """Generates `rows` rows with `generator`, then runs `pipeline_text`
-    through gigo and `peer(data, work)` (a command) on the same file, and
-    prints both processes' time and peak RSS and their ratio."""
+def beside(gigo, memory, what, rows, generator, pipeline_text, runs, peer, note,
+           name="data.parquet"):
+    """Generates `rows` rows with `generator` into file `name`, then runs
+    `pipeline_text` through gigo and `peer(data, work)` (a command) on the
+    same file, and prints both processes' time and peak RSS and their
+    ratio."""
     work = tempfile.mkdtemp(prefix="gigo-bench-", dir=os.environ.get("GIGO_BENCH_DIR"))
     try:
-        data = os.path.join(work, "data.parquet")
+        data = os.path.join(work, name)
         t0 = time.monotonic()
         in_child(generator, data, rows)
         size = os.path.getsize(data)
@@ -370,6 +424,17 @@ def train_section(gigo, py, rows, memory):
            TRAIN_PIPELINE, ["gigo ingest -> train", "scikit-learn MLP partial_fit"],
            lambda data, work: [py, "-c", SKLEARN_MLP, data],
            "gigo also ingests the file into its store and writes every row's probabilities")
+
+
+def jsonl_section(gigo, py, rows, memory):
+    """`ingest -> profile -> export` of a JSON lines file (the rows of the
+    profile section), beside DuckDB's SUMMARIZE of read_json on the same
+    file (with DuckDB held to the same memory limit)."""
+    beside(gigo, memory, "JSON lines: ingest -> profile -> export", rows, "generate_jsonl",
+           JSONL_PIPELINE, ["gigo ingest -> profile -> export", "duckdb SUMMARIZE read_json"],
+           lambda data, work: [py, "-c", DUCKDB_JSONL, data],
+           "gigo reads the file twice (types, then rows) and writes it to its store",
+           name="data.jsonl")
 
 
 def main():
@@ -429,6 +494,9 @@ def main():
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)
+    jsonl_rows = int(os.environ.get("GIGO_BENCH_JSONL_ROWS", "5000000"))
+    if jsonl_rows > 0:
+        jsonl_section(gigo, py, jsonl_rows, memory)
     train_rows = int(os.environ.get("GIGO_BENCH_TRAIN_ROWS", "50000000"))
     if train_rows > 0:
         train_section(gigo, py, train_rows, memory)

@@ -77,11 +77,12 @@ pub enum DatasetError {
         /// The file.
         file: String,
     },
-    /// Files read whole (not Parquet of one schema) that would not fit the
-    /// run's memory budget.
+    /// Files read whole (not streamed: see `ingest::Plan`) that would not
+    /// fit the run's memory budget.
     #[error(
-        "ingest reads {files} file(s) of {} whole (JSON lines, IPC, Parquet files of differing \
-         schemas, or CSV whose column types differ between parts or files), about {} in \
+        "ingest reads {files} file(s) of {} whole (files of mixed formats or differing \
+         schemas, Parquet in gzip / lz4 / brotli, CSV whose column types differ between parts \
+         or files, or JSON lines whose types polars cannot infer line by line), about {} in \
          memory, more than the run's budget of {}: raise it with `--memory`, or convert the \
          files to Parquet of one schema, which streams",
         gigo_pipeline::Bytes(*on_disk),

@@ -29,6 +29,7 @@ mod csv_stream;
 mod enforce;
 mod files;
 mod fingerprint;
+mod jsonl_stream;
 mod readers;
 mod report;
 mod roles;
@@ -317,9 +318,9 @@ impl Stage for Ingest {
             .iter()
             .map(|p| self.format_of(p, &shown(p, &ctx.base_dir)))
             .collect::<Result<Vec<_>, _>>()?;
-        // Parquet files of one schema, and large CSV files whose types are
-        // known for certain, stream through, batch by batch, into the store;
-        // other inputs are read whole, file by file.
+        // Parquet files of one schema, and large CSV and JSON lines files
+        // whose types are known for certain, stream through, batch by batch,
+        // into the store; other inputs are read whole, file by file.
         let plan = self.plan(&files, &formats, &string_columns, ctx)?;
         let mut sink = match plan {
             Plan::Whole => {
@@ -329,7 +330,7 @@ impl Stage for Ingest {
                     quarantined: Vec::new(),
                 }
             }
-            Plan::Arrow | Plan::Csv { .. } => Sink::Stored {
+            Plan::Arrow | Plan::Csv { .. } | Plan::Jsonl { .. } => Sink::Stored {
                 kept: None,
                 quarantined: None,
             },
@@ -363,6 +364,13 @@ impl Stage for Ingest {
                     path,
                     &shown,
                     *separator,
+                    schema.clone(),
+                    self.params.on_bad_line,
+                    ctx.batch_rows,
+                )?,
+                Plan::Jsonl { schema } => jsonl_stream::batches(
+                    path,
+                    &shown,
                     schema.clone(),
                     self.params.on_bad_line,
                     ctx.batch_rows,
@@ -413,7 +421,7 @@ impl Stage for Ingest {
             }
             let read = match plan {
                 Plan::Whole => "whole",
-                Plan::Arrow | Plan::Csv { .. } => "in batches",
+                Plan::Arrow | Plan::Csv { .. } | Plan::Jsonl { .. } => "in batches",
             };
             report.file(&shown, format, read, &counts);
             output = output.created(format!("read from {shown}"), counts.rows_read);
@@ -451,6 +459,8 @@ enum Plan {
         separator: u8,
         schema: polars::prelude::SchemaRef,
     },
+    /// JSON lines files, in chunks of lines parsed with these types.
+    Jsonl { schema: polars::prelude::SchemaRef },
 }
 
 /// Text files of at least this size in all stream (when their types are
@@ -470,8 +480,9 @@ impl Ingest {
             return Ok(Plan::Arrow);
         }
         let separator = match formats.first() {
-            Some(Format::Csv) => b',',
-            Some(Format::Tsv) => b'\t',
+            Some(Format::Csv) => Some(b','),
+            Some(Format::Tsv) => Some(b'\t'),
+            Some(Format::Jsonl) => None,
             _ => return Ok(Plan::Whole),
         };
         let on_disk = total_size(files);
@@ -480,19 +491,18 @@ impl Ingest {
         if !large || formats.iter().any(|f| Some(f) != formats.first()) {
             return Ok(Plan::Whole);
         }
+        let on_bad = self.params.on_bad_line;
         let mut first: Option<polars::prelude::SchemaRef> = None;
         for path in files {
             let shown = shown(path, &ctx.base_dir);
             ctx.progress.message(&format!("{shown}: column types"));
-            let Some(schema) = csv_stream::infer(
-                path,
-                &shown,
-                separator,
-                string_columns,
-                self.params.on_bad_line,
-                ctx.batch_rows,
-            )?
-            else {
+            let inferred = match separator {
+                Some(sep) => {
+                    csv_stream::infer(path, &shown, sep, string_columns, on_bad, ctx.batch_rows)?
+                }
+                None => jsonl_stream::infer(path, &shown, on_bad, ctx.batch_rows)?,
+            };
+            let Some(schema) = inferred else {
                 return Ok(Plan::Whole);
             };
             match &first {
@@ -501,9 +511,10 @@ impl Ingest {
                 Some(_) => return Ok(Plan::Whole),
             }
         }
-        Ok(match first {
-            Some(schema) => Plan::Csv { separator, schema },
-            None => Plan::Whole,
+        Ok(match (first, separator) {
+            (Some(schema), Some(separator)) => Plan::Csv { separator, schema },
+            (Some(schema), None) => Plan::Jsonl { schema },
+            (None, _) => Plan::Whole,
         })
     }
 }

@@ -867,23 +867,71 @@ mod never_panics {
 #[test]
 fn files_read_whole_that_would_not_fit_the_budget_are_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
-    let rows: String = (0..2_000)
-        .map(|i| format!("{{\"x\": {i}, \"y\": {}}}\n", i % 2))
-        .collect();
-    write(dir.path(), "a.jsonl", rows.as_bytes());
-    let stage = build(json!({"path": "a.jsonl", "label": "y"})).unwrap();
+    // `x` is a number in one file and text in the other: the types unify
+    // only when both are read whole
+    for (name, quote) in [("a.jsonl", ""), ("b.jsonl", "\"")] {
+        let rows: String = (0..1_000)
+            .map(|i| format!("{{\"x\": {quote}{i}{quote}, \"y\": {}}}\n", i % 2))
+            .collect();
+        write(dir.path(), name, rows.as_bytes());
+    }
+    let stage = build(json!({"path": "*.jsonl", "label": "y"})).unwrap();
     let mut ctx = context(dir.path());
     ctx.memory_budget = 20_000;
     let e = stage_error(stage.as_ref(), &ctx);
     assert!(
-        e.contains("ingest reads 1 file(s) of 39 kB whole")
+        e.contains("ingest reads 2 file(s) of 40 kB whole")
             && e.contains("more than the run's budget of 20 kB")
             && e.contains("Parquet"),
         "{e}"
     );
-    // With room enough, the same file reads.
+    // With room enough, the same files read.
     ctx.memory_budget = 1 << 30;
     assert!(stage.run(&Inputs::default(), &ctx).is_ok());
+}
+
+#[test]
+fn a_json_lines_file_over_the_budget_streams_with_what_a_whole_read_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    // a decimal late in the file makes `x` a float; `z` appears late; two
+    // bad lines
+    let mut rows: String = (0..2_000)
+        .map(|i| format!("{{\"x\": {i}, \"y\": {}}}\n", i % 2))
+        .collect();
+    rows.push_str("not json\n\n{\"x\": 0.5, \"y\": 1, \"z\": \"late\"}\n[1]\n");
+    write(dir.path(), "a.jsonl", rows.as_bytes());
+    let stage =
+        build(json!({"path": "a.jsonl", "label": "y", "on_bad_line": "quarantine"})).unwrap();
+    let mut outs = Vec::new();
+    for (budget, read) in [(20_000, "in batches"), (1 << 30, "whole")] {
+        let mut ctx = context(dir.path());
+        ctx.memory_budget = budget;
+        ctx.batch_rows = 300;
+        let out = stage.run(&Inputs::default(), &ctx).unwrap();
+        balanced(&out);
+        assert_eq!(out.summary["files"][0]["read"], read);
+        outs.push(out);
+    }
+    assert!(matches!(
+        outs[0].ports["table"].source(),
+        Some(Source::Stored(_))
+    ));
+    let streamed = table(&outs[0], "table").to_batch().unwrap();
+    assert_eq!(streamed.num_rows(), 2_001);
+    assert_eq!(
+        streamed.schema().field_with_name("x").unwrap().data_type(),
+        &arrow::datatypes::DataType::Float64
+    );
+    assert_eq!(streamed, table(&outs[1], "table").to_batch().unwrap());
+    let bad = table(&outs[0], "quarantined").to_batch().unwrap();
+    assert_eq!(bad, table(&outs[1], "quarantined").to_batch().unwrap());
+    let lines = bad
+        .column_by_name(LINE_COLUMN)
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap();
+    assert_eq!(lines.values(), &[2_001, 2_004]);
 }
 
 #[test]
