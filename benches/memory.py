@@ -79,9 +79,27 @@ print(pl.scan_parquet(sys.argv[1]).describe().shape)
 """
 
 
+def columns(rng, n):
+    """n rows of the 20 columns the issue describes: normals, small
+    integers, skewed and partly missing values; yields (values, whether
+    NaN means missing)."""
+    import numpy as np
+
+    for c in range(COLUMNS):
+        if c < 10:
+            v = rng.standard_normal(n)
+        elif c < 14:
+            v = rng.integers(0, 10, n).astype(np.float64)
+        elif c < 18:
+            v = rng.lognormal(0.0, 1.0, n)
+        else:
+            v = rng.standard_normal(n)
+            v[rng.random(n) < 0.05] = np.nan
+        yield v, c >= 18
+
+
 def generate(path, rows):
-    """N rows x 20 columns as the issue describes: normals, small integers,
-    skewed and partly missing values; snappy, row groups of 1M rows."""
+    """N rows x 20 columns (`columns`); snappy, row groups of 1M rows."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -91,19 +109,8 @@ def generate(path, rows):
     with pq.ParquetWriter(path, schema, compression="snappy") as w:
         for start in range(0, rows, CHUNK):
             n = min(CHUNK, rows - start)
-            cols = []
-            for c in range(COLUMNS):
-                if c < 10:
-                    v = rng.standard_normal(n)
-                elif c < 14:
-                    v = rng.integers(0, 10, n).astype(np.float64)
-                elif c < 18:
-                    v = rng.lognormal(0.0, 1.0, n)
-                else:
-                    v = rng.standard_normal(n)
-                    v[rng.random(n) < 0.05] = np.nan
-                arr = pa.array(v, mask=np.isnan(v) if c >= 18 else None)
-                cols.append(arr)
+            cols = [pa.array(v, mask=np.isnan(v) if missing else None)
+                    for v, missing in columns(rng, n)]
             w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
 
 
@@ -119,35 +126,13 @@ def generate_jsonl(path, rows):
     with open(path, "wb") as f:
         for start in range(0, rows, CHUNK):
             n = min(CHUNK, rows - start)
-            cols = {}
-            for c in range(COLUMNS):
-                if c < 10:
-                    v = rng.standard_normal(n)
-                elif c < 14:
-                    v = rng.integers(0, 10, n).astype(np.float64)
-                elif c < 18:
-                    v = rng.lognormal(0.0, 1.0, n)
-                else:
-                    v = rng.standard_normal(n)
-                    v[rng.random(n) < 0.05] = np.nan
-                cols[f"x{c}"] = pl.Series(v, nan_to_null=c >= 18)
+            cols = {f"x{c}": pl.Series(v, nan_to_null=missing)
+                    for c, (v, missing) in enumerate(columns(rng, n))}
             pl.DataFrame(cols).write_ndjson(f)
 
 
-JSONL_PIPELINE = """name: bench_jsonl
-seed: 1
-stages:
-  ingest:
-    type: ingest
-    path: {data}
-  profile:
-    type: profile
-    inputs: ingest
-  export:
-    type: export
-    inputs: profile
-    path: out.parquet
-"""
+# The profile pipeline, its output beside the pipeline file.
+JSONL_PIPELINE = PIPELINE.replace("{out}", "out.parquet")
 
 DUCKDB_JSONL = """
 import duckdb, sys

@@ -290,6 +290,27 @@ impl DatasetError {
     pub fn is_internal(&self) -> bool {
         matches!(self, DatasetError::Internal { .. })
     }
+
+    /// The error with its line number moved by `offset` when it is past
+    /// line `after`: a line of a chunk of a file becomes the file's line.
+    pub(crate) fn shift_line(self, after: usize, offset: usize) -> DatasetError {
+        match self {
+            DatasetError::Malformed {
+                file,
+                line: Some(l),
+                column,
+                problem,
+                source,
+            } if l > after => DatasetError::Malformed {
+                file,
+                line: Some(l + offset),
+                column,
+                problem,
+                source,
+            },
+            e => e,
+        }
+    }
 }
 
 impl From<DatasetError> for StageError {

@@ -26,7 +26,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use polars::prelude::{DataType, Schema, SchemaRef};
 
 use gigo_pipeline::StageError;
@@ -34,7 +33,6 @@ use gigo_pipeline::StageError;
 use super::OnBadLine;
 use super::bad_lines::BadLine;
 use super::readers::{BOM, CsvTypes, guarded, parse_csv, to_batch};
-use crate::error::DatasetError;
 use crate::polars_bridge::plain_batch;
 
 /// Header and records of one chunk.
@@ -48,27 +46,6 @@ struct Chunk {
 struct Header {
     bytes: Vec<u8>,
     lines: usize,
-}
-
-/// `e` with its line number in the file: lines past the header's move by
-/// `offset`.
-fn shift(header: &Header, offset: usize, e: DatasetError) -> DatasetError {
-    match e {
-        DatasetError::Malformed {
-            file,
-            line: Some(l),
-            column,
-            problem,
-            source,
-        } if l > header.lines => DatasetError::Malformed {
-            file,
-            line: Some(l + offset),
-            column,
-            problem,
-            source,
-        },
-        e => e,
-    }
 }
 
 /// Where the scanner is within a record (RFC 4180 quoting, as `scan_csv`).
@@ -213,7 +190,7 @@ fn parse_chunk(
     let parsed = guarded(shown, "polars CSV", || {
         parse_csv(bytes, shown, separator, types, on_bad)
     })?;
-    let (df, mut bad) = parsed.map_err(|e| shift(header, line_offset, e))?;
+    let (df, mut bad) = parsed.map_err(|e| e.shift_line(header.lines, line_offset))?;
     for b in &mut bad {
         b.line += line_offset;
     }
@@ -282,58 +259,30 @@ pub(super) fn batches(
     let mut chunks = Chunks::open(path, separator, rows)?;
     let shown = shown.to_string();
     let types = CsvTypes::Fixed(schema);
-    let mut bad_lines: Vec<BadLine> = Vec::new();
-    let mut pending: Option<RecordBatch> = None;
-    let mut next = move || -> Result<Option<(RecordBatch, Vec<BadLine>)>, StageError> {
-        loop {
-            let Some((header, chunk)) = chunks.next_chunk()? else {
-                return Ok(pending.take().map(|b| (b, std::mem::take(&mut bad_lines))));
-            };
-            let (df, bad) = parse_chunk(&header, chunk, &shown, separator, &types, on_bad)?;
-            bad_lines.extend(bad);
-            let batch = plain_batch(&to_batch(&df, &shown)?)?;
-            if let Some(done) = pending.replace(batch) {
-                return Ok(Some((done, Vec::new())));
-            }
-        }
-    };
-    Ok(Box::new(std::iter::from_fn(move || next().transpose())))
+    Ok(super::bad_lines_last(move || {
+        let Some((header, chunk)) = chunks.next_chunk()? else {
+            return Ok(None);
+        };
+        let (df, bad) = parse_chunk(&header, chunk, &shown, separator, &types, on_bad)?;
+        Ok(Some((plain_batch(&to_batch(&df, &shown)?)?, bad)))
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ingest::Format;
-    use crate::ingest::readers::read_file;
-    use arrow::compute::concat_batches;
-
-    fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::ingest::tests::{chunks_match_whole_read, written as write};
 
     /// The file read whole and read in chunks of every size from 1 to 4
     /// records: the same rows, types and bad lines.
     fn same_either_way(text: &[u8], on_bad: OnBadLine) {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "d.csv", text);
-        let (whole, whole_bad) = read_file(&p, "d.csv", Format::Csv, &[], on_bad).unwrap();
-        for rows in 1..=4 {
-            let schema = infer(&p, "d.csv", b',', &[], on_bad, rows)
+        chunks_match_whole_read("d.csv", Format::Csv, text, on_bad, |p, rows| {
+            let schema = infer(p, "d.csv", b',', &[], on_bad, rows)
                 .unwrap()
                 .expect("types merge");
-            let mut parts = Vec::new();
-            let mut bad = Vec::new();
-            for piece in batches(&p, "d.csv", b',', schema, on_bad, rows).unwrap() {
-                let (b, l) = piece.unwrap();
-                parts.push(b);
-                bad.extend(l);
-            }
-            let got = concat_batches(&parts[0].schema(), &parts).unwrap();
-            assert_eq!(got, whole, "{rows} rows a chunk");
-            assert_eq!(bad, whole_bad, "{rows} rows a chunk");
-        }
+            batches(p, "d.csv", b',', schema, on_bad, rows).unwrap()
+        });
     }
 
     #[test]

@@ -21,15 +21,13 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
 use polars::prelude::SchemaRef;
 
 use gigo_pipeline::StageError;
 
 use super::OnBadLine;
-use super::bad_lines::{BadLine, split_jsonl};
+use super::bad_lines::split_jsonl;
 use super::readers::{BOM, guarded, parse_jsonl, to_batch};
-use crate::error::DatasetError;
 use crate::polars_bridge::plain_batch;
 
 /// Consecutive lines of a file.
@@ -84,27 +82,6 @@ impl Chunks {
             }
         }
         Ok((records > 0).then_some(Chunk { bytes, line_offset }))
-    }
-}
-
-/// `e` with its line number in the file, for an error in a chunk whose first
-/// line follows `offset` lines.
-fn shift(offset: usize, e: DatasetError) -> DatasetError {
-    match e {
-        DatasetError::Malformed {
-            file,
-            line: Some(l),
-            column,
-            problem,
-            source,
-        } => DatasetError::Malformed {
-            file,
-            line: Some(l + offset),
-            column,
-            problem,
-            source,
-        },
-        e => e,
     }
 }
 
@@ -190,28 +167,19 @@ pub(super) fn batches(
 ) -> Result<super::Pieces, StageError> {
     let mut chunks = Chunks::open(path, rows)?;
     let shown = shown.to_string();
-    let mut bad_lines: Vec<BadLine> = Vec::new();
-    let mut pending: Option<RecordBatch> = None;
-    let mut next = move || -> Result<Option<(RecordBatch, Vec<BadLine>)>, StageError> {
-        loop {
-            let Some(Chunk { bytes, line_offset }) = chunks.next_chunk()? else {
-                return Ok(pending.take().map(|b| (b, std::mem::take(&mut bad_lines))));
-            };
-            let (df, bad) = guarded(&shown, "polars JSON lines", || {
-                parse_jsonl(bytes, &shown, on_bad, Some(schema.clone()))
-            })?
-            .map_err(|e| shift(line_offset, e))?;
-            bad_lines.extend(bad.into_iter().map(|mut b| {
-                b.line += line_offset;
-                b
-            }));
-            let batch = plain_batch(&to_batch(&df, &shown)?)?;
-            if let Some(done) = pending.replace(batch) {
-                return Ok(Some((done, Vec::new())));
-            }
+    Ok(super::bad_lines_last(move || {
+        let Some(Chunk { bytes, line_offset }) = chunks.next_chunk()? else {
+            return Ok(None);
+        };
+        let (df, mut bad) = guarded(&shown, "polars JSON lines", || {
+            parse_jsonl(bytes, &shown, on_bad, Some(schema.clone()))
+        })?
+        .map_err(|e| e.shift_line(0, line_offset))?;
+        for b in &mut bad {
+            b.line += line_offset;
         }
-    };
-    Ok(Box::new(std::iter::from_fn(move || next().transpose())))
+        Ok(Some((plain_batch(&to_batch(&df, &shown)?)?, bad)))
+    }))
 }
 
 #[cfg(test)]
@@ -219,35 +187,17 @@ mod tests {
     use super::*;
     use crate::ingest::Format;
     use crate::ingest::readers::read_file;
-    use arrow::compute::concat_batches;
-
-    fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
+    use crate::ingest::tests::{chunks_match_whole_read, written as write};
 
     /// The file read whole and read in chunks of every size from 1 to 4
-    /// lines: the same rows, types and bad lines.
+    /// records: the same rows, types and bad lines.
     fn same_either_way(text: &[u8], on_bad: OnBadLine) {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "d.jsonl", text);
-        let (whole, whole_bad) = read_file(&p, "d.jsonl", Format::Jsonl, &[], on_bad).unwrap();
-        for rows in 1..=4 {
-            let schema = infer(&p, "d.jsonl", on_bad, rows)
+        chunks_match_whole_read("d.jsonl", Format::Jsonl, text, on_bad, |p, rows| {
+            let schema = infer(p, "d.jsonl", on_bad, rows)
                 .unwrap()
                 .expect("types inferred");
-            let mut parts = Vec::new();
-            let mut bad = Vec::new();
-            for piece in batches(&p, "d.jsonl", schema, on_bad, rows).unwrap() {
-                let (b, l) = piece.unwrap();
-                parts.push(b);
-                bad.extend(l);
-            }
-            let got = concat_batches(&parts[0].schema(), &parts).unwrap();
-            assert_eq!(got, whole, "{rows} lines a chunk");
-            assert_eq!(bad, whole_bad, "{rows} lines a chunk");
-        }
+            batches(p, "d.jsonl", schema, on_bad, rows).unwrap()
+        });
     }
 
     #[test]

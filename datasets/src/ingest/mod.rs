@@ -322,18 +322,18 @@ impl Stage for Ingest {
         // whose types are known for certain, stream through, batch by batch,
         // into the store; other inputs are read whole, file by file.
         let plan = self.plan(&files, &formats, &string_columns, ctx)?;
-        let mut sink = match plan {
-            Plan::Whole => {
-                check_budget(&files, ctx.memory_budget)?;
-                Sink::Memory {
-                    kept: Vec::new(),
-                    quarantined: Vec::new(),
-                }
+        let whole = matches!(plan, Plan::Whole);
+        let mut sink = if whole {
+            check_budget(&files, ctx.memory_budget)?;
+            Sink::Memory {
+                kept: Vec::new(),
+                quarantined: Vec::new(),
             }
-            Plan::Arrow | Plan::Csv { .. } | Plan::Jsonl { .. } => Sink::Stored {
+        } else {
+            Sink::Stored {
                 kept: None,
                 quarantined: None,
-            },
+            }
         };
         let mut output = StageOutput::new();
         let mut report = Report::default();
@@ -419,10 +419,7 @@ impl Stage for Ingest {
             if fingerprint::stamp(path)? != before {
                 return Err(DatasetError::ChangedWhileRead { file: shown }.into());
             }
-            let read = match plan {
-                Plan::Whole => "whole",
-                Plan::Arrow | Plan::Csv { .. } | Plan::Jsonl { .. } => "in batches",
-            };
+            let read = if whole { "whole" } else { "in batches" };
             report.file(&shown, format, read, &counts);
             output = output.created(format!("read from {shown}"), counts.rows_read);
             ctx.progress.advance(1);
@@ -539,6 +536,29 @@ type RoleOf<'a> = &'a dyn Fn(&str) -> Role;
 /// What one file gives: record batches, each with the malformed lines set
 /// aside while it was read.
 type Pieces = Box<dyn Iterator<Item = Result<(RecordBatch, Vec<BadLine>), StageError>>>;
+
+/// The pieces of a file read chunk by chunk, where `next` parses the next
+/// chunk into its rows and bad lines (`None` at the end). All the file's bad
+/// lines come with its last batch, as when it is read whole, so they follow
+/// its quarantined rows either way.
+fn bad_lines_last(
+    mut next: impl FnMut() -> Result<Option<(RecordBatch, Vec<BadLine>)>, StageError> + 'static,
+) -> Pieces {
+    let mut bad_lines: Vec<BadLine> = Vec::new();
+    let mut pending: Option<RecordBatch> = None;
+    let mut step = move || -> Result<Option<(RecordBatch, Vec<BadLine>)>, StageError> {
+        loop {
+            let Some((batch, bad)) = next()? else {
+                return Ok(pending.take().map(|b| (b, std::mem::take(&mut bad_lines))));
+            };
+            bad_lines.extend(bad);
+            if let Some(done) = pending.replace(batch) {
+                return Ok(Some((done, Vec::new())));
+            }
+        }
+    };
+    Box::new(std::iter::from_fn(move || step().transpose()))
+}
 
 impl Sink {
     fn push(

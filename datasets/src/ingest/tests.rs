@@ -61,6 +61,39 @@ fn write(dir: &Path, name: &str, text: &[u8]) {
     f.write_all(text).unwrap();
 }
 
+/// `text` written to `dir/name`, and its path.
+pub(super) fn written(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
+    write(dir, name, text);
+    dir.join(name)
+}
+
+/// A text file `name` holding `text`, read whole and read by `stream` (its
+/// types, then its pieces) in chunks of every size from 1 to 4 records: the
+/// same rows, types and bad lines.
+pub(super) fn chunks_match_whole_read(
+    name: &str,
+    format: Format,
+    text: &[u8],
+    on_bad: OnBadLine,
+    stream: impl Fn(&Path, usize) -> Pieces,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = written(dir.path(), name, text);
+    let (whole, whole_bad) = read_file(&p, name, format, &[], on_bad).unwrap();
+    for rows in 1..=4 {
+        let mut parts = Vec::new();
+        let mut bad = Vec::new();
+        for piece in stream(&p, rows) {
+            let (b, l) = piece.unwrap();
+            parts.push(b);
+            bad.extend(l);
+        }
+        let got = arrow::compute::concat_batches(&parts[0].schema(), &parts).unwrap();
+        assert_eq!(got, whole, "{rows} records a chunk");
+        assert_eq!(bad, whole_bad, "{rows} records a chunk");
+    }
+}
+
 fn balanced(out: &StageOutput) {
     let created: usize = out.created.iter().map(|(_, n)| n).sum();
     let kept = table(out, "table").num_rows();
