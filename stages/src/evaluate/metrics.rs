@@ -73,48 +73,144 @@ pub fn argmax_rows(probs: &[f32], classes: usize) -> Vec<u32> {
 
 /// Metrics from row-major probabilities (`rows x classes`) and true classes.
 pub fn metrics(probs: &[f32], truth: &[u32], classes: usize) -> Metrics {
-    let predicted = argmax_rows(probs, classes);
-    let n = truth.len();
-    let cm =
-        Confusion::from_labels(truth, &predicted, classes, None).unwrap_or_else(|_| Confusion {
+    let mut t = Tally::new(classes);
+    t.add(probs, truth);
+    t.finish()
+}
+
+/// Metrics added up block by block: after every block's rows, in order,
+/// [`Tally::finish`] gives exactly what [`metrics`] gives over all of them at
+/// once (counts, and sums that run in row order).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    classes: usize,
+    /// Row-major `[true * classes + predicted]`.
+    confusion: Vec<f64>,
+    correct: usize,
+    rows: usize,
+    log_loss: f64,
+    brier: f64,
+    calibration: Calibration,
+}
+
+impl Tally {
+    /// Nothing counted yet, for `classes` classes.
+    pub fn new(classes: usize) -> Tally {
+        Tally {
             classes,
-            counts: vec![0.0; classes * classes],
-        });
-    let correct = truth.iter().zip(&predicted).filter(|(t, p)| t == p).count();
-    let per_class: Vec<ClassMetrics> = (0..classes)
-        .map(|c| ClassMetrics {
-            precision: cm.precision(c),
-            recall: cm.sensitivity(c),
-            specificity: cm.specificity(c),
-            f1: cm.f1(c),
-            support: cm.support(c),
-        })
-        .collect();
-    let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / classes.max(1) as f64;
-    let mut log_loss = 0.0;
-    let mut brier = 0.0;
-    for (row, &t) in probs.chunks(classes).zip(truth) {
-        let p = f64::from(row[t as usize]).clamp(EPS, 1.0 - EPS);
-        log_loss -= p.ln();
-        for (j, &q) in row.iter().enumerate() {
-            let y = if j == t as usize { 1.0 } else { 0.0 };
-            brier += (f64::from(q) - y).powi(2);
+            confusion: vec![0.0; classes * classes],
+            correct: 0,
+            rows: 0,
+            log_loss: 0.0,
+            brier: 0.0,
+            calibration: Calibration::new(ECE_BINS),
         }
     }
-    let confusion = (0..classes)
-        .map(|t| (0..classes).map(|p| cm.get(t, p)).collect())
-        .collect();
-    Metrics {
-        rows: n,
-        accuracy: correct as f64 / n.max(1) as f64,
-        balanced_accuracy: balanced_accuracy(&cm),
-        macro_f1,
-        geometric_mean: geometric_mean(&cm, None),
-        log_loss: log_loss / n.max(1) as f64,
-        brier: brier / n.max(1) as f64,
-        ece: expected_calibration_error(probs, truth, classes, ECE_BINS),
-        per_class,
-        confusion,
+
+    /// Rows counted.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Adds rows: row-major probabilities (`rows x classes`) and their true
+    /// classes (each below `classes`).
+    pub fn add(&mut self, probs: &[f32], truth: &[u32]) {
+        let k = self.classes;
+        let predicted = argmax_rows(probs, k);
+        for ((row, &t), &p) in probs.chunks(k).zip(truth).zip(&predicted) {
+            let (t, p) = (t as usize, p as usize);
+            if let Some(c) = self.confusion.get_mut(t * k + p) {
+                *c += 1.0;
+            }
+            if t == p {
+                self.correct += 1;
+            }
+            let q = f64::from(row[t]).clamp(EPS, 1.0 - EPS);
+            self.log_loss -= q.ln();
+            for (j, &q) in row.iter().enumerate() {
+                let y = if j == t { 1.0 } else { 0.0 };
+                self.brier += (f64::from(q) - y).powi(2);
+            }
+            self.calibration.add(f64::from(row[p]), t == p);
+        }
+        self.rows += truth.len();
+    }
+
+    /// The metrics of every row added.
+    pub fn finish(&self) -> Metrics {
+        let classes = self.classes;
+        let n = self.rows.max(1) as f64;
+        let cm = Confusion {
+            classes,
+            counts: self.confusion.clone(),
+        };
+        let per_class: Vec<ClassMetrics> = (0..classes)
+            .map(|c| ClassMetrics {
+                precision: cm.precision(c),
+                recall: cm.sensitivity(c),
+                specificity: cm.specificity(c),
+                f1: cm.f1(c),
+                support: cm.support(c),
+            })
+            .collect();
+        let macro_f1 = per_class.iter().map(|c| c.f1).sum::<f64>() / classes.max(1) as f64;
+        let confusion = (0..classes)
+            .map(|t| (0..classes).map(|p| cm.get(t, p)).collect())
+            .collect();
+        Metrics {
+            rows: self.rows,
+            accuracy: self.correct as f64 / n,
+            balanced_accuracy: balanced_accuracy(&cm),
+            macro_f1,
+            geometric_mean: geometric_mean(&cm, None),
+            log_loss: self.log_loss / n,
+            brier: self.brier / n,
+            ece: self.calibration.error(self.rows),
+            per_class,
+            confusion,
+        }
+    }
+}
+
+/// Rows binned by confidence for the expected calibration error: bin `b` of
+/// `bins` holds confidences in (b/bins, (b+1)/bins].
+#[derive(Debug, Clone)]
+struct Calibration {
+    count: Vec<usize>,
+    confidence: Vec<f64>,
+    hits: Vec<f64>,
+}
+
+impl Calibration {
+    fn new(bins: usize) -> Calibration {
+        Calibration {
+            count: vec![0; bins],
+            confidence: vec![0.0; bins],
+            hits: vec![0.0; bins],
+        }
+    }
+
+    /// A row predicted with confidence `c`, rightly or not.
+    fn add(&mut self, c: f64, hit: bool) {
+        let bins = self.count.len();
+        let b = ((c * bins as f64).ceil() as usize).clamp(1, bins) - 1;
+        self.count[b] += 1;
+        self.confidence[b] += c;
+        if hit {
+            self.hits[b] += 1.0;
+        }
+    }
+
+    /// The row-weighted mean of |accuracy - mean confidence| over `rows` rows.
+    fn error(&self, rows: usize) -> f64 {
+        let n = rows.max(1) as f64;
+        (0..self.count.len())
+            .filter(|&b| self.count[b] > 0)
+            .map(|b| {
+                let m = self.count[b] as f64;
+                (m / n) * (self.hits[b] / m - self.confidence[b] / m).abs()
+            })
+            .sum()
     }
 }
 
@@ -126,28 +222,15 @@ pub fn expected_calibration_error(
     classes: usize,
     bins: usize,
 ) -> f64 {
-    let predicted = argmax_rows(probs, classes);
-    let mut count = vec![0usize; bins];
-    let mut conf = vec![0.0; bins];
-    let mut hits = vec![0.0; bins];
-    for ((row, &t), &p) in probs.chunks(classes).zip(truth).zip(&predicted) {
-        let c = f64::from(row[p as usize]);
-        // Bin b holds confidences in (b/bins, (b+1)/bins].
-        let b = ((c * bins as f64).ceil() as usize).clamp(1, bins) - 1;
-        count[b] += 1;
-        conf[b] += c;
-        if p == t {
-            hits[b] += 1.0;
-        }
+    let mut cal = Calibration::new(bins);
+    for ((row, &t), p) in probs
+        .chunks(classes)
+        .zip(truth)
+        .zip(argmax_rows(probs, classes))
+    {
+        cal.add(f64::from(row[p as usize]), p == t);
     }
-    let n = truth.len().max(1) as f64;
-    (0..bins)
-        .filter(|&b| count[b] > 0)
-        .map(|b| {
-            let m = count[b] as f64;
-            (m / n) * (hits[b] / m - conf[b] / m).abs()
-        })
-        .sum()
+    cal.error(truth.len())
 }
 
 /// Fraction of rows whose predicted class differs between two predictions.
@@ -196,6 +279,34 @@ mod tests {
         assert_eq!(
             expected_calibration_error(&[1.0, 0.0, 0.0, 1.0], &[0, 1], 2, 15),
             0.0
+        );
+    }
+
+    #[test]
+    fn a_tally_over_blocks_gives_the_figures_of_all_rows_at_once() {
+        // 3 classes, 7 rows, with ties and a confidence on a bin edge.
+        let probs = [
+            0.5, 0.3, 0.2, 0.1, 0.8, 0.1, 0.4, 0.4, 0.2, 0.2, 0.2, 0.6, 0.6, 0.2, 0.2, 0.0, 0.0,
+            1.0, 0.3, 0.3, 0.4,
+        ];
+        let truth = [0, 1, 1, 2, 2, 0, 1];
+        let whole = metrics(&probs, &truth, 3);
+        for cut in 0..=truth.len() {
+            let mut t = Tally::new(3);
+            t.add(&probs[..cut * 3], &truth[..cut]);
+            t.add(&probs[cut * 3..], &truth[cut..]);
+            let m = t.finish();
+            assert_eq!(format!("{m:?}"), format!("{whole:?}"), "cut at {cut}");
+        }
+        assert_eq!(whole.rows, 7);
+        assert!(
+            (whole.accuracy - 3.0 / 7.0).abs() < 1e-12,
+            "{}",
+            whole.accuracy
+        );
+        assert_eq!(
+            whole.ece,
+            expected_calibration_error(&probs, &truth, 3, ECE_BINS)
         );
     }
 

@@ -20,6 +20,15 @@
 //! Missing values that corruptions inject are imputed by each model's own
 //! feature encoder (numeric: the training mean; categorical: the "other"
 //! indicator).
+//!
+//! Every input is read in batches: the rows are scored in blocks of
+//! [`BLOCK_ROWS`] rows cut at fixed offsets, and the metrics add up block by
+//! block (exactly the figures of all rows at once). Each block of test rows
+//! is corrupted on its own: a corruption's counts, ranks and column
+//! statistics are the block's, its random draws seeded by the stage's seed
+//! and the block's index. A test table of one block (up to 65,536 rows) is
+//! corrupted as a whole; a larger one gets the same corruption, block by
+//! block, whatever batches it came in.
 
 pub mod corrupt;
 pub mod metrics;
@@ -30,22 +39,23 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
-use arrow::compute::{concat_batches, filter_record_batch};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use gigo_ml::features::ColumnEncoding;
 use gigo_ml::features::numeric_outputs;
 use gigo_ml::{Catalogue, Matrix, TrainedModel};
+use gigo_pipeline::stage::derive_seed;
 use gigo_pipeline::table::{Role, Table, field_with_role};
 use gigo_pipeline::{
-    Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
-    StageOutput,
+    Batches, Inputs, Memory, ParamProblem, PortKind, PortSpec, Registry, Source, Stage,
+    StageContext, StageError, StageOutput, rechunk,
 };
 use rayon::prelude::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use corrupt::{Columns, Corruption, MAX_SEVERITY, corrupt};
-pub use metrics::{Metrics, expected_calibration_error, flip_rate, metrics};
+pub use metrics::{Metrics, Tally, expected_calibration_error, flip_rate, metrics};
 pub use robust::Attack;
 
 use crate::error::from_model as ml;
@@ -157,10 +167,24 @@ impl EvaluateParams {
     }
 }
 
+/// Test rows are scored and corrupted in blocks of this many rows, cut at
+/// fixed offsets of the test split (as `predict` scores): the figures do not
+/// depend on the batches that came in, and memory does not grow with the
+/// rows.
+pub const BLOCK_ROWS: usize = crate::predict::SCORE_ROWS;
+
+/// What `evaluate` holds whatever the rows: a block of test rows, its
+/// corrupted copies in flight (one per thread) and every model's encoded
+/// inputs and probabilities for them; about 100 MB at 20 numeric columns,
+/// more for wide tables.
+const WORKING_MEMORY: u64 = 4 * gigo_pipeline::budget::STREAM_FIXED;
+
 /// The `evaluate` stage.
 pub struct Evaluate {
     params: EvaluateParams,
     catalogue: Catalogue,
+    /// [`BLOCK_ROWS`]; smaller in tests.
+    block_rows: usize,
 }
 
 /// Registers `evaluate`, scoring the models of `catalogue`.
@@ -181,6 +205,7 @@ pub fn register(registry: &mut Registry, catalogue: &Catalogue) {
             Ok(Box::new(Evaluate {
                 params,
                 catalogue: catalogue.clone(),
+                block_rows: BLOCK_ROWS,
             }))
         },
     );
@@ -192,9 +217,9 @@ struct Candidate {
     model: TrainedModel,
 }
 
-/// Scores of one model on one table: its encoded inputs, the probabilities
-/// and predicted class of every row, and the true class of the rows whose
-/// label the model knows.
+/// Scores of one model on one block of rows: its encoded inputs, the
+/// probabilities and predicted class of every row, and the true class of the
+/// rows whose label the model knows.
 struct Scored {
     x: Matrix,
     probs: Matrix,
@@ -213,10 +238,10 @@ impl Scored {
         }
     }
 
-    /// Metrics over the labelled rows.
-    fn metrics(&self) -> Metrics {
+    /// Adds the labelled rows to `tally`.
+    fn tally_into(&self, tally: &mut Tally) {
         let (probs, truth) = labelled(&self.probs, &self.truth);
-        metrics(&probs, &truth, self.probs.cols)
+        tally.add(&probs, &truth);
     }
 }
 
@@ -231,6 +256,50 @@ fn labelled(probs: &Matrix, truth: &[Option<u32>]) -> (Vec<f32>, Vec<u32>) {
         }
     }
     (p, t)
+}
+
+/// The figures of one model on the test rows under one corruption at one
+/// severity, block by block: metrics over the labelled rows and the rows
+/// whose prediction differs from the clean one.
+struct Running {
+    tally: Tally,
+    flips: usize,
+    rows: usize,
+}
+
+impl Running {
+    fn new(classes: usize) -> Running {
+        Running {
+            tally: Tally::new(classes),
+            flips: 0,
+            rows: 0,
+        }
+    }
+
+    /// Adds a block scored after corruption, against its clean scores.
+    fn add(&mut self, scored: &Scored, clean: &Scored) {
+        scored.tally_into(&mut self.tally);
+        self.flips += scored
+            .predicted
+            .iter()
+            .zip(&clean.predicted)
+            .filter(|(a, b)| a != b)
+            .count();
+        self.rows += scored.predicted.len();
+    }
+
+    /// The curve point of model `m`.
+    fn point(&self, m: &Candidate, corruption: &str, severity: u8) -> CurvePoint {
+        let metrics = self.tally.finish();
+        CurvePoint {
+            model: m.name.clone(),
+            corruption: corruption.to_string(),
+            severity,
+            flip_rate: self.flips as f64 / self.rows.max(1) as f64,
+            worst_class_accuracy: worst_class_accuracy(&metrics),
+            metrics,
+        }
+    }
 }
 
 /// One point of a robustness curve.
@@ -309,38 +378,62 @@ impl Evaluate {
         }
     }
 
-    /// The test rows and the out-of-distribution rows (if any).
-    fn test_and_ood(
+    /// The rows of `source` in blocks of `block_rows` rows cut at fixed
+    /// offsets, whatever its batches; with `ood`, only the rows on that side
+    /// of the `ood` parameter's split.
+    fn blocks(
         &self,
-        inputs: &Inputs,
-    ) -> Result<(RecordBatch, Option<RecordBatch>), StageError> {
-        let test = one_batch(inputs.table("test")?.as_ref())?;
-        if let Some(t) = inputs.table_opt("ood") {
-            return Ok((test, Some(one_batch(&t)?)));
-        }
-        let Some(o) = &self.params.ood else {
-            return Ok((test, None));
+        source: &Source,
+        ood: Option<bool>,
+        ctx: &StageContext,
+    ) -> Result<Batches, StageError> {
+        let rows = source.batches(ctx.batch_rows)?;
+        let rows: Batches = match (ood, self.params.ood.clone()) {
+            (Some(side), Some(split)) => Box::new(rows.map(move |b| {
+                let b = b?;
+                let col = b.column_by_name(&split.column).ok_or_else(|| {
+                    StageError::data(format!(
+                        "ood.column `{}` is not a column of the test table",
+                        split.column
+                    ))
+                })?;
+                let keep: arrow::array::BooleanArray = label_keys(col)?
+                    .iter()
+                    .map(|k| Some(k.as_ref().is_some_and(|k| split.values.contains(k)) == side))
+                    .collect();
+                Ok(filter_record_batch(&b, &keep)?)
+            })),
+            _ => rows,
         };
-        let col = test.column_by_name(&o.column).ok_or_else(|| {
-            StageError::data(format!(
-                "ood.column `{}` is not a column of the test table",
-                o.column
-            ))
-        })?;
-        let keys = label_keys(col)?;
-        let is_ood: arrow::array::BooleanArray = keys
+        Ok(rechunk(source.schema().clone(), rows, self.block_rows))
+    }
+
+    /// Clean metrics of every model on the blocks of one split, and its rows.
+    fn clean_split(
+        &self,
+        models: &[Candidate],
+        split: &str,
+        blocks: Batches,
+        label: &str,
+    ) -> Result<(Vec<Metrics>, usize), StageError> {
+        let mut tallies: Vec<Tally> = models
             .iter()
-            .map(|k| Some(k.as_ref().is_some_and(|k| o.values.contains(k))))
+            .map(|m| Tally::new(m.model.classes.len()))
             .collect();
-        let not_ood = arrow::compute::not(&is_ood)?;
-        let ood = filter_record_batch(&test, &is_ood)?;
-        if ood.num_rows() == 0 {
-            return Err(StageError::data(format!(
-                "no test row has `{}` in {:?}: the out-of-distribution split is empty",
-                o.column, o.values
-            )));
+        let mut rows = 0;
+        for block in blocks {
+            let block = block?;
+            for (m, t) in models.iter().zip(&mut tallies) {
+                score(m, &block, label)?.tally_into(t);
+            }
+            rows += block.num_rows();
         }
-        Ok((filter_record_batch(&test, &not_ood)?, Some(ood)))
+        let metrics = models
+            .iter()
+            .zip(&tallies)
+            .map(|(m, t)| known_rows(m, split, rows, t))
+            .collect::<Result<_, _>>()?;
+        Ok((metrics, rows))
     }
 
     fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
@@ -356,52 +449,68 @@ impl Evaluate {
         } else {
             "the label the models predict"
         };
-        let (test, ood) = self.test_and_ood(inputs)?;
+        let test = inputs.source("test")?;
         if test.num_rows() == 0 {
             return Err(StageError::data("the test table has no rows"));
         }
         let label_index = test.schema().index_of(&label).map_err(|_| {
             StageError::data(format!("the test table has no column `{label}`, {what}"))
         })?;
-        let columns = corruptible(&test, &models, label_index)?;
+        let columns = corruptible(test.schema(), &models, label_index)?;
+        let has_label = |split: &str, s: &Source| {
+            if s.schema().index_of(&label).is_err() {
+                return Err(StageError::data(format!(
+                    "the {split} table has no column `{label}`, {what}"
+                )));
+            }
+            Ok(())
+        };
 
-        // Clean metrics per split.
-        let mut splits: Vec<(&str, RecordBatch)> = Vec::new();
+        // Clean metrics of the other splits; out-of-distribution rows taken
+        // from the test table leave the test split.
+        let mut others: Vec<(&str, Vec<Metrics>)> = Vec::new();
         for name in ["train", "valid"] {
-            if let Some(t) = inputs.table_opt(name)
-                && t.num_rows() > 0
+            if let Some(s) = inputs.source_opt(name)
+                && s.num_rows() > 0
             {
-                splits.push((name, one_batch(&t)?));
+                has_label(name, &s)?;
+                let (m, _) =
+                    self.clean_split(&models, name, self.blocks(&s, None, ctx)?, &label)?;
+                others.push((name, m));
             }
         }
-        splits.push(("test", test.clone()));
-        if let Some(o) = &ood {
-            splits.push(("ood", o.clone()));
-        }
-        let mut clean: Vec<Vec<(String, Metrics)>> = Vec::new();
-        let mut clean_test: Vec<Scored> = Vec::new();
-        for m in &models {
-            let mut per_split = Vec::new();
-            for (split, batch) in &splits {
-                if batch.schema().index_of(&label).is_err() {
-                    return Err(StageError::data(format!(
-                        "the {split} table has no column `{label}`, {what}"
-                    )));
-                }
-                let s = score(m, batch, &label)?;
-                if s.truth.iter().all(Option::is_none) {
-                    return Err(StageError::data(format!(
-                        "no {split} row has a label that model `{}` knows (its classes: {})",
-                        m.name,
-                        m.model.classes.join(", ")
-                    )));
-                }
-                per_split.push((split.to_string(), s.metrics()));
-                if *split == "test" {
-                    clean_test.push(s);
-                }
+        let mut ood = None;
+        let mut test_rows = test.num_rows();
+        if let Some(s) = inputs.source_opt("ood") {
+            has_label("ood", &s)?;
+            ood = Some(
+                self.clean_split(&models, "ood", self.blocks(&s, None, ctx)?, &label)?
+                    .0,
+            );
+        } else if let Some(o) = &self.params.ood {
+            if test.schema().index_of(&o.column).is_err() {
+                return Err(StageError::data(format!(
+                    "ood.column `{}` is not a column of the test table",
+                    o.column
+                )));
             }
-            clean.push(per_split);
+            let blocks = self.blocks(&test, Some(true), ctx)?;
+            let (m, rows) = self.clean_split(&models, "ood", blocks, &label)?;
+            if rows == 0 {
+                return Err(StageError::data(format!(
+                    "no test row has `{}` in {:?}: the out-of-distribution split is empty",
+                    o.column, o.values
+                )));
+            }
+            test_rows -= rows;
+            if test_rows == 0 {
+                return Err(StageError::data(format!(
+                    "every test row has `{}` in {:?}: no test row is left once the \
+                     out-of-distribution rows are split off",
+                    o.column, o.values
+                )));
+            }
+            ood = Some(m);
         }
 
         // The corruption grid: the same corrupted rows for every model.
@@ -416,35 +525,91 @@ impl Evaluate {
             .iter()
             .flat_map(|&c| self.params.severities.iter().map(move |&s| (c, s)))
             .collect();
-        ctx.progress.set_total((grid.len() * models.len()) as u64);
-        let cells: Vec<Vec<CurvePoint>> = grid
-            .par_iter()
-            .map(|&(c, s)| {
-                let corrupted = corrupt(&test, &columns, c, s, ctx.seed)?;
-                let mut points = Vec::with_capacity(models.len());
-                for (m, base) in models.iter().zip(&clean_test) {
-                    let scored = score(m, &corrupted, &label)?;
-                    points.push(point(m, c.name(), s, &scored, base));
-                    ctx.progress.advance(1);
-                }
-                Ok(points)
+        let classes = |m: &Candidate| m.model.classes.len();
+        let mut clean_test: Vec<Running> =
+            models.iter().map(|m| Running::new(classes(m))).collect();
+        let mut cells: Vec<Vec<Running>> = grid
+            .iter()
+            .map(|_| models.iter().map(|m| Running::new(classes(m))).collect())
+            .collect();
+        let mut attacked: Vec<Option<Vec<Running>>> = models
+            .iter()
+            .map(|m| {
+                (self.params.adversarial != Attack::None).then(|| {
+                    self.params
+                        .severities
+                        .iter()
+                        .map(|_| Running::new(classes(m)))
+                        .collect()
+                })
             })
-            .collect::<Result<_, StageError>>()?;
-        let mut points: Vec<CurvePoint> = Vec::new();
-        for (m, base) in models.iter().zip(&clean_test) {
-            points.push(point(m, "none", 0, base, base));
-        }
-        points.extend(cells.into_iter().flatten());
-
-        // Adversarial inputs for the differentiable models.
-        let mut attacked: Vec<String> = Vec::new();
-        if self.params.adversarial != Attack::None {
-            for (m, base) in models.iter().zip(&clean_test) {
-                let adv = self.adversarial(m, base)?;
-                if !adv.is_empty() {
-                    attacked.push(m.name.clone());
+            .collect();
+        ctx.progress.set_total(test_rows as u64);
+        let blocks = self.blocks(&test, self.params.ood.as_ref().map(|_| false), ctx)?;
+        for (i, block) in blocks.enumerate() {
+            let block = block?;
+            // Block 0 is corrupted with the stage's seed: a test table of one
+            // block is corrupted as a whole.
+            let seed = match i {
+                0 => ctx.seed,
+                i => derive_seed(ctx.seed, &format!("block-{i}")),
+            };
+            let base: Vec<Scored> = models
+                .iter()
+                .map(|m| score(m, &block, &label))
+                .collect::<Result<_, _>>()?;
+            for (run, b) in clean_test.iter_mut().zip(&base) {
+                run.add(b, b);
+            }
+            cells.par_iter_mut().zip(&grid).try_for_each(
+                |(runs, &(c, s))| -> Result<(), StageError> {
+                    let corrupted = corrupt(&block, &columns, c, s, seed)?;
+                    for ((m, b), run) in models.iter().zip(&base).zip(runs.iter_mut()) {
+                        run.add(&score(m, &corrupted, &label)?, b);
+                    }
+                    Ok(())
+                },
+            )?;
+            for ((m, b), runs) in models.iter().zip(&base).zip(&mut attacked) {
+                if let Some(r) = runs
+                    && !self.adversarial(m, b, r)?
+                {
+                    *runs = None;
                 }
-                points.extend(adv);
+            }
+            ctx.progress.advance(block.num_rows() as u64);
+        }
+
+        // Clean metrics per model, in split order: train, valid, test, ood.
+        let mut clean: Vec<Vec<(String, Metrics)>> = Vec::new();
+        for (k, (m, run)) in models.iter().zip(&clean_test).enumerate() {
+            let mut per_split: Vec<(String, Metrics)> = others
+                .iter()
+                .map(|(name, ms)| (name.to_string(), ms[k].clone()))
+                .collect();
+            per_split.push(("test".into(), known_rows(m, "test", test_rows, &run.tally)?));
+            if let Some(o) = &ood {
+                per_split.push(("ood".into(), o[k].clone()));
+            }
+            clean.push(per_split);
+        }
+        let mut points: Vec<CurvePoint> = models
+            .iter()
+            .zip(&clean_test)
+            .map(|(m, run)| run.point(m, "none", 0))
+            .collect();
+        for (&(c, s), runs) in grid.iter().zip(&cells) {
+            for (m, run) in models.iter().zip(runs) {
+                points.push(run.point(m, c.name(), s));
+            }
+        }
+        let mut names_attacked: Vec<String> = Vec::new();
+        for (m, runs) in models.iter().zip(&attacked) {
+            if let Some(runs) = runs {
+                names_attacked.push(m.name.clone());
+                for (&s, run) in self.params.severities.iter().zip(runs) {
+                    points.push(run.point(m, self.params.adversarial.name(), s));
+                }
             }
         }
 
@@ -460,10 +625,10 @@ impl Evaluate {
             corruptions: &applicable,
             skipped: &skipped,
             attack: self.params.adversarial,
-            attacked: &attacked,
+            attacked: &names_attacked,
             severities: &self.params.severities,
             fragile_top: self.params.fragile_top,
-            test_rows: test.num_rows(),
+            test_rows,
         };
         let (summary, robustness) = report.build();
         let table = results_table(&names, &clean, &points)?;
@@ -472,9 +637,14 @@ impl Evaluate {
             .with_summary(summary.into_summary(robustness)))
     }
 
-    /// Curve points of the adversarial attack on `m` (none when it is not
-    /// differentiable).
-    fn adversarial(&self, m: &Candidate, base: &Scored) -> Result<Vec<CurvePoint>, StageError> {
+    /// Adds the adversarial scores of `m` on a block (clean scores `base`)
+    /// to `runs`, one per severity; false when `m` is not differentiable.
+    fn adversarial(
+        &self,
+        m: &Candidate,
+        base: &Scored,
+        runs: &mut [Running],
+    ) -> Result<bool, StageError> {
         // The attack raises the loss of the true label; a row without one
         // attacks the clean prediction.
         let y: Vec<u32> = base
@@ -484,8 +654,7 @@ impl Evaluate {
             .map(|(t, p)| t.unwrap_or(*p))
             .collect();
         let movable = numeric_outputs(&m.model.features);
-        let mut out = Vec::new();
-        for &s in &self.params.severities {
+        for (&s, run) in self.params.severities.iter().zip(runs) {
             let eps = robust::EPSILONS[s as usize];
             let adv = match robust::attack(
                 m.model.fitted.as_ref(),
@@ -496,15 +665,32 @@ impl Evaluate {
                 self.params.adversarial,
                 self.params.pgd_steps,
             ) {
-                None => return Ok(Vec::new()),
+                None => return Ok(false),
                 Some(r) => r.map_err(ml(&m.name))?,
             };
             let probs = m.model.predict_proba(&adv).map_err(ml(&m.name))?;
-            let scored = Scored::new(adv, probs, base.truth.clone());
-            out.push(point(m, self.params.adversarial.name(), s, &scored, base));
+            run.add(&Scored::new(adv, probs, base.truth.clone()), base);
         }
-        Ok(out)
+        Ok(true)
     }
+}
+
+/// The metrics in `tally`, refused when none of the split's `rows` rows has
+/// a label model `m` knows.
+fn known_rows(
+    m: &Candidate,
+    split: &str,
+    rows: usize,
+    tally: &Tally,
+) -> Result<Metrics, StageError> {
+    if tally.rows() == 0 && rows > 0 {
+        return Err(StageError::data(format!(
+            "no {split} row has a label that model `{}` knows (its classes: {})",
+            m.name,
+            m.model.classes.join(", ")
+        )));
+    }
+    Ok(tally.finish())
 }
 
 /// Whether `c` changes anything in a table with these columns.
@@ -519,26 +705,6 @@ fn applies(c: Corruption, columns: &Columns) -> bool {
         Corruption::GaussianNoise | Corruption::Scaling | Corruption::Outliers => {
             !columns.numeric.is_empty()
         }
-    }
-}
-
-/// A curve point of `scored` (model `m`, `corruption` at `severity`) against
-/// the clean scores `base`.
-fn point(
-    m: &Candidate,
-    corruption: &str,
-    severity: u8,
-    scored: &Scored,
-    base: &Scored,
-) -> CurvePoint {
-    let metrics = scored.metrics();
-    CurvePoint {
-        model: m.name.clone(),
-        corruption: corruption.to_string(),
-        severity,
-        flip_rate: flip_rate(&scored.predicted, &base.predicted),
-        worst_class_accuracy: worst_class_accuracy(&metrics),
-        metrics,
     }
 }
 
@@ -577,7 +743,7 @@ fn score(m: &Candidate, batch: &RecordBatch, label: &str) -> Result<Scored, Stag
 /// The columns the corruptions may touch: every column some model reads
 /// (numeric or categorical as that model encodes it), and the label.
 fn corruptible(
-    test: &RecordBatch,
+    test: &SchemaRef,
     models: &[Candidate],
     label: usize,
 ) -> Result<Columns, StageError> {
@@ -588,7 +754,7 @@ fn corruptible(
     for m in models {
         let enc = &m.model.features;
         for (name, e) in enc.columns().iter().zip(enc.encodings()) {
-            let i = test.schema().index_of(name).map_err(|_| {
+            let i = test.index_of(name).map_err(|_| {
                 StageError::data(format!(
                     "model `{}` reads column `{name}`, which the test table lacks",
                     m.name
@@ -604,10 +770,6 @@ fn corruptible(
         }
     }
     Ok(cols)
-}
-
-fn one_batch(t: &Table) -> Result<RecordBatch, StageError> {
-    Ok(concat_batches(t.schema(), t.batches())?)
 }
 
 /// Every figure as a long table: one row per (model, split or corruption,
@@ -736,6 +898,13 @@ impl Stage for Evaluate {
             PortKind::Table,
             "every figure: one row per model and split (clean) or corruption and severity",
         )]
+    }
+
+    fn memory(&self) -> Memory {
+        Memory::Streams {
+            per_row: 0.0,
+            fixed: WORKING_MEMORY,
+        }
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {

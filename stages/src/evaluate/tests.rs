@@ -380,3 +380,78 @@ fn corruptions_with_nothing_to_act_on_are_left_out() {
     assert!(!applies(Corruption::Outliers, &categorical_only));
     assert!(applies(Corruption::MissingMcar, &categorical_only));
 }
+
+/// The metrics table of `out`.
+fn figures(out: &StageOutput) -> RecordBatch {
+    let Artifact::Table(t) = &out.ports["metrics"] else {
+        panic!("metrics is a table")
+    };
+    t.to_batch().unwrap()
+}
+
+#[test]
+fn blocks_of_test_rows_give_the_same_figures_whatever_the_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let test = table(300);
+    let mut w =
+        gigo_pipeline::TableWriter::create(&dir.path().join("test.parquet"), test.schema().clone())
+            .unwrap();
+    w.write(&test.to_batch().unwrap()).unwrap();
+    let stored = Arc::new(w.finish().unwrap());
+    let params =
+        serde_json::json!({"severities": [1, 4], "ood": {"column": "region", "values": ["east"]}});
+    let run_with = |block_rows: usize, test: Artifact, batch_rows: usize| {
+        let built: EvaluateParams = serde_json::from_value(params.clone()).unwrap();
+        let stage = Evaluate {
+            params: built.check().unwrap(),
+            catalogue: catalogue(),
+            block_rows,
+        };
+        assert!(matches!(stage.memory(), Memory::Streams { .. }));
+        let mut i = Inputs::default();
+        i.push_from("models", "sharp.model", model(8.0));
+        i.push_from("models", "flat.model", model(0.0));
+        i.push("test", test);
+        i.push("train", table(70).into());
+        let mut c = ctx("evaluate", 7, dir.path());
+        c.batch_rows = batch_rows;
+        stage.run(&i, &c).unwrap()
+    };
+    // Blocks of 64 of the 200 in-distribution test rows: a table in memory
+    // in one batch and the stored file read 7 rows at a time agree exactly.
+    let a = run_with(64, Artifact::from(test.clone()), 65_536);
+    let b = run_with(64, Artifact::Stored(stored.clone()), 7);
+    assert_eq!(a.summary, b.summary);
+    assert_eq!(figures(&a), figures(&b));
+    // One block is the whole table, whatever the batches.
+    let whole = run_with(BLOCK_ROWS, Artifact::Stored(stored), 7);
+    let one = run_with(300, Artifact::from(test), 65_536);
+    assert_eq!(whole.summary, one.summary);
+    let (blocks, whole) = (figures(&a), figures(&whole));
+    assert_eq!(blocks.num_rows(), whole.num_rows());
+    // Clean figures add up exactly over blocks; corrupted ones are drawn per
+    // block (so they differ), but every corruption still acts on every block.
+    let severity = |b: &RecordBatch| {
+        b.column_by_name("severity")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    };
+    assert_eq!(severity(&blocks), severity(&whole));
+    let clean: Vec<usize> = (0..whole.num_rows())
+        .filter(|&r| severity(&whole)[r] == 0)
+        .collect();
+    assert_eq!(clean.len(), 2 * 3, "train, test and ood of two models");
+    for &r in &clean {
+        assert_eq!(blocks.slice(r, 1), whole.slice(r, 1));
+    }
+    let noise = curve(&a, "sharp", "gaussian_noise");
+    assert_eq!(noise.len(), 3);
+    assert!(noise[2].1 < noise[0].1, "{noise:?}");
+    let rows = blocks
+        .column_by_name("rows")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    assert_eq!(rows.value(clean[1]), 200, "the in-distribution test rows");
+}
