@@ -21,7 +21,10 @@ label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
 same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
 50M; 0 skips it: `ingest -> train` for one epoch beside scikit-learn's
-MLPClassifier.partial_fit over the same file), GIGO_BENCH_JSONL_ROWS (rows
+MLPClassifier.partial_fit over the same file), GIGO_BENCH_CV_ROWS (rows of the
+cross-validation section, default 10M; 0 skips it: `ingest -> label_noise`
+cross-validating logistic regression beside cleanlab + scikit-learn),
+GIGO_BENCH_JSONL_ROWS (rows
 of the JSON lines section, default 5M, about 2 GB; 0 skips it: `ingest ->
 profile -> export` of a JSON lines file beside DuckDB's read_json),
 GIGO_BENCH_POLARS=0 (skip polars: its lazy describe
@@ -238,6 +241,28 @@ def generate_train(path, rows):
             w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
 
 
+def generate_cv(path, rows):
+    """20 normals, a label from a noisy linear rule with 10% of the labels
+    flipped, and `is_flipped`."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(17)
+    coef = rng.standard_normal(COLUMNS)
+    fields = [(f"x{c}", pa.float64()) for c in range(COLUMNS)]
+    schema = pa.schema(fields + [("label", pa.int64()), ("is_flipped", pa.bool_())])
+    with pq.ParquetWriter(path, schema, compression="snappy") as w:
+        for start in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - start)
+            x = rng.standard_normal((n, COLUMNS))
+            clean = (x @ coef + rng.normal(0, 0.5, n) > 0).astype(np.int64)
+            flip = rng.random(n) < 0.1
+            label = np.where(flip, 1 - clean, clean)
+            cols = [pa.array(x[:, c]) for c in range(COLUMNS)] + [pa.array(label), pa.array(flip)]
+            w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=CHUNK)
+
+
 def in_child(generator, *args):
     """Runs one of the generators above in a child process."""
     subprocess.run([sys.executable, os.path.abspath(__file__), "--generate", generator,
@@ -327,6 +352,22 @@ print(len(issues))
 """
 
 
+CV_PIPELINE = """name: bench_cv
+seed: 1
+stages:
+  ingest:
+    type: ingest
+    path: {data}
+    label: label
+    roles: {{is_flipped: truth}}
+  label_noise:
+    type: label_noise
+    inputs: ingest
+    model: logistic_regression
+    filter_by: confident_learning
+"""
+
+
 TRAIN_PIPELINE = """name: bench_train
 seed: 1
 stages:
@@ -411,6 +452,19 @@ def train_section(gigo, py, rows, memory):
            "gigo also ingests the file into its store and writes every row's probabilities")
 
 
+def cv_section(gigo, py, rows, memory):
+    """`label_noise` cross-validating logistic regression (5 folds,
+    `filter_by: confident_learning`) on `rows` rows x 20 features, beside
+    cleanlab on scikit-learn's 5-fold cross_val_predict of the same model
+    (`../shared/bench/peers/label_noise.py`), which holds every row."""
+    peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "label_noise.py")
+    beside(gigo, memory, "label_noise, cross-validated logistic regression", rows, "generate_cv",
+           CV_PIPELINE, ["gigo ingest -> label_noise", "cleanlab + scikit-learn"],
+           lambda data, work: [py, peer, data, "--filter-by", "confident_learning"],
+           "gigo cross-validates a stratified sample when the rows do not fit its budget, "
+           "and writes every row with its verdict")
+
+
 def jsonl_section(gigo, py, rows, memory):
     """`ingest -> profile -> export` of a JSON lines file (the rows of the
     profile section), beside DuckDB's SUMMARIZE of read_json on the same
@@ -479,6 +533,9 @@ def main():
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)
+    cv_rows = int(os.environ.get("GIGO_BENCH_CV_ROWS", "10000000"))
+    if cv_rows > 0:
+        cv_section(gigo, py, cv_rows, memory)
     jsonl_rows = int(os.environ.get("GIGO_BENCH_JSONL_ROWS", "5000000"))
     if jsonl_rows > 0:
         jsonl_section(gigo, py, jsonl_rows, memory)

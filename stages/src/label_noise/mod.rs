@@ -62,6 +62,7 @@ use crate::labels::label_keys;
 
 mod passes;
 mod report;
+use passes::RowProbs;
 use report::Tally;
 
 /// The stage type name.
@@ -532,41 +533,83 @@ impl LabelNoise {
                 ))
             }
             Source::CrossValidation(model) => {
-                let cols = self.feature_columns(table)?;
-                let opts = EncoderOptions {
-                    max_categories: self.params.max_categories,
-                    standardize: self.params.standardize,
-                };
-                let enc = FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts)
-                    .map_err(from_ml)?;
-                let x = enc
-                    .transform(std::slice::from_ref(batch))
-                    .map_err(from_ml)?;
-                let weights = crate::models::row_weights(table, batch)?;
-                let folds = self.params.folds.min(n);
-                if folds < 2 {
-                    return Err(StageError::data(format!(
-                        "cross-validation needs at least 2 rows, the input has {n}"
-                    )));
-                }
-                ctx.progress
-                    .message(&format!("{folds}-fold cross-validation"));
-                let data = TrainSet::new(&x, &labels.index, k).weighted(weights.as_deref());
-                let p = cross_val_predict_proba(model.as_ref(), &data, folds, ctx.seed)
-                    .map_err(from_model(model.name()))?;
-                let probs = PredProbs::from_matrix(&p).map_err(from_ml)?;
+                let cv =
+                    self.cross_validate(model.as_ref(), table, batch, &labels.index, k, ctx)?;
+                let probs = PredProbs::from_matrix(&cv.probs).map_err(from_ml)?;
                 Ok((
                     probs,
                     json!({
                         "source": "cross_validation",
                         "model": crate::models::describe(model.as_ref()),
-                        "folds": folds,
-                        "features": enc.output_names().len(),
+                        "folds": cv.folds,
+                        "features": cv.encoder.output_names().len(),
                     }),
                 ))
             }
         }
     }
+
+    /// `model` cross-validated on the rows of `batch` (classes `y`) in
+    /// stratified folds.
+    fn cross_validate(
+        &self,
+        model: &dyn Estimator,
+        table: &Table,
+        batch: &RecordBatch,
+        y: &[u32],
+        k: usize,
+        ctx: &StageContext,
+    ) -> Result<CrossValidated, StageError> {
+        let n = batch.num_rows();
+        let cols = self.feature_columns(table)?;
+        let opts = EncoderOptions {
+            max_categories: self.params.max_categories,
+            standardize: self.params.standardize,
+        };
+        let encoder =
+            FeatureEncoder::fit(std::slice::from_ref(batch), &cols, &opts).map_err(from_ml)?;
+        let x = encoder
+            .transform(std::slice::from_ref(batch))
+            .map_err(from_ml)?;
+        let weights = crate::models::row_weights(table, batch)?;
+        let folds = self.params.folds.min(n);
+        if folds < 2 {
+            return Err(StageError::data(format!(
+                "cross-validation needs at least 2 rows, the input has {n}"
+            )));
+        }
+        ctx.progress
+            .message(&format!("{folds}-fold cross-validation"));
+        let data = TrainSet::new(&x, y, k).weighted(weights.as_deref());
+        let probs = cross_val_predict_proba(model, &data, folds, ctx.seed)
+            .map_err(from_model(model.name()))?;
+        Ok(CrossValidated {
+            encoder,
+            x,
+            weights,
+            probs,
+            folds,
+        })
+    }
+}
+
+/// A model cross-validated on some rows: their encoding, their weights, the
+/// out-of-fold probabilities and the folds.
+struct CrossValidated {
+    encoder: FeatureEncoder,
+    x: gigo_ml::Matrix,
+    weights: Option<Vec<f32>>,
+    probs: gigo_ml::Matrix,
+    folds: usize,
+}
+
+/// The error for a label column with a single class.
+fn single_class(labels: &LabelClasses) -> StageError {
+    StageError::data(format!(
+        "label column `{}` has a single class ({}); there is nothing to confuse it with",
+        labels.column,
+        labels.names.join(", ")
+    ))
 }
 
 impl Stage for LabelNoise {
@@ -593,18 +636,31 @@ impl Stage for LabelNoise {
     }
 
     fn memory(&self) -> Memory {
-        match self.in_passes() {
-            // batches in flight, the top issues and K x K counts
-            Some(_) => Memory::STREAMS,
-            None => Memory::WHOLE,
+        if self.in_passes().is_some() || self.may_sample().is_some() {
+            // batches in flight, the top issues and K x K counts; with a
+            // model, the table whole when it fits the budget, else a
+            // sample in half of it (checked when it starts)
+            Memory::STREAMS
+        } else {
+            Memory::WHOLE
         }
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
         if let Some(cols) = self.in_passes() {
-            return self.run_in_passes(&inputs.source("table")?, cols, ctx);
+            return self.run_in_passes(&inputs.source("table")?, RowProbs::Columns(cols), ctx);
         }
-        let table = inputs.table("table")?;
+        let table = match self.may_sample() {
+            Some(model) => {
+                let source = inputs.source("table")?;
+                let need = Memory::WHOLE.need(source.memory_bytes(), source.num_rows());
+                if need.bytes > ctx.memory_budget {
+                    return self.run_in_passes(&source, RowProbs::Sample(model, need), ctx);
+                }
+                source.load(ctx.batch_rows)?
+            }
+            None => inputs.table("table")?,
+        };
         let batch = table.to_batch()?;
         let n = batch.num_rows();
         if n == 0 {
@@ -613,11 +669,7 @@ impl Stage for LabelNoise {
         let labels = read_labels(&table, &batch)?;
         let k = labels.classes.names.len();
         if k < 2 {
-            return Err(StageError::data(format!(
-                "label column `{}` has a single class ({}); there is nothing to confuse it with",
-                labels.classes.column,
-                labels.classes.names.join(", ")
-            )));
+            return Err(single_class(&labels.classes));
         }
         let started = std::time::Instant::now();
         let (probs, how) = self.probabilities(&table, &batch, &labels, ctx)?;

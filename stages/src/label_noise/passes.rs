@@ -9,6 +9,15 @@
 //! results are exactly those of the in-memory computation
 //! ([`gigo_ml::confident::TwoPass`]).
 //!
+//! Cross-validation with such a filter runs here too when the table whole
+//! would not fit the run's budget: a pass gathers a stratified sample (each
+//! class in proportion, at least `folds` rows of each, drawn with the
+//! stage's seed) sized to half the budget, the model is cross-validated on
+//! it and fitted on all of it, and the passes above take each sample row's
+//! out-of-fold probabilities and every other row's probabilities from the
+//! fitted model (which did not see it either), scored in fixed chunks. The
+//! report says how many rows were cross-validated and why.
+//!
 //! The other filters rank all rows against each other (which rows are "the
 //! n lowest" depends on every row, and on how NumPy orders ties), so they
 //! hold the table whole.
@@ -17,8 +26,78 @@ use std::collections::HashMap;
 
 use arrow::compute::concat;
 use gigo_ml::confident::TwoPass;
+use gigo_pipeline::Bytes;
+use gigo_pipeline::budget::Need;
+use gigo_pipeline::stage::derive_seed;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 
 use super::*;
+
+/// Where the passes get each row's probabilities.
+pub(super) enum RowProbs<'a> {
+    /// The `pred_probs` columns.
+    Columns(&'a [String]),
+    /// Cross-validation of `model` on a stratified sample, because the
+    /// table whole would need `need`, more than the budget.
+    Sample(&'a dyn Estimator, Need),
+}
+
+/// Probabilities for the rows of a batch.
+enum Scorer {
+    Columns(Vec<String>),
+    Model(Box<SampleModel>),
+}
+
+/// A model cross-validated on a stratified sample of the rows: the sample
+/// rows keep their out-of-fold probabilities, every other row is scored by
+/// the model fitted on the whole sample (which never saw it either).
+struct SampleModel {
+    /// Table positions of the sample rows, ascending.
+    rows: Vec<usize>,
+    /// Their out-of-fold probabilities, in the same order.
+    out_of_fold: PredProbs,
+    encoder: FeatureEncoder,
+    fitted: Box<dyn gigo_ml::FittedModel>,
+    name: String,
+}
+
+impl Scorer {
+    /// Row-major probabilities of `batch`, whose first row is row `at`.
+    fn rows(&self, batch: &RecordBatch, at: usize) -> Result<Vec<f64>, StageError> {
+        let m = match self {
+            Scorer::Columns(cols) => return probability_rows(batch, cols, at),
+            Scorer::Model(m) => m,
+        };
+        let x = m
+            .encoder
+            .transform(std::slice::from_ref(batch))
+            .map_err(from_ml)?;
+        let p = m.fitted.predict_proba(&x).map_err(from_model(&m.name))?;
+        let p = PredProbs::from_matrix(&p).map_err(from_ml)?;
+        let mut out = Vec::with_capacity(p.rows() * p.cols());
+        let mut next = m.rows.partition_point(|&r| r < at);
+        for i in 0..batch.num_rows() {
+            if m.rows.get(next) == Some(&(at + i)) {
+                out.extend_from_slice(m.out_of_fold.row(next));
+                next += 1;
+            } else {
+                out.extend_from_slice(p.row(i));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The label column's classes, read in one pass.
+struct ClassCounts {
+    labels: LabelClasses,
+    classes: Classes,
+    /// Rows per class.
+    counts: Vec<usize>,
+    /// One label value per class (for `suggested_label`).
+    values: ArrayRef,
+}
 
 impl LabelNoise {
     /// The probability columns, when this stage runs in passes.
@@ -29,16 +108,24 @@ impl LabelNoise {
         }
     }
 
-    pub(super) fn run_in_passes(
+    /// The model, when cross-validation may run on a sample in passes (the
+    /// filter decides each row on its own).
+    pub(super) fn may_sample(&self) -> Option<&dyn Estimator> {
+        match &self.source {
+            Source::CrossValidation(m) if TwoPass::streams(self.params.filter_by.to_ml()) => {
+                Some(m.as_ref())
+            }
+            _ => None,
+        }
+    }
+
+    /// The classes of the label column and their counts.
+    fn read_classes(
         &self,
         source: &gigo_pipeline::Source,
-        cols: &[String],
         ctx: &StageContext,
-    ) -> Result<StageOutput, StageError> {
-        let schema = source.schema().clone();
-        let label = Table::empty(schema.clone()).label_column()?;
-        let started = std::time::Instant::now();
-
+    ) -> Result<ClassCounts, StageError> {
+        let label = Table::empty(source.schema().clone()).label_column()?;
         ctx.progress.message("labels");
         // each class: its rows, and its first value
         let mut seen: HashMap<String, (usize, ArrayRef)> = HashMap::new();
@@ -69,23 +156,68 @@ impl LabelNoise {
             column: label,
             names: classes.names().to_vec(),
         };
-        labels.check(cols)?;
-        let k = labels.names.len();
         let counts: Vec<usize> = labels.names.iter().map(|n| seen[n].0).collect();
         let values: Vec<&dyn Array> = labels.names.iter().map(|n| seen[n].1.as_ref()).collect();
-        let class_values = concat(&values)?;
+        let values = concat(&values)?;
+        Ok(ClassCounts {
+            labels,
+            classes,
+            counts,
+            values,
+        })
+    }
+
+    pub(super) fn run_in_passes(
+        &self,
+        source: &gigo_pipeline::Source,
+        probs: RowProbs,
+        ctx: &StageContext,
+    ) -> Result<StageOutput, StageError> {
+        let schema = source.schema().clone();
+        let started = std::time::Instant::now();
+        let ClassCounts {
+            labels,
+            classes,
+            counts,
+            values: class_values,
+        } = self.read_classes(source, ctx)?;
+        let k = labels.names.len();
+        if k < 2 {
+            return Err(single_class(&labels));
+        }
+        let (scorer, how) = match probs {
+            RowProbs::Columns(cols) => {
+                labels.check(cols)?;
+                let how = json!({"source": "columns", "columns": cols, "read": "in 3 passes over batches"});
+                (Scorer::Columns(cols.to_vec()), how)
+            }
+            RowProbs::Sample(model, need) => {
+                let (m, how) =
+                    self.fit_on_sample(source, &classes, &labels, &counts, model, &need, ctx)?;
+                (Scorer::Model(Box::new(m)), how)
+            }
+        };
         let mut two = TwoPass::new(
             counts,
             self.params.filter_by.to_ml(),
             self.params.score.to_ml(),
         )
         .map_err(from_ml)?;
+        // Fixed chunks: a model scores every row the same whatever the
+        // batches that came in.
+        let chunks = || -> Result<gigo_pipeline::Batches, StageError> {
+            Ok(gigo_pipeline::rechunk(
+                schema.clone(),
+                source.batches(ctx.batch_rows)?,
+                crate::predict::SCORE_ROWS,
+            ))
+        };
 
         ctx.progress.message("confident thresholds");
         let mut at = 0;
-        for batch in source.batches(ctx.batch_rows)? {
+        for batch in chunks()? {
             let batch = batch?;
-            let (index, probs) = batch_rows(&batch, &classes, &labels.column, cols, at)?;
+            let (index, probs) = batch_rows(&batch, &classes, &labels.column, &scorer, at)?;
             for (i, &l) in index.iter().enumerate() {
                 two.first(l, &probs[i * k..(i + 1) * k]).map_err(from_ml)?;
             }
@@ -97,9 +229,9 @@ impl LabelNoise {
         let mut tally = Tally::new(&schema, k, self.params.top_issues);
         let mut writers: Option<(TableWriter, TableWriter)> = None;
         let mut at = 0;
-        for batch in source.batches(ctx.batch_rows)? {
+        for batch in chunks()? {
             let batch = batch?;
-            let (index, probs) = batch_rows(&batch, &classes, &labels.column, cols, at)?;
+            let (index, probs) = batch_rows(&batch, &classes, &labels.column, &scorer, at)?;
             let n = index.len();
             let mut v = Verdicts {
                 is_issue: Vec::with_capacity(n),
@@ -128,7 +260,6 @@ impl LabelNoise {
         let (kept, gone) =
             writers.ok_or_else(|| StageError::internal("label_noise read no batch"))?;
         let estimates = two.finish().map_err(from_ml)?;
-        let how = json!({"source": "columns", "columns": cols, "read": "in 3 passes over batches"});
         let summary = self.summary(ctx, &labels, &tally, &estimates, how, seconds)?;
         Ok(StageOutput::new()
             .with(
@@ -141,22 +272,144 @@ impl LabelNoise {
             )
             .with_summary(summary))
     }
+
+    /// Cross-validates `model` on a stratified sample of the rows (each
+    /// class in proportion, at least `folds` rows of each), sized so that
+    /// it needs at most half the budget, and fits it on the whole sample to
+    /// score the other rows. One pass gathers the sample.
+    #[allow(clippy::too_many_arguments)]
+    fn fit_on_sample(
+        &self,
+        source: &gigo_pipeline::Source,
+        classes: &Classes,
+        labels: &LabelClasses,
+        counts: &[usize],
+        model: &dyn Estimator,
+        need: &Need,
+        ctx: &StageContext,
+    ) -> Result<(SampleModel, Value), StageError> {
+        let n: usize = counts.iter().sum();
+        let budget = ctx.memory_budget;
+        let folds = self.params.folds;
+        let share = (budget / 2) as f64 / need.bytes.max(1) as f64;
+        let room = ((n as f64 * share) as usize).min(n);
+        let take: Vec<usize> = counts
+            .iter()
+            .map(|&c| {
+                ((c as f64 * room as f64 / n as f64).round() as usize)
+                    .max(folds)
+                    .min(c)
+            })
+            .collect();
+        let wanted: usize = take.iter().sum();
+        if room < wanted.max(2 * folds) {
+            return Err(StageError::data(format!(
+                "label_noise cross-validates on a sample when the table does not fit the budget, \
+                 but the run's budget of {} leaves room for {room} of the {n} rows, fewer than \
+                 {folds} per class; raise it with `--memory`",
+                Bytes(budget)
+            )));
+        }
+        // Within each class, the positions of the rows drawn.
+        let chosen: Vec<Vec<usize>> = take
+            .iter()
+            .zip(counts)
+            .enumerate()
+            .map(|(c, (&t, &count))| {
+                let mut rng =
+                    ChaCha8Rng::seed_from_u64(derive_seed(ctx.seed, &format!("sample-{c}")));
+                let mut v = rand::seq::index::sample(&mut rng, count, t).into_vec();
+                v.sort_unstable();
+                v
+            })
+            .collect();
+        ctx.progress
+            .message(&format!("gathering a sample of {wanted} rows"));
+        let (mut seen, mut next) = (vec![0usize; counts.len()], vec![0usize; counts.len()]);
+        let mut rows = Vec::with_capacity(wanted);
+        let mut parts = Vec::new();
+        let mut at = 0;
+        for batch in source.batches(ctx.batch_rows)? {
+            let batch = batch?;
+            let index = class_index(&batch, classes, &labels.column)?;
+            let keep: BooleanArray = index
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| {
+                    let c = c as usize;
+                    let hit = chosen[c].get(next[c]) == Some(&seen[c]);
+                    if hit {
+                        next[c] += 1;
+                        rows.push(at + i);
+                    }
+                    seen[c] += 1;
+                    Some(hit)
+                })
+                .collect();
+            parts.push(filter_record_batch(&batch, &keep)?);
+            at += batch.num_rows();
+        }
+        let sample = arrow::compute::concat_batches(source.schema(), &parts)?;
+        drop(parts);
+        let y = class_index(&sample, classes, &labels.column)?;
+        let k = labels.names.len();
+        let table = Table::empty(source.schema().clone());
+        let cv = self.cross_validate(model, &table, &sample, &y, k, ctx)?;
+        ctx.progress.message("fitting on the sample");
+        let fitted = model
+            .fit_boxed(
+                &TrainSet::new(&cv.x, &y, k).weighted(cv.weights.as_deref()),
+                ctx.seed,
+            )
+            .map_err(from_model(model.name()))?;
+        let how = json!({
+            "source": "cross_validation",
+            "model": crate::models::describe(model),
+            "folds": cv.folds,
+            "features": cv.encoder.output_names().len(),
+            "sample": {
+                "rows": wanted,
+                "of": n,
+                "why": format!(
+                    "the whole table needs about {} ({}), more than the run's budget of {}",
+                    Bytes(need.bytes), need.why, Bytes(budget)
+                ),
+            },
+            "read": "in 4 passes over batches",
+        });
+        let sampled = SampleModel {
+            rows,
+            out_of_fold: PredProbs::from_matrix(&cv.probs).map_err(from_ml)?,
+            encoder: cv.encoder,
+            fitted,
+            name: model.name().to_string(),
+        };
+        Ok((sampled, how))
+    }
 }
 
-/// A batch's labels (class indices) and its probability columns as
-/// normalised rows (row-major); `at` is the batch's first row in the table.
-fn batch_rows(
+/// A batch's labels as class indices.
+fn class_index(
     batch: &RecordBatch,
     classes: &Classes,
     label: &str,
-    cols: &[String],
-    at: usize,
-) -> Result<(Vec<u32>, Vec<f64>), StageError> {
-    let index = classes
+) -> Result<Vec<u32>, StageError> {
+    classes
         .encode(column(batch, label)?)
         .map_err(from_ml)?
         .into_iter()
         .map(|c| c.ok_or_else(|| StageError::internal("a label without a class")))
-        .collect::<Result<Vec<u32>, _>>()?;
-    Ok((index, probability_rows(batch, cols, at)?))
+        .collect()
+}
+
+/// A batch's labels (class indices) and its probabilities as rows
+/// (row-major); `at` is the batch's first row in the table.
+fn batch_rows(
+    batch: &RecordBatch,
+    classes: &Classes,
+    label: &str,
+    scorer: &Scorer,
+    at: usize,
+) -> Result<(Vec<u32>, Vec<f64>), StageError> {
+    Ok((class_index(batch, classes, label)?, scorer.rows(batch, at)?))
 }

@@ -195,6 +195,21 @@ impl LabelNoise {
                 s.metric(&format!("label_issue_{m}"), t[m].clone());
             }
         }
+        if let Some(sample) = how.get("sample") {
+            let rows = sample["rows"].as_u64().unwrap_or(0);
+            s.figure("rows cross-validated", rows, "int");
+            s.alert(
+                Severity::Info,
+                "sampled",
+                Some(&labels.column),
+                format!(
+                    "the model was cross-validated on a stratified sample of {rows} of the {n} rows \
+                     ({}); every other row was scored by the model fitted on the whole sample",
+                    sample["why"].as_str().unwrap_or_default()
+                ),
+            )
+            .with("rows", rows);
+        }
         match self.params.action {
             Action::Drop => s.figure("rows dropped", flagged, "int"),
             Action::Relabel => s.figure("labels changed", flagged, "int"),

@@ -513,3 +513,67 @@ fn data_problems_are_clear_errors() {
         .unwrap();
     assert!(e.to_string().contains("`nope`"), "{e}");
 }
+
+#[test]
+fn cross_validation_runs_on_a_stratified_sample_when_the_table_does_not_fit() {
+    let table = noisy_table();
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = TableWriter::create(&dir.path().join("t.parquet"), table.schema().clone()).unwrap();
+    w.write(&table.to_batch().unwrap()).unwrap();
+    let stored = Arc::new(w.finish().unwrap());
+    let stage = build(json!({"filter_by": "confident_learning"})).unwrap();
+    assert!(matches!(stage.memory(), Memory::Streams { .. }));
+    let need = Memory::WHOLE.need(table.memory_bytes(), 300).bytes;
+    let run_with = |input: Artifact, budget: u64, rows: usize| {
+        let mut inputs = Inputs::default();
+        inputs.push("table", input);
+        let mut c = ctx("noise", 1, dir.path());
+        c.memory_budget = budget;
+        c.batch_rows = rows;
+        stage.run(&inputs, &c)
+    };
+    // The table fits: cross-validated whole, as with any budget.
+    let whole = run_with(Artifact::from(table.clone()), need, 65_536).unwrap();
+    assert!(whole.summary["probabilities"].get("sample").is_none());
+    let roomy = run(json!({"filter_by": "confident_learning"}), table.clone(), 1);
+    assert_eq!(table_of(&whole, "table"), table_of(&roomy, "table"));
+    // Two thirds of what it needs: a third of the rows in half the budget,
+    // the same whether the rows come in memory or stored, 7 at a time.
+    let mut outs = Vec::new();
+    for (input, rows) in [
+        (Artifact::from(table.clone()), 65_536),
+        (Artifact::Stored(stored.clone()), 7),
+    ] {
+        outs.push(run_with(input, need * 2 / 3, rows).unwrap());
+    }
+    let (a, b) = (&outs[0], &outs[1]);
+    assert_eq!(table_of(a, "table"), table_of(b, "table"));
+    let mut sa = a.summary.clone();
+    let mut sb = b.summary.clone();
+    sa["seconds_probabilities"] = json!(0);
+    sb["seconds_probabilities"] = json!(0);
+    assert_eq!(sa, sb);
+    let sample = &a.summary["probabilities"]["sample"];
+    assert_eq!(sample["of"], 300);
+    assert_eq!(sample["rows"], 99, "33 of each class's 100 rows: {sample}");
+    assert!(
+        sample["why"].as_str().unwrap().contains("budget"),
+        "{sample}"
+    );
+    // Every row is judged, and the flipped ones are found.
+    let out = table_of(a, "table");
+    assert_eq!(out.num_rows(), 300);
+    assert_eq!(bools(&out, "is_label_issue"), bools(&out, "is_flipped"));
+    let s = Section::from_summary(&a.summary).unwrap().unwrap();
+    assert!(
+        s.alerts
+            .iter()
+            .any(|x| x.kind == "sampled" && x.message.contains("99 of the 300"))
+    );
+    // A budget with no room for a few rows per class is a clear error.
+    let e = run_with(Artifact::from(table), 1000, 65_536)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("--memory") && e.contains("300 rows"), "{e}");
+}
