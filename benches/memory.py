@@ -24,6 +24,9 @@ same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
 MLPClassifier.partial_fit over the same file), GIGO_BENCH_CV_ROWS (rows of the
 cross-validation section, default 10M; 0 skips it: `ingest -> label_noise`
 cross-validating logistic regression beside cleanlab + scikit-learn),
+GIGO_BENCH_PRETRAIN_ROWS (rows of the pretrain section, default 10M:
+one epoch of a denoising autoencoder under GIGO_BENCH_MEMORY and under
+GIGO_BENCH_PRETRAIN_HELD, default 16GB, where the matrix is held),
 GIGO_BENCH_JSONL_ROWS (rows
 of the JSON lines section, default 5M, about 2 GB; 0 skips it: `ingest ->
 profile -> export` of a JSON lines file beside DuckDB's read_json),
@@ -384,6 +387,9 @@ stages:
     encoder: {{depth: 2, width: 64}}
 """
 
+# the same stage and levers as the train section's
+PRETRAIN_PIPELINE = TRAIN_PIPELINE.replace("train", "pretrain")
+
 SKLEARN_MLP = """
 import sys, numpy as np, pyarrow.parquet as pq
 from sklearn.neural_network import MLPClassifier
@@ -465,6 +471,38 @@ def cv_section(gigo, py, rows, memory):
            "and writes every row with its verdict")
 
 
+def pretrain_section(gigo, rows, memory, held):
+    """`pretrain` (denoising autoencoder, swap noise) for one epoch on
+    `rows` rows x 20 float32 features, under `memory` (the rows stream from
+    the store through the shuffle buffer) and under `held` (the encoded
+    matrix is held): no peer pretrains tabular rows self-supervised among
+    the pinned tools, so the two budgets are set side by side."""
+    work = tempfile.mkdtemp(prefix="gigo-bench-pretrain-", dir=os.environ.get("GIGO_BENCH_DIR"))
+    try:
+        data = os.path.join(work, "data.parquet")
+        t0 = time.monotonic()
+        in_child("generate_train", data, rows)
+        size = os.path.getsize(data)
+        print(f"pretrain, one epoch, {COLUMNS} float32 features: {rows} rows (file: "
+              f"{size / 1e9:.2f} GB, generated in {time.monotonic() - t0:.0f} s)")
+        pipeline = os.path.join(work, "pipeline.yaml")
+        with open(pipeline, "w") as f:
+            f.write(PRETRAIN_PIPELINE.format(data=data))
+        runs = []
+        for budget in [memory, held]:
+            r = measure([gigo, "run", pipeline, "--memory", budget, "-q", "--run-id", budget,
+                         "--cache-dir", os.path.join(work, f"cache-{budget}")], work)
+            runs.append(r)
+            wall, rss, code = r
+            mark = "" if code == 0 else f" (exit {code})"
+            print(f"  gigo ingest -> pretrain --memory {budget:<8} {wall:>8.1f} s "
+                  f"{rss / 1e9:>6.2f} GB{mark}")
+        print(f"  streamed / held: {runs[0][0] / runs[1][0]:.2f}x the time, "
+              f"{runs[0][1] / runs[1][1]:.2f}x the memory")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def jsonl_section(gigo, py, rows, memory):
     """`ingest -> profile -> export` of a JSON lines file (the rows of the
     profile section), beside DuckDB's SUMMARIZE of read_json on the same
@@ -539,6 +577,10 @@ def main():
     jsonl_rows = int(os.environ.get("GIGO_BENCH_JSONL_ROWS", "5000000"))
     if jsonl_rows > 0:
         jsonl_section(gigo, py, jsonl_rows, memory)
+    pretrain_rows = int(os.environ.get("GIGO_BENCH_PRETRAIN_ROWS", "10000000"))
+    if pretrain_rows > 0:
+        pretrain_section(gigo, pretrain_rows, memory,
+                         os.environ.get("GIGO_BENCH_PRETRAIN_HELD", "16GB"))
     train_rows = int(os.environ.get("GIGO_BENCH_TRAIN_ROWS", "50000000"))
     if train_rows > 0:
         train_section(gigo, py, train_rows, memory)

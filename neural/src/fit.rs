@@ -215,47 +215,233 @@ impl TrainRows for TableRows<'_> {
     }
 }
 
-/// The training rows: kept (they fit one shuffle buffer) or read a buffer
-/// at a time.
-enum Rows<'a> {
-    Kept(Window<'a>),
-    Read(&'a mut dyn TrainRows),
+/// One batch of training rows, copied out of the shuffle buffer.
+pub(crate) struct Batch {
+    /// Features, `rows x cols`, row-major.
+    pub x: Vec<f32>,
+    /// Class indices.
+    pub y: Vec<u32>,
+    /// Per-row weights (the table's weight column), if any.
+    pub w: Vec<Option<f32>>,
 }
 
-/// Rows held over from one shuffle buffer to the next, short of a batch.
-struct Carry {
-    cols: usize,
-    x: Vec<f32>,
-    y: Vec<u32>,
-    w: Vec<Option<f32>>,
-}
-
-impl Carry {
-    fn new(cols: usize) -> Self {
-        Carry {
-            cols,
+impl Batch {
+    fn new() -> Self {
+        Batch {
             x: Vec::new(),
             y: Vec::new(),
             w: Vec::new(),
         }
     }
 
-    fn rows(&self) -> usize {
+    /// Rows in the batch.
+    pub fn rows(&self) -> usize {
         self.y.len()
     }
 
-    fn row(&self, i: usize) -> (&[f32], u32, Option<f32>) {
-        (
-            &self.x[i * self.cols..(i + 1) * self.cols],
-            self.y[i],
-            self.w[i],
-        )
+    fn row(&self, i: usize, cols: usize) -> (&[f32], u32, Option<f32>) {
+        (&self.x[i * cols..(i + 1) * cols], self.y[i], self.w[i])
     }
 
     fn push(&mut self, x: &[f32], y: u32, w: Option<f32>) {
         self.x.extend_from_slice(x);
         self.y.push(y);
         self.w.push(w);
+    }
+}
+
+/// The epochs' batches of the rows of a [`TrainRows`], in the order its
+/// documentation gives: the driver of supervised training and of
+/// pretraining, so both read tables larger than memory the same way. Pull
+/// batches with [`Shuffled::next_batch`] after [`Shuffled::begin_epoch`];
+/// the generator is drawn from in the same order whether the rows are kept
+/// or read a buffer at a time.
+pub(crate) struct Shuffled<'a> {
+    /// Where buffers are read from (`None`: the rows fit one and are kept).
+    source: Option<&'a mut dyn TrainRows>,
+    /// The kept rows, or the buffer read last.
+    current: Window<'a>,
+    cols: usize,
+    bs: usize,
+    per_buffer: usize,
+    /// Skip a batch of one row (batch normalisation has no statistics).
+    skip_single: bool,
+    chunk_order: Vec<usize>,
+    /// This epoch's buffers (chunk indices, ascending); one empty buffer
+    /// when the rows are kept.
+    buffers: Vec<Vec<usize>>,
+    /// The next buffer to read.
+    next_buffer: usize,
+    /// The rows of the buffer (kept or read) in this epoch's order.
+    order: Vec<usize>,
+    /// Rows held over from the last buffer, short of a batch.
+    carry: Batch,
+    /// Position in carry-then-order, the end of whole batches, the total.
+    pos: usize,
+    full: usize,
+    total: usize,
+    loaded: bool,
+}
+
+/// A window that owns its rows (a buffer read is owned already).
+fn owned(w: Window<'_>) -> Window<'static> {
+    Window {
+        x: Cow::Owned(w.x.into_owned()),
+        y: Cow::Owned(w.y.into_owned()),
+        w: w.w.map(|w| Cow::Owned(w.into_owned())),
+    }
+}
+
+impl<'a> Shuffled<'a> {
+    /// Batches of `bs` rows of `train` through a shuffle buffer of
+    /// `shuffle_buffer` rows; the rows are read once and kept when they fit
+    /// one buffer.
+    pub fn new(
+        train: &'a mut dyn TrainRows,
+        bs: usize,
+        shuffle_buffer: usize,
+        skip_single: bool,
+    ) -> Result<Self, NeuralError> {
+        let chunks = train.table_rows().div_ceil(CHUNK_ROWS);
+        let per_buffer = (shuffle_buffer / CHUNK_ROWS).max(1);
+        let whole = chunks <= per_buffer;
+        if !whole && bs > per_buffer * CHUNK_ROWS {
+            return Err(NeuralError::param(
+                "batch_size",
+                format!(
+                    "a batch of {bs} rows is larger than the shuffle buffer ({} rows) that this \
+                     table of {} rows is read through; use mini-batches, or a larger `shuffle_buffer`",
+                    per_buffer * CHUNK_ROWS,
+                    train.table_rows()
+                ),
+            ));
+        }
+        let cols = train.cols();
+        let all: Vec<usize> = (0..chunks).collect();
+        let (source, current) = if whole {
+            (None, train.window(&all)?)
+        } else {
+            let empty = Window {
+                x: Cow::Owned(Matrix::zeros(0, cols)),
+                y: Cow::Owned(Vec::new()),
+                w: None,
+            };
+            (Some(train), empty)
+        };
+        let order = match source {
+            None => (0..current.rows()).collect(),
+            Some(_) => Vec::new(),
+        };
+        Ok(Shuffled {
+            source,
+            current,
+            cols,
+            bs,
+            per_buffer,
+            skip_single,
+            chunk_order: all,
+            buffers: Vec::new(),
+            next_buffer: 0,
+            order,
+            carry: Batch::new(),
+            pos: 0,
+            full: 0,
+            total: 0,
+            loaded: false,
+        })
+    }
+
+    /// The rows, when they fit one buffer and are kept.
+    pub fn kept(&self) -> Option<&Window<'a>> {
+        self.source.is_none().then_some(&self.current)
+    }
+
+    /// Starts an epoch: shuffles the kept rows, or the chunks into buffers.
+    pub fn begin_epoch(&mut self, rng: &mut ChaCha8Rng) {
+        self.buffers = match &self.source {
+            None => {
+                self.order.shuffle(rng);
+                vec![Vec::new()]
+            }
+            Some(_) => {
+                self.chunk_order.shuffle(rng);
+                self.chunk_order
+                    .chunks(self.per_buffer)
+                    .map(|c| {
+                        let mut c = c.to_vec();
+                        c.sort_unstable();
+                        c
+                    })
+                    .collect()
+            }
+        };
+        self.next_buffer = 0;
+        self.carry = Batch::new();
+        self.loaded = false;
+    }
+
+    /// The rows of the buffer the last batch came from (kept or read): the
+    /// pool that swap noise draws its values from.
+    pub fn pool(&self) -> &Matrix {
+        &self.current.x
+    }
+
+    fn row(&self, i: usize) -> (&[f32], u32, Option<f32>) {
+        if i < self.carry.rows() {
+            self.carry.row(i, self.cols)
+        } else {
+            let win = &self.current;
+            let j = self.order[i - self.carry.rows()];
+            (win.x.row(j), win.y[j], win.w.as_ref().map(|w| w[j]))
+        }
+    }
+
+    /// The epoch's next batch; `None` once every row was served. Batches
+    /// run on across buffers; the epoch's last batch may be short.
+    pub fn next_batch(&mut self, rng: &mut ChaCha8Rng) -> Result<Option<Batch>, NeuralError> {
+        loop {
+            if !self.loaded {
+                if self.next_buffer == self.buffers.len() {
+                    return Ok(None);
+                }
+                let b = self.next_buffer;
+                if let Some(train) = &mut self.source {
+                    self.current = owned(train.window(&self.buffers[b])?);
+                    self.order = (0..self.current.rows()).collect();
+                    self.order.shuffle(rng);
+                }
+                self.total = self.carry.rows() + self.order.len();
+                self.full = if b + 1 == self.buffers.len() {
+                    self.total
+                } else {
+                    self.total / self.bs * self.bs
+                };
+                self.pos = 0;
+                self.loaded = true;
+            }
+            if self.pos < self.full {
+                let (start, end) = (self.pos, (self.pos + self.bs).min(self.full));
+                self.pos = end;
+                if end - start < 2 && self.bs >= 2 && self.skip_single {
+                    continue; // a last batch of one row has no batch statistics
+                }
+                let mut batch = Batch::new();
+                for i in start..end {
+                    let (x, y, w) = self.row(i);
+                    batch.push(x, y, w);
+                }
+                return Ok(Some(batch));
+            }
+            // the buffer is spent: hold its rest over, short of a batch
+            let mut carry = Batch::new();
+            for i in self.full..self.total {
+                let (x, y, w) = self.row(i);
+                carry.push(x, y, w);
+            }
+            self.carry = carry;
+            self.next_buffer += 1;
+            self.loaded = false;
+        }
     }
 }
 
@@ -563,20 +749,8 @@ pub fn fit(
         ));
     }
     let bs = s.batch_size.rows(n);
-    let chunks = train.table_rows().div_ceil(CHUNK_ROWS);
-    let per_buffer = (s.shuffle_buffer / CHUNK_ROWS).max(1);
-    let whole = chunks <= per_buffer;
-    if !whole && bs > per_buffer * CHUNK_ROWS {
-        return Err(NeuralError::param(
-            "batch_size",
-            format!(
-                "a batch of {bs} rows is larger than the shuffle buffer ({} rows) that this \
-                 table of {} rows is read through; use mini-batches, or a larger `shuffle_buffer`",
-                per_buffer * CHUNK_ROWS,
-                train.table_rows()
-            ),
-        ));
-    }
+    // a table that fits one buffer is read once and kept
+    let mut batches = Shuffled::new(train, bs, s.shuffle_buffer, spec.params.norm == Norm::Batch)?;
     let device = training_device();
     device.seed(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -605,130 +779,59 @@ pub fn fit(
         layers: stepper.layer_names(),
         epochs: Vec::new(),
     };
-    // a table that fits one buffer is read once and kept
-    let all: Vec<usize> = (0..chunks).collect();
-    let mut rows = if whole {
-        Rows::Kept(train.window(&all)?)
-    } else {
-        Rows::Read(train)
-    };
-    let kept = match &rows {
-        Rows::Kept(win) => Some(win),
-        Rows::Read(_) => None,
-    };
-    if let Some(win) = &kept
+    if let Some(win) = batches.kept()
         && (0..win.rows()).all(|i| row_weight(win.y[i], win.w.as_ref().map(|w| w[i])) == 0.0)
     {
         return Err(NeuralError::data("every training row has weight 0"));
     }
-    let mut order: Vec<usize> = (0..kept.map_or(0, Window::rows)).collect();
-    let mut chunk_order = all;
     let mut best: Option<(f64, usize, Weights)> = None;
     let mut since_best = 0;
     let (mut stopped_early, mut diverged) = (false, false);
     for epoch in 1..=s.epochs {
         let lr = stepper.lr();
         let (mut loss_sum, mut w_sum, mut correct) = (0.0, 0.0, 0usize);
-        let buffers: Vec<Vec<usize>> = if whole {
-            order.shuffle(&mut rng);
-            vec![Vec::new()]
-        } else {
-            chunk_order.shuffle(&mut rng);
-            chunk_order
-                .chunks(per_buffer)
-                .map(|c| {
-                    let mut c = c.to_vec();
-                    c.sort_unstable();
-                    c
-                })
-                .collect()
-        };
-        // rows left over from the last buffer, short of a batch
-        let mut carry = Carry::new(cols);
-        let last = buffers.len() - 1;
-        for (b, buffer_chunks) in buffers.iter().enumerate() {
-            let read;
-            let win = match &mut rows {
-                Rows::Kept(win) => &*win,
-                Rows::Read(train) => {
-                    read = train.window(buffer_chunks)?;
-                    order = (0..read.rows()).collect();
-                    order.shuffle(&mut rng);
-                    &read
-                }
-            };
-            let total = carry.rows() + order.len();
-            let full = if b == last { total } else { total / bs * bs };
-            let row = |i: usize| -> (&[f32], u32, Option<f32>) {
-                if i < carry.rows() {
-                    carry.row(i)
-                } else {
-                    let j = order[i - carry.rows()];
-                    (win.x.row(j), win.y[j], win.w.as_ref().map(|w| w[j]))
-                }
-            };
-            for start in (0..full).step_by(bs) {
-                let end = (start + bs).min(full);
-                if end - start < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
-                    continue; // a last batch of one row has no batch statistics
-                }
-                let mut data = Vec::with_capacity((end - start) * cols);
-                let (mut ys, mut bw) = (Vec::new(), Vec::new());
-                for i in start..end {
-                    let (x, y, w) = row(i);
-                    data.extend_from_slice(x);
-                    ys.push(y);
-                    bw.push(row_weight(y, w));
-                }
-                let x = Tensor::from_data(TensorData::new(data, [end - start, cols]), &device);
-                let q = onehot(ys.iter().map(|&y| Some(y)), n_classes, &device);
-                let batch_w: f64 = bw.iter().map(|&v| v as f64).sum();
-                let wt = normalised(bw, &device);
-                let logits = net.forward(x, Some(&mut rng));
-                let data_loss = s.loss.weighted(logits.clone(), q, wt);
-                let mut objective = data_loss.clone();
-                if s.l1 > 0.0 || s.l2 > 0.0 {
-                    for w in net.penalised() {
-                        if s.l1 > 0.0 {
-                            objective = objective + w.clone().abs().sum().mul_scalar(s.l1);
-                        }
-                        if s.l2 > 0.0 {
-                            objective = objective + w.square().sum().mul_scalar(s.l2 / 2.0);
-                        }
+        batches.begin_epoch(&mut rng);
+        while let Some(batch) = batches.next_batch(&mut rng)? {
+            let rows = batch.rows();
+            let bw: Vec<f32> = (0..rows)
+                .map(|i| row_weight(batch.y[i], batch.w[i]))
+                .collect();
+            let x = Tensor::from_data(TensorData::new(batch.x, [rows, cols]), &device);
+            let q = onehot(batch.y.iter().map(|&y| Some(y)), n_classes, &device);
+            let batch_w: f64 = bw.iter().map(|&v| v as f64).sum();
+            let wt = normalised(bw, &device);
+            let logits = net.forward(x, Some(&mut rng));
+            let data_loss = s.loss.weighted(logits.clone(), q, wt);
+            let mut objective = data_loss.clone();
+            if s.l1 > 0.0 || s.l2 > 0.0 {
+                for w in net.penalised() {
+                    if s.l1 > 0.0 {
+                        objective = objective + w.clone().abs().sum().mul_scalar(s.l1);
+                    }
+                    if s.l2 > 0.0 {
+                        objective = objective + w.square().sum().mul_scalar(s.l2 / 2.0);
                     }
                 }
-                let mut grads = objective.backward();
-                let g_enc = GradientsParams::from_module(&mut grads, &net.encoder);
-                let g_head = GradientsParams::from_module(&mut grads, &net.head);
-                let (next, stats) = stepper.step(net, vec![(g_enc, enc_mult), (g_head, 1.0)]);
-                net = next;
-                let value = scalar(data_loss);
-                if !stats.finite || !value.is_finite() {
-                    diverged = true;
-                    break;
-                }
-                loss_sum += value * batch_w;
-                w_sum += batch_w;
-                let pred = read_argmax(logits)?;
-                correct += ys
-                    .iter()
-                    .zip(&pred)
-                    .filter(|(y, p)| **y as i64 == **p)
-                    .count();
             }
-            if diverged {
+            let mut grads = objective.backward();
+            let g_enc = GradientsParams::from_module(&mut grads, &net.encoder);
+            let g_head = GradientsParams::from_module(&mut grads, &net.head);
+            let (next, stats) = stepper.step(net, vec![(g_enc, enc_mult), (g_head, 1.0)]);
+            net = next;
+            let value = scalar(data_loss);
+            if !stats.finite || !value.is_finite() {
+                diverged = true;
                 break;
             }
-            let rest: Vec<(Vec<f32>, u32, Option<f32>)> = (full..total)
-                .map(|i| {
-                    let (x, y, w) = row(i);
-                    (x.to_vec(), y, w)
-                })
-                .collect();
-            carry = Carry::new(cols);
-            for (x, y, w) in rest {
-                carry.push(&x, y, w);
-            }
+            loss_sum += value * batch_w;
+            w_sum += batch_w;
+            let pred = read_argmax(logits)?;
+            correct += batch
+                .y
+                .iter()
+                .zip(&pred)
+                .filter(|(y, p)| **y as i64 == **p)
+                .count();
         }
         if epoch == 1 && !diverged && w_sum == 0.0 {
             return Err(NeuralError::data("every training row has weight 0"));

@@ -3,13 +3,13 @@
 //! [`crate::ssl`]). Outputs the encoder on a model port (for `train` to
 //! fine-tune) and the rows with their embeddings as features.
 
+use std::sync::Arc;
+
 use arrow::compute::concat_batches;
-use gigo_ml::{EncoderOptions, FeatureEncoder};
-use gigo_pipeline::Metrics;
 use gigo_pipeline::summary::{Block, Section};
 use gigo_pipeline::{
-    Artifact, Inputs, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext, StageError,
-    StageOutput, Table,
+    Artifact, Inputs, Memory, Metrics, ParamProblem, PortKind, PortSpec, Registry, Source, Stage,
+    StageContext, StageError, StageOutput, Table,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,10 @@ use crate::config::{
 use crate::data;
 use crate::diagnose::{Thresholds, curve_blocks, diagnose};
 use crate::error::NeuralError;
+use crate::fit::{SHUFFLE_BUFFER_ROWS, TrainRows, TrainSet};
 use crate::saved::{EncoderModel, FORMAT};
-use crate::ssl::{Method, Noise, PretrainSettings, embed, pretrain};
+use crate::ssl::{Embedder, Method, Noise, PretrainSettings, pretrain_rows};
+use crate::train::rows;
 
 /// Parameters of `pretrain`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -45,6 +47,13 @@ pub struct PretrainParams {
     /// Rows per step (`full` or N). Default 128.
     #[serde(default)]
     pub batch_size: BatchSize,
+    /// Rows the epoch's shuffle holds at once (as `train`'s): a table of at
+    /// most this many rows is shuffled whole, and swap noise draws from all
+    /// of its rows; a larger one is read in chunks of 65,536 rows taken in
+    /// shuffled order, this many rows at a time, shuffled within them, and
+    /// swap noise draws from the rows the buffer holds. Default 1,048,576.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_buffer: Option<usize>,
     /// `sgd`, `adam` (default) or `adamw`.
     #[serde(default)]
     pub optimizer: OptimizerKind,
@@ -134,6 +143,7 @@ impl PretrainParams {
             },
             epochs: self.epochs,
             batch_size: self.batch_size,
+            shuffle_buffer: self.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS),
         }
     }
 
@@ -148,6 +158,9 @@ impl PretrainParams {
                 "epochs",
                 format!("must be in 1..=100000, got {}", self.epochs),
             ));
+        }
+        if self.shuffle_buffer == Some(0) {
+            p.push(ParamProblem::new("shuffle_buffer", "must be at least 1"));
         }
         if self.batch_size == BatchSize::Rows(0) {
             p.push(ParamProblem::new(
@@ -272,6 +285,17 @@ impl Stage for Pretrain {
         ])
     }
 
+    /// Reads its rows in batches and holds their encoded matrix only when it
+    /// fits the budget (else one shuffle buffer at a time, counted here at 16
+    /// features a row); several tables on `table` are concatenated in memory.
+    fn memory(&self) -> Memory {
+        let buffer = self.params.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS) as u64;
+        Memory::Streams {
+            per_row: 0.0,
+            fixed: gigo_pipeline::budget::STREAM_FIXED + buffer * 64,
+        }
+    }
+
     fn inputs(&self) -> Vec<PortSpec> {
         vec![
             PortSpec::table(
@@ -301,60 +325,116 @@ impl Stage for Pretrain {
     }
 }
 
+/// The rows on `table`: the one table connected, or several concatenated
+/// in memory (their columns must match).
+fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError> {
+    let sources: Vec<Source> = inputs
+        .all("table")
+        .iter()
+        .filter_map(Artifact::source)
+        .collect();
+    let first = match sources.as_slice() {
+        [] => return Err(NeuralError::internal("no table on `table`")),
+        [one] => return Ok(one.clone()),
+        [first, ..] => first,
+    };
+    let schema = first.schema().clone();
+    let mut batches = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        if s.schema().fields() != schema.fields() {
+            return Err(NeuralError::data(format!(
+                "table {} on `table` has other columns (or types) than the first; \
+                 pretraining concatenates them, so they must match",
+                i + 1
+            )));
+        }
+        let t = s
+            .load(ctx.batch_rows)
+            .map_err(|e| NeuralError::data(e.to_string()))?;
+        batches.extend(t.batches().iter().cloned());
+    }
+    let all = concat_batches(&schema, &batches)
+        .map_err(|e| NeuralError::internal(format!("concatenating tables: {e}")))?;
+    Ok(Source::Memory(Arc::new(Table::from_batch(all))))
+}
+
 impl Pretrain {
     fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
         let p = &self.params;
-        let tables: Vec<&Table> = inputs
-            .all("table")
-            .iter()
-            .filter_map(|a| match a {
-                Artifact::Table(t) => Some(t.as_ref()),
-                _ => None,
-            })
-            .collect();
-        let first = tables
-            .first()
-            .ok_or_else(|| NeuralError::internal("no table on `table`"))?;
-        let schema = first.schema().clone();
-        let mut batches = Vec::new();
-        for (i, t) in tables.iter().enumerate() {
-            if t.schema().fields() != schema.fields() {
-                return Err(NeuralError::data(format!(
-                    "table {} on `table` has other columns (or types) than the first; \
-                     pretraining concatenates them, so they must match",
-                    i + 1
-                )));
-            }
-            batches.extend(t.batches().iter().cloned());
-        }
-        let all = concat_batches(&schema, &batches)
-            .map_err(|e| NeuralError::internal(format!("concatenating tables: {e}")))?;
-        let table = Table::from_batch(all.clone());
-        let columns = data::feature_columns(&table, p.features.as_deref())?;
-        let enc = FeatureEncoder::fit(
-            std::slice::from_ref(&all),
-            &columns,
-            &EncoderOptions::default(),
-        )?;
-        let x = enc.transform(std::slice::from_ref(&all))?;
-        let spec = EncoderSpec::new(p.encoder.clone(), x.cols)?;
+        let source = one_source(inputs, ctx)?;
+        let shape = Table::empty(source.schema().clone());
+        let columns = data::feature_columns(&shape, p.features.as_deref())?;
+        ctx.progress.message("reading the rows");
+        let scan = rows::scan(&source, &columns, true, None, None, ctx.batch_rows)?;
+        let enc = scan
+            .fitted
+            .ok_or_else(|| NeuralError::internal("no feature encoder"))?;
+        let n = scan.rows;
+        let spec = EncoderSpec::new(p.encoder.clone(), enc.width())?;
         let settings = p.settings();
+        // the encoded matrix is held when it fits the budget with room to
+        // spare; otherwise every epoch reads the rows from the store
+        let matrix_bytes = (n as u64) * (enc.width() as u64) * 4;
+        let held = if rows::holds(&source, matrix_bytes, ctx.memory_budget) {
+            let table = source
+                .load(ctx.batch_rows)
+                .map_err(|e| NeuralError::data(e.to_string()))?;
+            let x = enc.transform(table.batches())?;
+            Some((table, x))
+        } else {
+            ctx.log(format!(
+                "the rows' features take {} encoded: each epoch reads them from the store \
+                 through a shuffle buffer of {} rows",
+                gigo_pipeline::Bytes(matrix_bytes),
+                settings.shuffle_buffer
+            ));
+            None
+        };
         ctx.progress.set_total(p.epochs as u64);
-        let (weights, report) = pretrain(&settings, &spec, &x, ctx.seed, &mut |e| {
-            ctx.progress.advance(1);
-            ctx.progress
-                .message(&format!("epoch {}: loss {:.4}", e.epoch, e.train_loss));
-        })?;
+        let zeros = held.as_ref().map(|(_, x)| vec![0; x.rows]);
+        let mut in_memory = held
+            .as_ref()
+            .zip(zeros.as_ref())
+            .map(|((_, x), y)| TrainSet { x, y, w: None });
+        let mut streamed = rows::StreamedRows {
+            source: &source,
+            encoder: &enc,
+            label: None,
+            classes: &[],
+            weights: None,
+            rows: n,
+            labelled: n,
+            batch_rows: ctx.batch_rows,
+        };
+        let pretrain_rows_of: &mut dyn TrainRows = match &mut in_memory {
+            Some(t) => t,
+            None => &mut streamed,
+        };
+        let (weights, report) =
+            pretrain_rows(&settings, &spec, pretrain_rows_of, ctx.seed, &mut |e| {
+                ctx.progress.advance(1);
+                ctx.progress
+                    .message(&format!("epoch {}: loss {:.4}", e.epoch, e.train_loss));
+            })?;
         ctx.log(format!(
             "pretrained {} epochs ({} updates) on {} rows in {:.2} s on {}",
             report.history.epochs.len(),
             report.updates,
-            x.rows,
+            n,
             report.seconds,
             backend_name()
         ));
-        let emb = embed(&spec, &weights, &x)?;
-        let embeddings = data::with_embeddings(&table, &emb, &columns)?;
+        let embedder = Embedder::new(&spec, &weights)?;
+        let embeddings: Artifact = match &held {
+            Some((table, x)) => data::with_embeddings(table, &embedder.embed(x)?, &columns)?.into(),
+            None => {
+                ctx.progress.message("embedding the rows");
+                rows::write_through(&source, ctx, "embeddings", &mut |t| {
+                    let x = enc.transform(t.batches())?;
+                    data::with_embeddings(&t, &embedder.embed(&x)?, &columns)
+                })?
+            }
+        };
         let params_json = serde_json::to_value(p)
             .map_err(|e| NeuralError::internal(format!("parameters as JSON: {e}")))?;
         let model = EncoderModel {
@@ -375,7 +455,7 @@ impl Pretrain {
         };
         let mut s = Section::new(&ctx.stage_id, "pretrain", "Self-supervised pretraining");
         s.figure("method", method, "text");
-        s.figure("rows", x.rows, "int");
+        s.figure("rows", n, "int");
         s.figure("embedding width", spec.embedding_dim(), "int");
         s.figure("epochs", report.history.epochs.len(), "int");
         let last = report.history.epochs.last().map(|e| e.train_loss);
@@ -387,7 +467,7 @@ impl Pretrain {
         if let (Some(f), Some(l)) = (first, last) {
             s.metric("pretrain_loss_drop", f - l);
         }
-        s.metric("rows", x.rows);
+        s.metric("rows", n);
         s.metric("updates", report.updates);
         let mut verdicts = Vec::new();
         for d in &diagnoses {
@@ -401,8 +481,8 @@ impl Pretrain {
             text: format!(
                 "{method} on {} rows ({} encoded features), {} x {} {} encoder, {} epochs, {} \
                  updates; the embeddings replace the feature columns on `embeddings`.",
-                x.rows,
-                x.cols,
+                n,
+                spec.input_dim,
                 spec.params.depth,
                 spec.params.width,
                 crate::train::kind_name(spec.params.kind),
@@ -414,8 +494,8 @@ impl Pretrain {
             s.block(b);
         }
         let summary = s.into_summary(json!({
-            "rows": x.rows,
-            "encoded_features": x.cols,
+            "rows": n,
+            "encoded_features": spec.input_dim,
             "embedding_dim": spec.embedding_dim(),
             "backend": backend_name(),
             "updates": report.updates,

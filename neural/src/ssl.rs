@@ -21,7 +21,6 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use gigo_ml::Matrix;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -32,7 +31,7 @@ use crate::backend::training_device;
 use crate::config::{BatchSize, EncoderSpec, Norm, OptimParams};
 use crate::diagnose::{EpochRecord, History};
 use crate::error::NeuralError;
-use crate::fit::rows_tensor;
+use crate::fit::{SHUFFLE_BUFFER_ROWS, Shuffled, TrainRows, TrainSet, rows_tensor};
 use crate::net::{Encoder, PretrainNet, device_of, linear};
 use crate::stepper::Stepper;
 use crate::weights::Weights;
@@ -85,6 +84,13 @@ pub struct PretrainSettings {
     pub epochs: usize,
     /// Rows per step.
     pub batch_size: BatchSize,
+    /// Rows the shuffle holds at once (see [`TrainRows`]).
+    #[serde(default = "default_shuffle_buffer")]
+    pub shuffle_buffer: usize,
+}
+
+fn default_shuffle_buffer() -> usize {
+    SHUFFLE_BUFFER_ROWS
 }
 
 /// How pretraining went.
@@ -102,20 +108,27 @@ pub struct PretrainReport {
     pub parameters: usize,
 }
 
-/// A corrupted copy of the rows `idx` of `x`: each feature replaced with
-/// probability `p` by the same feature of a uniformly drawn row of `x`.
-/// Returns the values and the mask (1 where replaced).
-fn swap_corrupt(x: &Matrix, idx: &[usize], p: f64, rng: &mut ChaCha8Rng) -> (Vec<f32>, Vec<f32>) {
-    let mut values = Vec::with_capacity(idx.len() * x.cols);
-    let mut mask = Vec::with_capacity(idx.len() * x.cols);
-    for &i in idx {
-        for j in 0..x.cols {
+/// A corrupted copy of the batch's rows `clean` (row-major, `pool.cols`
+/// wide): each feature replaced with probability `p` by the same feature of
+/// a uniformly drawn row of `pool` (the rows the shuffle holds: every row
+/// when they fit one buffer). Returns the values and the mask (1 where
+/// replaced).
+fn swap_corrupt(
+    clean: &[f32],
+    pool: &Matrix,
+    p: f64,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut values = Vec::with_capacity(clean.len());
+    let mut mask = Vec::with_capacity(clean.len());
+    for row in clean.chunks(pool.cols) {
+        for (j, &v) in row.iter().enumerate() {
             if rng.random::<f64>() < p {
-                let r = rng.random_range(0..x.rows);
-                values.push(x.get(r, j));
+                let r = rng.random_range(0..pool.rows);
+                values.push(pool.get(r, j));
                 mask.push(1.0);
             } else {
-                values.push(x.get(i, j));
+                values.push(v);
                 mask.push(0.0);
             }
         }
@@ -123,15 +136,14 @@ fn swap_corrupt(x: &Matrix, idx: &[usize], p: f64, rng: &mut ChaCha8Rng) -> (Vec
     (values, mask)
 }
 
-fn gaussian_corrupt(x: &Matrix, idx: &[usize], std: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
-    let mut values = Vec::with_capacity(idx.len() * x.cols);
-    for &i in idx {
-        for &v in x.row(i) {
+fn gaussian_corrupt(clean: &[f32], std: f64, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    clean
+        .iter()
+        .map(|&v| {
             let z: f64 = StandardNormal.sample(rng);
-            values.push(v + (std * z) as f32);
-        }
-    }
-    values
+            v + (std * z) as f32
+        })
+        .collect()
 }
 
 /// Rows scaled to unit L2 norm.
@@ -153,14 +165,29 @@ pub fn pretrain(
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<(Weights, PretrainReport), NeuralError> {
+    let y = vec![0; x.rows];
+    let mut rows = TrainSet { x, y: &y, w: None };
+    pretrain_rows(s, spec, &mut rows, seed, on_epoch)
+}
+
+/// [`pretrain`] on rows read a shuffle buffer at a time (their labels and
+/// weights unused): a table larger than memory pretrains in epochs read
+/// from the store, and a table that fits one buffer exactly as [`pretrain`].
+pub fn pretrain_rows(
+    s: &PretrainSettings,
+    spec: &EncoderSpec,
+    rows: &mut dyn TrainRows,
+    seed: u64,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<(Weights, PretrainReport), NeuralError> {
     let started = Instant::now();
-    let n = x.rows;
+    let n = rows.labelled_rows();
     if n < 2 {
         return Err(NeuralError::data(format!(
             "pretraining needs at least 2 rows, got {n}"
         )));
     }
-    if x.cols != spec.input_dim {
+    if rows.cols() != spec.input_dim {
         return Err(NeuralError::internal(
             "feature width differs from the encoder's",
         ));
@@ -172,6 +199,7 @@ pub fn pretrain(
             "SCARF (negatives come from the batch) and batch normalisation need at least 2 rows per batch",
         ));
     }
+    let mut batches = Shuffled::new(rows, bs, s.shuffle_buffer, spec.params.norm == Norm::Batch)?;
     let device = training_device();
     device.seed(seed);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -198,21 +226,16 @@ pub fn pretrain(
         layers: stepper.layer_names(),
         epochs: Vec::new(),
     };
-    let mut order: Vec<usize> = (0..n).collect();
     let mut diverged = false;
     for epoch in 1..=s.epochs {
-        order.shuffle(&mut rng);
+        batches.begin_epoch(&mut rng);
         let lr = stepper.lr();
         let mut sums: BTreeMap<String, f64> = BTreeMap::new();
         let mut total = 0.0;
         let mut rows = 0usize;
-        for batch in order.chunks(bs) {
-            if batch.len() < 2 && bs >= 2 && spec.params.norm == Norm::Batch {
-                continue; // a last batch of one row has no batch statistics
-            }
-            let b = batch.len();
-            let clean = rows_tensor(x, batch, &device);
-            let (loss, parts) = objective(s, &net, x, batch, clean, &device, &mut rng);
+        while let Some(batch) = batches.next_batch(&mut rng)? {
+            let b = batch.rows();
+            let (loss, parts) = objective(s, &net, &batch.x, batches.pool(), &device, &mut rng);
             let mut grads = loss.backward();
             let g = GradientsParams::from_module(&mut grads, &net);
             let (next, stats) = stepper.step(net, vec![(g, 1.0)]);
@@ -270,29 +293,32 @@ pub fn pretrain(
 }
 
 /// The batch's loss and its named parts.
+/// `x`: the batch's rows (row-major, `pool.cols` wide); `pool`: the rows
+/// swap noise draws from.
 fn objective(
     s: &PretrainSettings,
     net: &PretrainNet,
-    x: &Matrix,
-    batch: &[usize],
-    clean: Tensor<2>,
+    x: &[f32],
+    pool: &Matrix,
     device: &Device,
     rng: &mut ChaCha8Rng,
 ) -> (Tensor<1>, Vec<(&'static str, Tensor<1>)>) {
-    let (b, d) = (batch.len(), x.cols);
+    let d = pool.cols;
+    let b = x.len() / d;
     let upload = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [b, d]), device);
+    let clean = upload(x.to_vec());
     match s.method {
         Method::Dae => {
             let noisy = match s.noise {
-                Noise::Gaussian => gaussian_corrupt(x, batch, s.noise_std, rng),
-                Noise::Swap => swap_corrupt(x, batch, s.corruption, rng).0,
+                Noise::Gaussian => gaussian_corrupt(x, s.noise_std, rng),
+                Noise::Swap => swap_corrupt(x, pool, s.corruption, rng).0,
             };
             let h = net.encoder.forward(upload(noisy), Some(rng));
             let rec = reconstruct(net, h, clean);
             (rec.clone(), vec![("reconstruction", rec)])
         }
         Method::Vime => {
-            let (noisy, mask) = swap_corrupt(x, batch, s.corruption, rng);
+            let (noisy, mask) = swap_corrupt(x, pool, s.corruption, rng);
             let h = net.encoder.forward(upload(noisy), Some(rng));
             let rec = reconstruct(net, h.clone(), clean);
             let m = upload(mask);
@@ -311,7 +337,7 @@ fn objective(
             (loss, vec![("reconstruction", rec), ("mask", mask_loss)])
         }
         Method::Scarf => {
-            let (noisy, _) = swap_corrupt(x, batch, s.corruption, rng);
+            let (noisy, _) = swap_corrupt(x, pool, s.corruption, rng);
             let z1 = unit_rows(project(net, net.encoder.forward(clean, Some(rng))));
             let z2 = unit_rows(project(net, net.encoder.forward(upload(noisy), Some(rng))));
             let logits = z1.matmul(z2.transpose()).div_scalar(s.temperature);
@@ -350,25 +376,48 @@ fn project(net: &PretrainNet, h: Tensor<2>) -> Tensor<2> {
 
 /// The embeddings of the rows of `x` under a pretrained encoder (inference mode).
 pub fn embed(spec: &EncoderSpec, weights: &Weights, x: &Matrix) -> Result<Matrix, NeuralError> {
-    if x.cols != spec.input_dim {
-        return Err(NeuralError::data(format!(
-            "the encoder takes {} encoded features, these rows have {}",
-            spec.input_dim, x.cols
-        )));
+    Embedder::new(spec, weights)?.embed(x)
+}
+
+/// A pretrained encoder loaded once, in inference mode, to embed rows
+/// batch after batch.
+pub struct Embedder {
+    encoder: Encoder,
+    input_dim: usize,
+    width: usize,
+}
+
+impl Embedder {
+    /// The encoder of architecture `spec` with `weights`.
+    pub fn new(spec: &EncoderSpec, weights: &Weights) -> Result<Embedder, NeuralError> {
+        let device = training_device().without_autodiff();
+        let mut rng = ChaCha8Rng::seed_from_u64(0); // overwritten by the weights
+        let encoder = weights.load_into(Encoder::new(spec, &device, &mut rng))?;
+        Ok(Embedder {
+            encoder,
+            input_dim: spec.input_dim,
+            width: spec.embedding_dim(),
+        })
     }
-    let device = training_device().without_autodiff();
-    let mut rng = ChaCha8Rng::seed_from_u64(0); // overwritten by the weights
-    let encoder = weights.load_into(Encoder::new(spec, &device, &mut rng))?;
-    let device = device_of(&encoder);
-    let w = spec.embedding_dim();
-    let mut out = Vec::with_capacity(x.rows * w);
-    let all: Vec<usize> = (0..x.rows).collect();
-    for chunk in all.chunks(4096) {
-        let h = encoder.forward(rows_tensor(x, chunk, &device), None);
-        out.extend(
-            h.try_into_vec_as::<f32>()
-                .map_err(|e| NeuralError::internal(format!("reading embeddings: {e:?}")))?,
-        );
+
+    /// The embeddings of the rows of `x`, computed 4,096 rows at a time.
+    pub fn embed(&self, x: &Matrix) -> Result<Matrix, NeuralError> {
+        if x.cols != self.input_dim {
+            return Err(NeuralError::data(format!(
+                "the encoder takes {} encoded features, these rows have {}",
+                self.input_dim, x.cols
+            )));
+        }
+        let device = device_of(&self.encoder);
+        let mut out = Vec::with_capacity(x.rows * self.width);
+        let all: Vec<usize> = (0..x.rows).collect();
+        for chunk in all.chunks(4096) {
+            let h = self.encoder.forward(rows_tensor(x, chunk, &device), None);
+            out.extend(
+                h.try_into_vec_as::<f32>()
+                    .map_err(|e| NeuralError::internal(format!("reading embeddings: {e:?}")))?,
+            );
+        }
+        Ok(Matrix::new(x.rows, self.width, out))
     }
-    Ok(Matrix::new(x.rows, w, out))
 }

@@ -8,7 +8,6 @@ use gigo_pipeline::{
     Inputs, Memory, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext,
     StageError, StageOutput, Table,
 };
-use gigo_pipeline::{Source, rechunk};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -578,7 +577,7 @@ impl Train {
             &source,
             &columns,
             pretrained.is_none(),
-            &label,
+            Some(&label),
             weight_col.as_deref(),
             ctx.batch_rows,
         )?;
@@ -605,8 +604,7 @@ impl Train {
         // the encoded matrix is held when it fits the budget with room to
         // spare; otherwise every epoch reads the table from the store
         let matrix_bytes = (scan.rows as u64) * (enc.width() as u64) * 4;
-        let hold = matches!(source, Source::Memory(_))
-            || 3 * matrix_bytes + source.memory_bytes() <= ctx.memory_budget;
+        let hold = rows::holds(&source, matrix_bytes, ctx.memory_budget);
         let table = if hold {
             Some(
                 source
@@ -665,7 +663,7 @@ impl Train {
         let mut streamed = rows::StreamedRows {
             source: &source,
             encoder: &enc,
-            label: &label,
+            label: Some(&label),
             classes: &classes,
             weights: weight_col.as_deref(),
             rows: scan.rows,
@@ -726,33 +724,13 @@ impl Train {
             }
             _ => {
                 ctx.progress.message("predicting the training rows");
-                let mut writer = None;
-                let batches = source
-                    .batches(ctx.batch_rows)
-                    .map_err(|e| NeuralError::data(e.to_string()))?;
-                for chunk in rechunk(source.schema().clone(), batches, PREDICT_ROWS) {
-                    let chunk = chunk.map_err(|e| NeuralError::data(e.to_string()))?;
-                    let t = Table::from_batch(chunk);
+                rows::write_through(&source, ctx, "train", &mut |t| {
                     let e = encode(&t, &enc, &label, &classes, p.sample_weights, "table", ctx)?;
                     for i in (0..e.x.rows).filter(|&i| e.y[i].is_some()) {
                         train_scorer.push(e.x.row(i), e.y[i], e.w.as_ref().map(|w| w[i]))?;
                     }
-                    let out = data::with_predictions(&t, &predict(&net, &e.x, k)?, &classes)?
-                        .to_batch()
-                        .map_err(|e| NeuralError::internal(e.to_string()))?;
-                    let w = match &mut writer {
-                        Some(w) => w,
-                        None => writer.insert(
-                            ctx.table_writer("train", out.schema())
-                                .map_err(|e| NeuralError::internal(e.to_string()))?,
-                        ),
-                    };
-                    w.write(&out)
-                        .map_err(|e| NeuralError::data(e.to_string()))?;
-                }
-                let w = writer.ok_or_else(|| NeuralError::internal("no training rows read"))?;
-                let stored = w.finish().map_err(|e| NeuralError::data(e.to_string()))?;
-                gigo_pipeline::Artifact::Stored(std::sync::Arc::new(stored))
+                    data::with_predictions(&t, &predict(&net, &e.x, k)?, &classes)
+                })?
             }
         };
         let train_eval = train_scorer.finish()?;
@@ -837,11 +815,7 @@ impl Train {
 }
 
 mod report;
-mod rows;
-
-/// Rows predicted at once when the training rows are read in batches (those
-/// of [`predict`], so that the figures do not depend on the batches).
-const PREDICT_ROWS: usize = 4096;
+pub(crate) mod rows;
 
 #[cfg(test)]
 mod tests {

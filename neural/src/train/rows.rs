@@ -1,22 +1,23 @@
-//! `train`'s reading of its training table in batches: one pass that learns
-//! what the whole table holds (the feature encoder, the classes and their
-//! counts, valid weights), and the training rows read a shuffle buffer at a
+//! `train`'s and `pretrain`'s reading of their table in batches: one pass
+//! that learns what the whole table holds (the feature encoder, the classes
+//! and their counts, valid weights), the rows read a shuffle buffer at a
 //! time from the store when their encoded matrix does not fit the memory
-//! budget (see [`crate::fit::TrainRows`]).
+//! budget (see [`crate::fit::TrainRows`]), and the output table written to
+//! the store as it is computed.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
 use gigo_ml::{Classes, EncoderFitter, EncoderOptions, FeatureEncoder, Matrix};
-use gigo_pipeline::{Source, rechunk};
+use gigo_pipeline::{Artifact, Source, StageContext, Table, rechunk};
 
 use crate::data;
 use crate::error::NeuralError;
 use crate::fit::{CHUNK_ROWS, TrainRows, Window};
 
 /// What one pass over the training table learnt.
-pub(super) struct Scan {
+pub(crate) struct Scan {
     /// The encoder fitted on the rows (`None` when it was given).
     pub fitted: Option<FeatureEncoder>,
     /// The classes, in [`Classes`] order.
@@ -37,12 +38,12 @@ impl Scan {
 /// Reads `source` once, in chunks of [`CHUNK_ROWS`] rows (the encoder's
 /// statistics merge per chunk, so they do not depend on how the table was
 /// batched): fits an encoder of `columns` unless `fit` is false, counts the
-/// labels of `label`, and checks the weights of `weights`.
-pub(super) fn scan(
+/// labels of `label` (if any), and checks the weights of `weights`.
+pub(crate) fn scan(
     source: &Source,
     columns: &[String],
     fit: bool,
-    label: &str,
+    label: Option<&str>,
     weights: Option<&str>,
     batch_rows: usize,
 ) -> Result<Scan, NeuralError> {
@@ -55,11 +56,13 @@ pub(super) fn scan(
         if let Some(f) = &mut fitter {
             f.push(&chunk)?;
         }
-        for key in data::label_keys(&chunk, label)?.into_iter().flatten() {
-            match seen.get_mut(&key) {
-                Some(c) => *c += 1,
-                None => {
-                    seen.insert(key, 1);
+        if let Some(label) = label {
+            for key in data::label_keys(&chunk, label)?.into_iter().flatten() {
+                match seen.get_mut(&key) {
+                    Some(c) => *c += 1,
+                    None => {
+                        seen.insert(key, 1);
+                    }
                 }
             }
         }
@@ -84,11 +87,52 @@ fn from_stage(e: gigo_pipeline::StageError) -> NeuralError {
     NeuralError::data(e.to_string())
 }
 
-/// Training rows read from a table in batches, a shuffle buffer at a time.
-pub(super) struct StreamedRows<'a> {
+/// Whether a table's encoded matrix (`matrix_bytes`) is held in memory: when
+/// the table is in memory already, or when the matrix fits the budget with
+/// room to spare; otherwise every epoch reads the table from the store.
+pub(crate) fn holds(source: &Source, matrix_bytes: u64, budget: u64) -> bool {
+    matches!(source, Source::Memory(_)) || 3 * matrix_bytes + source.memory_bytes() <= budget
+}
+
+/// Rows computed at once when an output is written as it is computed (those
+/// of [`crate::fit::predict`] and [`crate::ssl::embed`], so that the figures
+/// do not depend on the batches).
+pub(crate) const OUTPUT_ROWS: usize = 4096;
+
+/// Reads `source` in chunks of [`OUTPUT_ROWS`] rows, maps each through `f`
+/// and writes the results to output `port` in the store as they come.
+pub(crate) fn write_through(
+    source: &Source,
+    ctx: &StageContext,
+    port: &str,
+    f: &mut dyn FnMut(Table) -> Result<Table, NeuralError>,
+) -> Result<Artifact, NeuralError> {
+    let mut writer = None;
+    let batches = source.batches(ctx.batch_rows).map_err(from_stage)?;
+    for chunk in rechunk(source.schema().clone(), batches, OUTPUT_ROWS) {
+        let out = f(Table::from_batch(chunk.map_err(from_stage)?))?
+            .to_batch()
+            .map_err(|e| NeuralError::internal(e.to_string()))?;
+        let w = match &mut writer {
+            Some(w) => w,
+            None => writer.insert(
+                ctx.table_writer(port, out.schema())
+                    .map_err(|e| NeuralError::internal(e.to_string()))?,
+            ),
+        };
+        w.write(&out).map_err(from_stage)?;
+    }
+    let w = writer.ok_or_else(|| NeuralError::internal(format!("no rows for `{port}`")))?;
+    let stored = w.finish().map_err(from_stage)?;
+    Ok(Artifact::Stored(std::sync::Arc::new(stored)))
+}
+
+/// Rows read from a table in batches, a shuffle buffer at a time: the
+/// labelled rows, or every row (class 0) when there is no label.
+pub(crate) struct StreamedRows<'a> {
     pub source: &'a Source,
     pub encoder: &'a FeatureEncoder,
-    pub label: &'a str,
+    pub label: Option<&'a str>,
     pub classes: &'a [String],
     pub weights: Option<&'a str>,
     pub rows: usize,
@@ -128,8 +172,10 @@ impl TrainRows for StreamedRows<'_> {
         for batch in batches {
             let batch = batch.map_err(from_stage)?;
             let m = self.encoder.transform(std::slice::from_ref(&batch))?;
-            let keys = data::label_keys(&batch, self.label)?;
-            let labels = data::encode_labels(&keys, self.classes);
+            let labels = match self.label {
+                Some(label) => data::encode_labels(&data::label_keys(&batch, label)?, self.classes),
+                None => vec![Some(0); batch.num_rows()],
+            };
             let weights = match self.weights {
                 Some(col) => Some(data::read_weights(&batch, col)?),
                 None => None,

@@ -470,23 +470,26 @@ fn rows_of(out: &StageOutput, port: &str) -> RecordBatch {
     }
 }
 
-#[test]
-fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
-    // three chunks of the shuffle's grid, read one chunk per buffer
-    let n = 140_000;
-    let dir = tempfile::tempdir().unwrap();
-    let table = ragged_table(n, 11);
+/// `table` written to the store under `dir`.
+fn stored_copy(table: &Table, dir: &std::path::Path) -> Arc<gigo_pipeline::StoredTable> {
     let mut w =
-        gigo_pipeline::TableWriter::create(&dir.path().join("t.parquet"), table.schema().clone())
-            .unwrap();
+        gigo_pipeline::TableWriter::create(&dir.join("t.parquet"), table.schema().clone()).unwrap();
     w.write(&table.to_batch().unwrap()).unwrap();
-    let stored = Arc::new(w.finish().unwrap());
-    let params = json!({"epochs": 2, "batch_size": 500, "lr": 0.01, "shuffle_buffer": 65536,
-                        "encoder": {"depth": 1, "width": 8}, "class_weights": "balanced"});
-    let stage = registry().get("train").unwrap().build(&params).unwrap();
+    Arc::new(w.finish().unwrap())
+}
+
+/// Runs `stage` on `table` in memory, stored and loaded (it fits), and
+/// stored and streamed at batches of 65,536 and 999 rows, with the inputs
+/// that `more` adds: the outputs (the logs say which runs streamed).
+fn in_memory_and_streamed(
+    stage: &dyn gigo_pipeline::Stage,
+    table: &Table,
+    stored: &Arc<gigo_pipeline::StoredTable>,
+    dir: &std::path::Path,
+    more: &dyn Fn(&mut Inputs),
+) -> Vec<StageOutput> {
     let mut outs = Vec::new();
     let mut logs = Vec::new();
-    // in memory; stored and loaded (it fits); stored and streamed at two batch sizes
     for (input, budget, rows) in [
         (Artifact::from(table.clone()), 4 << 30, 65_536),
         (Artifact::Stored(stored.clone()), 4 << 30, 65_536),
@@ -495,8 +498,8 @@ fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
     ] {
         let mut inputs = Inputs::default();
         inputs.push("table", input);
-        inputs.push("valid", ragged_table(500, 12).into());
-        let mut c = ctx("s", 3, dir.path());
+        more(&mut inputs);
+        let mut c = ctx("s", 3, dir);
         c.memory_budget = budget;
         c.batch_rows = rows;
         outs.push(stage.run(&inputs, &c).unwrap());
@@ -504,6 +507,22 @@ fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
     }
     assert!(!logs[1].contains("shuffle buffer"), "{}", logs[1]);
     assert!(logs[2].contains("reads them from the store"), "{}", logs[2]);
+    outs
+}
+
+#[test]
+fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
+    // three chunks of the shuffle's grid, read one chunk per buffer
+    let n = 140_000;
+    let dir = tempfile::tempdir().unwrap();
+    let table = ragged_table(n, 11);
+    let stored = stored_copy(&table, dir.path());
+    let params = json!({"epochs": 2, "batch_size": 500, "lr": 0.01, "shuffle_buffer": 65536,
+                        "encoder": {"depth": 1, "width": 8}, "class_weights": "balanced"});
+    let stage = registry().get("train").unwrap().build(&params).unwrap();
+    let outs = in_memory_and_streamed(stage.as_ref(), &table, &stored, dir.path(), &|i| {
+        i.push("valid", ragged_table(500, 12).into())
+    });
     assert!(matches!(outs[2].ports["train"], Artifact::Stored(_)));
     let first = &outs[0];
     for (i, out) in outs.iter().enumerate().skip(1) {
@@ -547,5 +566,57 @@ fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
     assert_eq!(
         first.summary["history"]["epochs"][0]["steps"],
         json!((n - (0..n).filter(|i| i % 11 == 4).count()).div_ceil(500))
+    );
+}
+
+#[test]
+fn a_table_over_the_budget_pretrains_from_the_store_with_the_in_memory_results() {
+    // three chunks of the shuffle's grid, read one chunk per buffer: swap
+    // noise draws from the rows of the buffer, in memory as from the store
+    let n = 140_000;
+    let dir = tempfile::tempdir().unwrap();
+    let table = table(n, 21);
+    let stored = stored_copy(&table, dir.path());
+    let params = json!({"epochs": 2, "batch_size": 1000, "shuffle_buffer": 65536,
+                        "encoder": {"depth": 1, "width": 4}});
+    let stage = registry().get("pretrain").unwrap().build(&params).unwrap();
+    let outs = in_memory_and_streamed(stage.as_ref(), &table, &stored, dir.path(), &|_| {});
+    assert!(matches!(outs[2].ports["embeddings"], Artifact::Stored(_)));
+    assert!(matches!(outs[1].ports["embeddings"], Artifact::Table(_)));
+    let first = &outs[0];
+    for (i, out) in outs.iter().enumerate().skip(1) {
+        assert_eq!(
+            model_of(out, "model").weights,
+            model_of(first, "model").weights,
+            "run {i}"
+        );
+        assert_eq!(
+            rows_of(out, "embeddings"),
+            rows_of(first, "embeddings"),
+            "run {i}"
+        );
+        assert_eq!(out.summary, first.summary, "run {i}");
+    }
+    let emb = rows_of(first, "embeddings");
+    assert_eq!(emb.num_rows(), n);
+    assert!(emb.column_by_name("emb_3").is_some() && emb.column_by_name("a").is_none());
+    let epochs = first.summary["history"]["epochs"].as_array().unwrap();
+    assert_eq!(epochs[0]["steps"], json!(n.div_ceil(1000)));
+    let loss = |e: usize| epochs[e]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) < loss(0), "{} then {}", loss(0), loss(1));
+    // a batch larger than the buffer cannot be streamed, and says why
+    let stage = registry()
+        .get("pretrain")
+        .unwrap()
+        .build(&json!({"epochs": 1, "batch_size": "full", "shuffle_buffer": 65536}))
+        .unwrap();
+    let mut inputs = Inputs::default();
+    inputs.push("table", Artifact::Stored(stored));
+    let mut c = ctx("p", 5, dir.path());
+    c.memory_budget = 1 << 20;
+    let e = stage.run(&inputs, &c).unwrap_err().to_string();
+    assert!(
+        e.contains("batch_size") && e.contains("shuffle buffer"),
+        "{e}"
     );
 }
