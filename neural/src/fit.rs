@@ -456,6 +456,22 @@ pub struct EvalSet<'a> {
     pub w: Option<&'a [f32]>,
 }
 
+/// Rows scored after every epoch (the validation rows): held, or read from
+/// a table in batches each time.
+pub trait EvalRows {
+    /// Pushes every row, in order, into `scorer`.
+    fn score_into(&mut self, scorer: &mut Scorer) -> Result<(), NeuralError>;
+}
+
+impl EvalRows for EvalSet<'_> {
+    fn score_into(&mut self, scorer: &mut Scorer) -> Result<(), NeuralError> {
+        for i in 0..self.x.rows {
+            scorer.push(self.x.row(i), self.y[i], self.w.map(|w| w[i]))?;
+        }
+        Ok(())
+    }
+}
+
 /// A trained classifier: architecture, classes and weights (inference mode).
 #[derive(Debug, Clone)]
 pub struct Fitted {
@@ -582,15 +598,13 @@ pub fn predict(net: &ClassifierNet, x: &Matrix, k: usize) -> Result<Matrix, Neur
 /// Loss and accuracy of an inference-mode network on `set`.
 pub fn evaluate(
     net: &ClassifierNet,
-    set: &EvalSet,
+    set: &mut dyn EvalRows,
     k: usize,
     loss: &LossSpec,
     class_weights: &[f32],
 ) -> Result<(Option<f64>, f64), NeuralError> {
     let mut scorer = Scorer::new(net, k, loss, class_weights);
-    for i in 0..set.x.rows {
-        scorer.push(set.x.row(i), set.y[i], set.w.map(|w| w[i]))?;
-    }
+    set.score_into(&mut scorer)?;
     scorer.finish()
 }
 
@@ -721,7 +735,7 @@ pub fn fit(
     n_classes: usize,
     class_weights: &[f32],
     train: &mut dyn TrainRows,
-    valid: Option<&EvalSet>,
+    mut valid: Option<&mut dyn EvalRows>,
     seed: u64,
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<(Fitted, FitReport), NeuralError> {
@@ -861,7 +875,7 @@ pub fn fit(
             components: Default::default(),
             non_finite: diverged || grads.non_finite,
         };
-        if let Some(v) = valid
+        if let Some(v) = valid.as_deref_mut()
             && !diverged
         {
             let (vl, va) = evaluate(&net.valid(), v, n_classes, &s.loss, class_weights)?;

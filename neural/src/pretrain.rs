@@ -425,9 +425,13 @@ impl Pretrain {
             backend_name()
         ));
         let embedder = Embedder::new(&spec, &weights)?;
-        let embeddings: Artifact = match &held {
-            Some((table, x)) => data::with_embeddings(table, &embedder.embed(x)?, &columns)?.into(),
-            None => {
+        // a stored table's embeddings are written as they are computed,
+        // held or not: they are wider than its features
+        let embeddings: Artifact = match (&held, &source) {
+            (Some((table, x)), Source::Memory(_)) => {
+                data::with_embeddings(table, &embedder.embed(x)?, &columns)?.into()
+            }
+            _ => {
                 ctx.progress.message("embedding the rows");
                 rows::write_through(&source, ctx, "embeddings", &mut |t| {
                     let x = enc.transform(t.batches())?;

@@ -5,7 +5,7 @@
 use gigo_ml::{FeatureEncoder, Matrix, TrainedModel};
 use gigo_pipeline::Metrics;
 use gigo_pipeline::{
-    Inputs, Memory, Model, ParamProblem, PortKind, PortSpec, Registry, Stage, StageContext,
+    Inputs, Memory, Model, ParamProblem, PortKind, PortSpec, Registry, Source, Stage, StageContext,
     StageError, StageOutput, Table,
 };
 use schemars::JsonSchema;
@@ -21,8 +21,8 @@ use crate::data;
 use crate::diagnose::Thresholds;
 use crate::error::NeuralError;
 use crate::fit::{
-    EncoderInit, EvalSet, FitSettings, SHUFFLE_BUFFER_ROWS, Scorer, TableRows, TrainRows, evaluate,
-    fit, predict,
+    EncoderInit, EvalRows, EvalSet, FitSettings, SHUFFLE_BUFFER_ROWS, Scorer, TableRows, TrainRows,
+    evaluate, fit, predict,
 };
 use crate::loss::LossSpec;
 use crate::network::Network;
@@ -345,6 +345,24 @@ struct Encoded {
     /// Whether the table has the label column (a test table without one is
     /// predicted but not scored).
     labelled: bool,
+    /// Rows labelled with a class the training rows lack.
+    unknown: usize,
+}
+
+/// Logs that `port` was predicted without a label column to score it by.
+fn log_not_scored(ctx: &StageContext, port: &str) {
+    ctx.log(format!(
+        "the `{port}` table has no label column: predicted, not scored"
+    ));
+}
+
+/// Logs the rows of `port` whose class the training rows lack.
+fn log_unknown(ctx: &StageContext, port: &str, unknown: usize) {
+    if unknown > 0 {
+        ctx.log(format!(
+            "{unknown} `{port}` rows have a class the training rows lack: they count as wrong"
+        ));
+    }
 }
 
 fn encode(
@@ -354,7 +372,6 @@ fn encode(
     classes: &[String],
     use_weights: bool,
     port: &str,
-    ctx: &StageContext,
 ) -> Result<Encoded, NeuralError> {
     let batch = table
         .to_batch()
@@ -378,16 +395,17 @@ fn encode(
         .zip(&y)
         .filter(|(k, y)| k.is_some() && y.is_none())
         .count();
-    if unknown > 0 && port != "table" {
-        ctx.log(format!(
-            "{unknown} `{port}` rows have a class the training rows lack: they count as wrong"
-        ));
-    }
     let w = match (use_weights, data::weight_column(table)?) {
         (true, Some(col)) => Some(data::read_weights(&batch, &col)?),
         _ => None,
     };
-    Ok(Encoded { x, y, w, labelled })
+    Ok(Encoded {
+        x,
+        y,
+        w,
+        labelled,
+        unknown,
+    })
 }
 
 /// The optimizer in words, with its weight decay, for the report.
@@ -415,13 +433,13 @@ pub fn kind_name(kind: crate::config::EncoderKind) -> &'static str {
     }
 }
 
-fn accuracy_of(probs: &Matrix, y: &[Option<u32>]) -> f64 {
-    let correct = probs
+/// Rows whose most probable class is their label.
+fn correct_of(probs: &Matrix, y: &[Option<u32>]) -> usize {
+    probs
         .iter_rows()
         .zip(y)
         .filter(|(p, y)| y.is_some_and(|y| data::argmax(p) == y as usize))
-        .count();
-    correct as f64 / probs.rows.max(1) as f64
+        .count()
 }
 
 impl Stage for Train {
@@ -432,7 +450,7 @@ impl Stage for Train {
     /// Reads its training rows in batches and holds their encoded matrix
     /// only when it fits the budget (else one shuffle buffer at a time,
     /// counted here at 16 features a row); validation and test rows are
-    /// held whole.
+    /// held when they fit a quarter of it, else read in batches.
     fn memory(&self) -> Memory {
         let buffer = self.params.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS) as u64;
         Memory::Streams {
@@ -485,26 +503,8 @@ impl Train {
         let source = inputs
             .source("table")
             .map_err(|e| NeuralError::internal(e.to_string()))?;
-        // validation and test rows are held whole: they are scored every epoch
-        let held = |port: &str| -> Result<Option<std::sync::Arc<Table>>, NeuralError> {
-            let Some(s) = inputs.source_opt(port) else {
-                return Ok(None);
-            };
-            if s.memory_bytes() > ctx.memory_budget / 2 {
-                return Err(NeuralError::data(format!(
-                    "the `{port}` table takes {} in memory, more than half the memory budget \
-                     ({}); `train` holds its `{port}` rows whole (raise `--memory`, or give \
-                     fewer rows)",
-                    gigo_pipeline::Bytes(s.memory_bytes()),
-                    gigo_pipeline::Bytes(ctx.memory_budget)
-                )));
-            }
-            s.load(ctx.batch_rows)
-                .map(Some)
-                .map_err(|e| NeuralError::data(e.to_string()))
-        };
-        let valid_t = held("valid")?;
-        let test_t = held("test")?;
+        let valid_src = inputs.source_opt("valid");
+        let test_src = inputs.source_opt("test");
         let pretrained = match inputs.models("pretrained").as_slice() {
             [] => None,
             [one] => Some(EncoderModel::from_model(one)?),
@@ -622,18 +622,57 @@ impl Train {
         };
         let tr = table
             .as_ref()
-            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "table", ctx))
+            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "table"))
             .transpose()?;
-        let va = valid_t
-            .as_ref()
-            .filter(|t| t.num_rows() > 0)
-            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "valid", ctx))
-            .transpose()?;
-        let te = test_t
-            .as_ref()
-            .filter(|t| t.num_rows() > 0)
-            .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "test", ctx))
-            .transpose()?;
+        // validation and test rows are held when their encoded matrix fits a
+        // quarter of the budget; otherwise they are read in batches (the
+        // validation rows every epoch), with the figures of a held run
+        let eval_bytes = |s: &Source| s.num_rows() as u64 * enc.width() as u64 * 4;
+        let streams =
+            |s: &Source| s.num_rows() > 0 && !rows::holds(s, eval_bytes(s), ctx.memory_budget / 4);
+        let load = |s: &Option<Source>| -> Result<Option<std::sync::Arc<Table>>, NeuralError> {
+            match s {
+                Some(s) if !streams(s) => s
+                    .load(ctx.batch_rows)
+                    .map(Some)
+                    .map_err(|e| NeuralError::data(e.to_string())),
+                _ => Ok(None),
+            }
+        };
+        let (valid_t, test_t) = (load(&valid_src)?, load(&test_src)?);
+        let valid_read = valid_src.as_ref().filter(|s| streams(s));
+        let test_read = test_src.as_ref().filter(|s| streams(s));
+        for (port, s) in [("valid", valid_read), ("test", test_read)] {
+            if let Some(s) = s {
+                ctx.log(format!(
+                    "the `{port}` rows' features take {} encoded: they are read in batches",
+                    gigo_pipeline::Bytes(eval_bytes(s))
+                ));
+            }
+        }
+        let held = |t: &Option<std::sync::Arc<Table>>, port: &str| {
+            t.as_ref()
+                .filter(|t| t.num_rows() > 0)
+                .map(|t| {
+                    let e = encode(t, &enc, &label, &classes, p.sample_weights, port)?;
+                    log_unknown(ctx, port, e.unknown);
+                    Ok::<_, NeuralError>(e)
+                })
+                .transpose()
+        };
+        let va = held(&valid_t, "valid")?;
+        let te = held(&test_t, "test")?;
+        let valid_weights = match (valid_read, p.sample_weights) {
+            (Some(s), true) => data::weight_column(&Table::empty(s.schema().clone()))?,
+            _ => None,
+        };
+        if let Some(s) = valid_read
+            && s.schema().field_with_name(&label).is_err()
+        {
+            return Err(NeuralError::data(format!(
+                "the `valid` table has no label column `{label}`"
+            )));
+        }
 
         // the network
         let (init, pretrained_cfg) = match &pretrained {
@@ -655,11 +694,24 @@ impl Train {
         let class_weights = p.class_weights.resolve_counts(&classes, &scan.counts);
         let settings = p.settings();
         ctx.progress.set_total(p.epochs as u64);
-        let valid_set = va.as_ref().map(|v| EvalSet {
+        let mut valid_held = va.as_ref().map(|v| EvalSet {
             x: &v.x,
             y: &v.y,
             w: v.w.as_deref(),
         });
+        let mut valid_streamed = valid_read.map(|s| rows::StreamedEval {
+            source: s,
+            encoder: &enc,
+            label: &label,
+            classes: &classes,
+            weights: valid_weights.as_deref(),
+            batch_rows: ctx.batch_rows,
+        });
+        let valid_rows: Option<&mut dyn EvalRows> = match (&mut valid_held, &mut valid_streamed) {
+            (Some(v), _) => Some(v),
+            (None, Some(v)) => Some(v),
+            (None, None) => None,
+        };
         let mut streamed = rows::StreamedRows {
             source: &source,
             encoder: &enc,
@@ -685,7 +737,7 @@ impl Train {
             k,
             &class_weights,
             train_rows,
-            valid_set.as_ref(),
+            valid_rows,
             ctx.seed,
             &mut |e| {
                 ctx.progress.advance(1);
@@ -725,7 +777,7 @@ impl Train {
             _ => {
                 ctx.progress.message("predicting the training rows");
                 rows::write_through(&source, ctx, "train", &mut |t| {
-                    let e = encode(&t, &enc, &label, &classes, p.sample_weights, "table", ctx)?;
+                    let e = encode(&t, &enc, &label, &classes, p.sample_weights, "table")?;
                     for i in (0..e.x.rows).filter(|&i| e.y[i].is_some()) {
                         train_scorer.push(e.x.row(i), e.y[i], e.w.as_ref().map(|w| w[i]))?;
                     }
@@ -741,19 +793,48 @@ impl Train {
             gigo_pipeline::Artifact::Stored(s) => s.schema().clone(),
             _ => return Err(NeuralError::internal("the training rows are not a table")),
         };
-        for (port, t, e) in [("valid", &valid_t, &va), ("test", &test_t, &te)] {
-            let out = match (t, e) {
-                (Some(t), Some(e)) if !e.labelled => {
-                    ctx.log(format!(
-                        "the `{port}` table has no label column: predicted, not scored"
-                    ));
-                    data::with_predictions(t, &predict(&net, &e.x, k)?, &classes)?
+        for (port, t, e, read) in [
+            ("valid", &valid_t, &va, valid_read),
+            ("test", &test_t, &te, test_read),
+        ] {
+            let out: gigo_pipeline::Artifact = match (t, e, read) {
+                (_, _, Some(s)) => {
+                    ctx.progress
+                        .message(&format!("predicting the `{port}` rows"));
+                    let mut scorer = Scorer::new(&net, k, &loss, &class_weights);
+                    let (mut correct, mut unknown, mut labelled) = (0, 0, true);
+                    let out = rows::write_through(s, ctx, port, &mut |t| {
+                        let e = encode(&t, &enc, &label, &classes, p.sample_weights, port)?;
+                        let probs = predict(&net, &e.x, k)?;
+                        labelled = e.labelled;
+                        if e.labelled {
+                            for i in 0..e.x.rows {
+                                scorer.push(e.x.row(i), e.y[i], e.w.as_ref().map(|w| w[i]))?;
+                            }
+                            correct += correct_of(&probs, &e.y);
+                        }
+                        unknown += e.unknown;
+                        data::with_predictions(&t, &probs, &classes)
+                    })?;
+                    log_unknown(ctx, port, unknown);
+                    let (l, _) = scorer.finish()?;
+                    let n = s.num_rows();
+                    if labelled {
+                        scored.push((port, (l, correct as f64 / n as f64), n));
+                    } else {
+                        log_not_scored(ctx, port);
+                    }
+                    out
                 }
-                (Some(t), Some(e)) => {
+                (Some(t), Some(e), None) if !e.labelled => {
+                    log_not_scored(ctx, port);
+                    data::with_predictions(t, &predict(&net, &e.x, k)?, &classes)?.into()
+                }
+                (Some(t), Some(e), None) => {
                     let probs = predict(&net, &e.x, k)?;
                     let (l, _) = evaluate(
                         &net,
-                        &EvalSet {
+                        &mut EvalSet {
                             x: &e.x,
                             y: &e.y,
                             w: e.w.as_deref(),
@@ -762,13 +843,16 @@ impl Train {
                         &loss,
                         &class_weights,
                     )?;
-                    scored.push((port, (l, accuracy_of(&probs, &e.y)), e.x.rows));
-                    data::with_predictions(t, &probs, &classes)?
+                    let acc = correct_of(&probs, &e.y) as f64 / probs.rows.max(1) as f64;
+                    scored.push((port, (l, acc), e.x.rows));
+                    data::with_predictions(t, &probs, &classes)?.into()
                 }
-                (Some(t), None) => data::with_predictions(t, &Matrix::zeros(0, k), &classes)?,
-                (None, _) => Table::empty(train_schema.clone()),
+                (Some(t), None, None) => {
+                    data::with_predictions(t, &Matrix::zeros(0, k), &classes)?.into()
+                }
+                (None, _, None) => Table::empty(train_schema.clone()).into(),
             };
-            outputs.push((port, out.into()));
+            outputs.push((port, out));
         }
 
         // the model

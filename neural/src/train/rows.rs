@@ -14,7 +14,7 @@ use gigo_pipeline::{Artifact, Source, StageContext, Table, rechunk};
 
 use crate::data;
 use crate::error::NeuralError;
-use crate::fit::{CHUNK_ROWS, TrainRows, Window};
+use crate::fit::{CHUNK_ROWS, EvalRows, Scorer, TrainRows, Window};
 
 /// What one pass over the training table learnt.
 pub(crate) struct Scan {
@@ -195,5 +195,35 @@ impl TrainRows for StreamedRows<'_> {
             y: Cow::Owned(y),
             w: self.weights.map(|_| Cow::Owned(w)),
         })
+    }
+}
+
+/// Rows scored from a table read in batches (validation rows too large to
+/// hold), pushed to the scorer in table order: the figures of held rows.
+pub(crate) struct StreamedEval<'a> {
+    pub source: &'a Source,
+    pub encoder: &'a FeatureEncoder,
+    pub label: &'a str,
+    pub classes: &'a [String],
+    pub weights: Option<&'a str>,
+    pub batch_rows: usize,
+}
+
+impl EvalRows for StreamedEval<'_> {
+    fn score_into(&mut self, scorer: &mut Scorer) -> Result<(), NeuralError> {
+        for batch in self.source.batches(self.batch_rows).map_err(from_stage)? {
+            let batch = batch.map_err(from_stage)?;
+            let m = self.encoder.transform(std::slice::from_ref(&batch))?;
+            let keys = data::label_keys(&batch, self.label)?;
+            let labels = data::encode_labels(&keys, self.classes);
+            let weights = match self.weights {
+                Some(col) => Some(data::read_weights(&batch, col)?),
+                None => None,
+            };
+            for (i, &y) in labels.iter().enumerate() {
+                scorer.push(m.row(i), y, weights.as_ref().map(|w| w[i]))?;
+            }
+        }
+        Ok(())
     }
 }

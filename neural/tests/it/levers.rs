@@ -10,7 +10,7 @@ use gigo_neural::config::{
     OptimizerKind, Schedule, StopMetric,
 };
 use gigo_neural::diagnose::{Baseline, Diagnosis, Thresholds, diagnose};
-use gigo_neural::fit::{EncoderInit, EvalSet, FitReport, Fitted, TrainSet, fit};
+use gigo_neural::fit::{EncoderInit, EvalRows, EvalSet, FitReport, Fitted, TrainSet, fit};
 use gigo_neural::ssl::{Method, Noise, embed, pretrain};
 use gigo_neural::train::TrainParams;
 use rand::{Rng, SeedableRng};
@@ -53,7 +53,7 @@ fn train(
 ) -> (Fitted, FitReport) {
     let spec = EncoderSpec::new(p.encoder.clone().unwrap_or_default(), x.cols).unwrap();
     let vy: Option<Vec<Option<u32>>> = valid.map(|(_, y)| y.iter().map(|&l| Some(l)).collect());
-    let vset = valid.map(|(vx, _)| EvalSet {
+    let mut vset = valid.map(|(vx, _)| EvalSet {
         x: vx,
         y: vy.as_deref().unwrap(),
         w: None,
@@ -64,7 +64,7 @@ fn train(
         2,
         &[1.0, 1.0],
         &mut TrainSet { x, y, w: None },
-        vset.as_ref(),
+        vset.as_mut().map(|v| v as &mut dyn EvalRows),
         seed,
         &mut |_| {},
     )

@@ -472,6 +472,7 @@ fn rows_of(out: &StageOutput, port: &str) -> RecordBatch {
 
 /// `table` written to the store under `dir`.
 fn stored_copy(table: &Table, dir: &std::path::Path) -> Arc<gigo_pipeline::StoredTable> {
+    std::fs::create_dir_all(dir).unwrap();
     let mut w =
         gigo_pipeline::TableWriter::create(&dir.join("t.parquet"), table.schema().clone()).unwrap();
     w.write(&table.to_batch().unwrap()).unwrap();
@@ -541,26 +542,19 @@ fn a_table_over_the_budget_trains_from_the_store_with_the_in_memory_results() {
     assert!(acc > 0.9, "train accuracy {acc}");
     assert_eq!(rows_of(first, "train").num_rows(), n);
     // what cannot be streamed says why
-    let refused = |params: serde_json::Value, valid: usize| {
-        let stage = registry().get("train").unwrap().build(&params).unwrap();
-        let mut inputs = Inputs::default();
-        inputs.push("table", Artifact::Stored(stored.clone()));
-        inputs.push("valid", ragged_table(valid, 12).into());
-        let mut c = ctx("s", 3, dir.path());
-        c.memory_budget = 1 << 20;
-        stage.run(&inputs, &c).unwrap_err().to_string()
-    };
-    let e = refused(
-        json!({"epochs": 1, "batch_size": "full", "shuffle_buffer": 65536}),
-        50,
-    );
+    let stage = registry()
+        .get("train")
+        .unwrap()
+        .build(&json!({"epochs": 1, "batch_size": "full", "shuffle_buffer": 65536}))
+        .unwrap();
+    let mut inputs = Inputs::default();
+    inputs.push("table", Artifact::Stored(stored.clone()));
+    inputs.push("valid", ragged_table(50, 12).into());
+    let mut c = ctx("s", 3, dir.path());
+    c.memory_budget = 1 << 20;
+    let e = stage.run(&inputs, &c).unwrap_err().to_string();
     assert!(
         e.contains("batch_size") && e.contains("shuffle buffer"),
-        "{e}"
-    );
-    let e = refused(json!({"epochs": 1}), 40_000);
-    assert!(
-        e.contains("`valid` table") && e.contains("memory budget"),
         "{e}"
     );
     assert_eq!(
@@ -582,7 +576,9 @@ fn a_table_over_the_budget_pretrains_from_the_store_with_the_in_memory_results()
     let stage = registry().get("pretrain").unwrap().build(&params).unwrap();
     let outs = in_memory_and_streamed(stage.as_ref(), &table, &stored, dir.path(), &|_| {});
     assert!(matches!(outs[2].ports["embeddings"], Artifact::Stored(_)));
-    assert!(matches!(outs[1].ports["embeddings"], Artifact::Table(_)));
+    // a stored table's embeddings are written as they come, held or not
+    assert!(matches!(outs[1].ports["embeddings"], Artifact::Stored(_)));
+    assert!(matches!(outs[0].ports["embeddings"], Artifact::Table(_)));
     let first = &outs[0];
     for (i, out) in outs.iter().enumerate().skip(1) {
         assert_eq!(
@@ -619,4 +615,53 @@ fn a_table_over_the_budget_pretrains_from_the_store_with_the_in_memory_results()
         e.contains("batch_size") && e.contains("shuffle buffer"),
         "{e}"
     );
+}
+
+#[test]
+fn validation_and_test_rows_over_the_budget_are_read_in_batches_with_the_held_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored = stored_copy(&ragged_table(20_000, 11), dir.path());
+    // 40,000 rows of 5 encoded features: 0.8 MB encoded, over a quarter of 1 MB
+    let big = stored_copy(&ragged_table(40_000, 12), &dir.path().join("v"));
+    let params = json!({"epochs": 2, "batch_size": 500, "lr": 0.01,
+                        "encoder": {"depth": 1, "width": 8},
+                        "early_stopping": {"patience": 5}});
+    let stage = registry().get("train").unwrap().build(&params).unwrap();
+    let runs: Vec<(StageOutput, String)> = [4 << 30, 1 << 20]
+        .into_iter()
+        .map(|budget| {
+            let mut inputs = Inputs::default();
+            inputs.push("table", Artifact::Stored(stored.clone()));
+            inputs.push("valid", Artifact::Stored(big.clone()));
+            inputs.push("test", Artifact::Stored(big.clone()));
+            let mut c = ctx("s", 3, dir.path());
+            c.memory_budget = budget;
+            c.batch_rows = 999;
+            let out = stage.run(&inputs, &c).unwrap();
+            (out, c.messages().join("\n"))
+        })
+        .collect();
+    let (held, read) = (&runs[0], &runs[1]);
+    assert!(!held.1.contains("read in batches"), "{}", held.1);
+    for port in ["valid", "test"] {
+        let line = format!("the `{port}` rows' features take");
+        assert!(read.1.contains(&line), "{}", read.1);
+    }
+    assert!(matches!(read.0.ports["test"], Artifact::Stored(_)));
+    assert!(matches!(held.0.ports["test"], Artifact::Table(_)));
+    for port in ["train", "valid", "test"] {
+        assert_eq!(rows_of(&read.0, port), rows_of(&held.0, port), "{port}");
+    }
+    assert_eq!(read.0.summary, held.0.summary);
+    assert_eq!(rows_of(&read.0, "test").num_rows(), 40_000);
+    // the validation rows were scored every epoch, the test rows at the end
+    let epochs = read.0.summary["history"]["epochs"].as_array().unwrap();
+    assert!(
+        epochs
+            .iter()
+            .all(|e| e["valid_accuracy"].as_f64().unwrap() > 0.5)
+    );
+    let section = Section::from_summary(&read.0.summary).unwrap().unwrap();
+    let acc = section.metrics["test_accuracy"].as_f64().unwrap();
+    assert!(acc > 0.8, "test accuracy {acc}");
 }
