@@ -519,7 +519,7 @@ fn cross_validation_runs_on_a_stratified_sample_when_the_table_does_not_fit() {
     let stored = Arc::new(w.finish().unwrap());
     let stage = build(json!({"filter_by": "confident_learning"})).unwrap();
     assert!(matches!(stage.memory(), Memory::Streams { .. }));
-    let need = Memory::WHOLE.need(table.memory_bytes(), 300).bytes;
+    let need = CV_MEMORY.need(table.memory_bytes(), 300).bytes;
     let run_with = |input: Artifact, budget: u64, rows: usize| {
         let mut inputs = Inputs::default();
         inputs.push("table", input);
