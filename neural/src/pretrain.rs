@@ -9,7 +9,7 @@ use arrow::compute::concat_batches;
 use gigo_pipeline::summary::{Block, Section};
 use gigo_pipeline::{
     Artifact, Inputs, Memory, Metrics, ParamProblem, PortKind, PortSpec, Registry, Source, Stage,
-    StageContext, StageError, StageOutput, Table,
+    StageContext, StageError, StageOutput, Table, TableWriter,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -287,7 +287,8 @@ impl Stage for Pretrain {
 
     /// Reads its rows in batches and holds their encoded matrix only when it
     /// fits the budget (else one shuffle buffer at a time, counted here at 16
-    /// features a row); several tables on `table` are concatenated in memory.
+    /// features a row); several stored tables on `table` are concatenated
+    /// into one in the store first.
     fn memory(&self) -> Memory {
         let buffer = self.params.shuffle_buffer.unwrap_or(SHUFFLE_BUFFER_ROWS) as u64;
         Memory::Streams {
@@ -326,7 +327,9 @@ impl Stage for Pretrain {
 }
 
 /// The rows on `table`: the one table connected, or several concatenated
-/// in memory (their columns must match).
+/// (their columns must match): in memory when they all are, else copied
+/// batch by batch into one table in the stage's scratch directory, so that
+/// memory does not grow with them.
 fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError> {
     let sources: Vec<Source> = inputs
         .all("table")
@@ -339,7 +342,6 @@ fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError
         [first, ..] => first,
     };
     let schema = first.schema().clone();
-    let mut batches = Vec::new();
     for (i, s) in sources.iter().enumerate() {
         if s.schema().fields() != schema.fields() {
             return Err(NeuralError::data(format!(
@@ -348,14 +350,33 @@ fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError
                 i + 1
             )));
         }
-        let t = s
-            .load(ctx.batch_rows)
-            .map_err(|e| NeuralError::data(e.to_string()))?;
-        batches.extend(t.batches().iter().cloned());
     }
-    let all = concat_batches(&schema, &batches)
-        .map_err(|e| NeuralError::internal(format!("concatenating tables: {e}")))?;
-    Ok(Source::Memory(Arc::new(Table::from_batch(all))))
+    let data = |e: gigo_pipeline::StageError| NeuralError::data(e.to_string());
+    if sources.iter().all(|s| matches!(s, Source::Memory(_))) {
+        let mut batches = Vec::new();
+        for s in &sources {
+            batches.extend(
+                s.load(ctx.batch_rows)
+                    .map_err(data)?
+                    .batches()
+                    .iter()
+                    .cloned(),
+            );
+        }
+        let all = concat_batches(&schema, &batches)
+            .map_err(|e| NeuralError::internal(format!("concatenating tables: {e}")))?;
+        return Ok(Source::Memory(Arc::new(Table::from_batch(all))));
+    }
+    std::fs::create_dir_all(&ctx.scratch_dir)
+        .map_err(|e| NeuralError::data(format!("{}: {e}", ctx.scratch_dir.display())))?;
+    let mut w =
+        TableWriter::create(&ctx.scratch_dir.join("concatenated.parquet"), schema).map_err(data)?;
+    for s in &sources {
+        for batch in s.batches(ctx.batch_rows).map_err(data)? {
+            w.write(&batch.map_err(data)?).map_err(data)?;
+        }
+    }
+    Ok(Source::Stored(Arc::new(w.finish().map_err(data)?)))
 }
 
 impl Pretrain {

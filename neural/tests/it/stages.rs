@@ -593,6 +593,25 @@ fn a_table_over_the_budget_pretrains_from_the_store_with_the_in_memory_results()
         );
         assert_eq!(out.summary, first.summary, "run {i}");
     }
+    // the same rows as two stored tables: concatenated in the store, the same run
+    let whole = table.to_batch().unwrap();
+    let mut inputs = Inputs::default();
+    for (i, (at, len)) in [(0, 70_000), (70_000, n - 70_000)].into_iter().enumerate() {
+        let part = Table::from_batch(whole.slice(at, len));
+        inputs.push(
+            "table",
+            Artifact::Stored(stored_copy(&part, &dir.path().join(format!("{i}")))),
+        );
+    }
+    let mut c = ctx("s", 3, dir.path());
+    c.memory_budget = 1 << 20;
+    let two = stage.run(&inputs, &c).unwrap();
+    assert_eq!(
+        model_of(&two, "model").weights,
+        model_of(first, "model").weights
+    );
+    assert_eq!(rows_of(&two, "embeddings"), rows_of(first, "embeddings"));
+    assert_eq!(two.summary, first.summary);
     let emb = rows_of(first, "embeddings");
     assert_eq!(emb.num_rows(), n);
     assert!(emb.column_by_name("emb_3").is_some() && emb.column_by_name("a").is_none());
