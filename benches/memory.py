@@ -474,33 +474,16 @@ def cv_section(gigo, py, rows, memory):
 def pretrain_section(gigo, rows, memory, held):
     """`pretrain` (denoising autoencoder, swap noise) for one epoch on
     `rows` rows x 20 float32 features, under `memory` (the rows stream from
-    the store through the shuffle buffer) and under `held` (the encoded
-    matrix is held): no peer pretrains tabular rows self-supervised among
-    the pinned tools, so the two budgets are set side by side."""
-    work = tempfile.mkdtemp(prefix="gigo-bench-pretrain-", dir=os.environ.get("GIGO_BENCH_DIR"))
-    try:
-        data = os.path.join(work, "data.parquet")
-        t0 = time.monotonic()
-        in_child("generate_train", data, rows)
-        size = os.path.getsize(data)
-        print(f"pretrain, one epoch, {COLUMNS} float32 features: {rows} rows (file: "
-              f"{size / 1e9:.2f} GB, generated in {time.monotonic() - t0:.0f} s)")
-        pipeline = os.path.join(work, "pipeline.yaml")
-        with open(pipeline, "w") as f:
-            f.write(PRETRAIN_PIPELINE.format(data=data))
-        runs = []
-        for budget in [memory, held]:
-            r = measure([gigo, "run", pipeline, "--memory", budget, "-q", "--run-id", budget,
-                         "--cache-dir", os.path.join(work, f"cache-{budget}")], work)
-            runs.append(r)
-            wall, rss, code = r
-            mark = "" if code == 0 else f" (exit {code})"
-            print(f"  gigo ingest -> pretrain --memory {budget:<8} {wall:>8.1f} s "
-                  f"{rss / 1e9:>6.2f} GB{mark}")
-        print(f"  streamed / held: {runs[0][0] / runs[1][0]:.2f}x the time, "
-              f"{runs[0][1] / runs[1][1]:.2f}x the memory")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    the store through the shuffle buffer) beside the same run under `held`
+    (the encoded matrix is held): no peer pretrains tabular rows
+    self-supervised among the pinned tools, so the two budgets are set side
+    by side."""
+    beside(gigo, memory, f"pretrain, one epoch, {COLUMNS} float32 features", rows,
+           "generate_train", PRETRAIN_PIPELINE,
+           ["gigo ingest -> pretrain, streamed", f"held (gigo --memory {held})"],
+           lambda data, work: [gigo, "run", os.path.join(work, "pipeline.yaml"), "--memory",
+                               held, "-q", "--run-id", "held", "--force"],
+           "the same run holding the encoded matrix")
 
 
 def jsonl_section(gigo, py, rows, memory):

@@ -276,10 +276,9 @@ pub(crate) struct Shuffled<'a> {
     order: Vec<usize>,
     /// Rows held over from the last buffer, short of a batch.
     carry: Batch,
-    /// Position in carry-then-order, the end of whole batches, the total.
+    /// Position in carry-then-order, and the end of whole batches.
     pos: usize,
     full: usize,
-    total: usize,
     loaded: bool,
 }
 
@@ -346,7 +345,6 @@ impl<'a> Shuffled<'a> {
             carry: Batch::new(),
             pos: 0,
             full: 0,
-            total: 0,
             loaded: false,
         })
     }
@@ -386,6 +384,11 @@ impl<'a> Shuffled<'a> {
         &self.current.x
     }
 
+    /// Rows of the buffer with the carry.
+    fn total(&self) -> usize {
+        self.carry.rows() + self.order.len()
+    }
+
     fn row(&self, i: usize) -> (&[f32], u32, Option<f32>) {
         if i < self.carry.rows() {
             self.carry.row(i, self.cols)
@@ -410,11 +413,11 @@ impl<'a> Shuffled<'a> {
                     self.order = (0..self.current.rows()).collect();
                     self.order.shuffle(rng);
                 }
-                self.total = self.carry.rows() + self.order.len();
+                let total = self.total();
                 self.full = if b + 1 == self.buffers.len() {
-                    self.total
+                    total
                 } else {
-                    self.total / self.bs * self.bs
+                    total / self.bs * self.bs
                 };
                 self.pos = 0;
                 self.loaded = true;
@@ -434,7 +437,7 @@ impl<'a> Shuffled<'a> {
             }
             // the buffer is spent: hold its rest over, short of a batch
             let mut carry = Batch::new();
-            for i in self.full..self.total {
+            for i in self.full..self.total() {
                 let (x, y, w) = self.row(i);
                 carry.push(x, y, w);
             }

@@ -396,12 +396,13 @@ impl Pretrain {
         // the encoded matrix is held when it fits the budget with room to
         // spare; otherwise every epoch reads the rows from the store
         let matrix_bytes = (n as u64) * (enc.width() as u64) * 4;
-        let held = if rows::holds(&source, matrix_bytes, ctx.memory_budget) {
-            let table = source
+        let load = || {
+            source
                 .load(ctx.batch_rows)
-                .map_err(|e| NeuralError::data(e.to_string()))?;
-            let x = enc.transform(table.batches())?;
-            Some((table, x))
+                .map_err(|e| NeuralError::data(e.to_string()))
+        };
+        let held = if rows::holds(&source, matrix_bytes, ctx.memory_budget) {
+            Some(enc.transform(load()?.batches())?)
         } else {
             ctx.log(format!(
                 "the rows' features take {} encoded: each epoch reads them from the store \
@@ -412,11 +413,11 @@ impl Pretrain {
             None
         };
         ctx.progress.set_total(p.epochs as u64);
-        let zeros = held.as_ref().map(|(_, x)| vec![0; x.rows]);
-        let mut in_memory = held
-            .as_ref()
-            .zip(zeros.as_ref())
-            .map(|((_, x), y)| TrainSet { x, y, w: None });
+        let zeros = held.as_ref().map(|x| vec![0; x.rows]);
+        let mut in_memory =
+            held.as_ref()
+                .zip(zeros.as_ref())
+                .map(|(x, y)| TrainSet { x, y, w: None });
         let mut streamed = rows::StreamedRows {
             source: &source,
             encoder: &enc,
@@ -449,8 +450,8 @@ impl Pretrain {
         // a stored table's embeddings are written as they are computed,
         // held or not: they are wider than its features
         let embeddings: Artifact = match (&held, &source) {
-            (Some((table, x)), Source::Memory(_)) => {
-                data::with_embeddings(table, &embedder.embed(x)?, &columns)?.into()
+            (Some(x), Source::Memory(_)) => {
+                data::with_embeddings(&*load()?, &embedder.embed(x)?, &columns)?.into()
             }
             _ => {
                 ctx.progress.message("embedding the rows");

@@ -802,12 +802,12 @@ impl Train {
                     ctx.progress
                         .message(&format!("predicting the `{port}` rows"));
                     let mut scorer = Scorer::new(&net, k, &loss, &class_weights);
-                    let (mut correct, mut unknown, mut labelled) = (0, 0, true);
+                    let labelled = s.schema().field_with_name(&label).is_ok();
+                    let (mut correct, mut unknown) = (0, 0);
                     let out = rows::write_through(s, ctx, port, &mut |t| {
                         let e = encode(&t, &enc, &label, &classes, p.sample_weights, port)?;
                         let probs = predict(&net, &e.x, k)?;
-                        labelled = e.labelled;
-                        if e.labelled {
+                        if labelled {
                             for i in 0..e.x.rows {
                                 scorer.push(e.x.row(i), e.y[i], e.w.as_ref().map(|w| w[i]))?;
                             }

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 
+use arrow::array::RecordBatch;
 use gigo_ml::{Classes, EncoderFitter, EncoderOptions, FeatureEncoder, Matrix};
 use gigo_pipeline::{Artifact, Source, StageContext, Table, rechunk};
 
@@ -127,6 +128,30 @@ pub(crate) fn write_through(
     Ok(Artifact::Stored(std::sync::Arc::new(stored)))
 }
 
+/// A batch's encoded features, its class indices (`None`: no label, or a
+/// class the training rows lack; every row class 0 when `label` is
+/// `None`) and the weights of column `weights`.
+type Decoded = (Matrix, Vec<Option<u32>>, Option<Vec<f32>>);
+
+fn decode(
+    batch: &RecordBatch,
+    encoder: &FeatureEncoder,
+    label: Option<&str>,
+    classes: &[String],
+    weights: Option<&str>,
+) -> Result<Decoded, NeuralError> {
+    let m = encoder.transform(std::slice::from_ref(batch))?;
+    let labels = match label {
+        Some(label) => data::encode_labels(&data::label_keys(batch, label)?, classes),
+        None => vec![Some(0); batch.num_rows()],
+    };
+    let weights = match weights {
+        Some(col) => Some(data::read_weights(batch, col)?),
+        None => None,
+    };
+    Ok((m, labels, weights))
+}
+
 /// Rows read from a table in batches, a shuffle buffer at a time: the
 /// labelled rows, or every row (class 0) when there is no label.
 pub(crate) struct StreamedRows<'a> {
@@ -171,15 +196,8 @@ impl TrainRows for StreamedRows<'_> {
             .map_err(from_stage)?;
         for batch in batches {
             let batch = batch.map_err(from_stage)?;
-            let m = self.encoder.transform(std::slice::from_ref(&batch))?;
-            let labels = match self.label {
-                Some(label) => data::encode_labels(&data::label_keys(&batch, label)?, self.classes),
-                None => vec![Some(0); batch.num_rows()],
-            };
-            let weights = match self.weights {
-                Some(col) => Some(data::read_weights(&batch, col)?),
-                None => None,
-            };
+            let (m, labels, weights) =
+                decode(&batch, self.encoder, self.label, self.classes, self.weights)?;
             for (i, l) in labels.into_iter().enumerate() {
                 let Some(l) = l else { continue };
                 x.extend_from_slice(m.row(i));
@@ -213,13 +231,13 @@ impl EvalRows for StreamedEval<'_> {
     fn score_into(&mut self, scorer: &mut Scorer) -> Result<(), NeuralError> {
         for batch in self.source.batches(self.batch_rows).map_err(from_stage)? {
             let batch = batch.map_err(from_stage)?;
-            let m = self.encoder.transform(std::slice::from_ref(&batch))?;
-            let keys = data::label_keys(&batch, self.label)?;
-            let labels = data::encode_labels(&keys, self.classes);
-            let weights = match self.weights {
-                Some(col) => Some(data::read_weights(&batch, col)?),
-                None => None,
-            };
+            let (m, labels, weights) = decode(
+                &batch,
+                self.encoder,
+                Some(self.label),
+                self.classes,
+                self.weights,
+            )?;
             for (i, &y) in labels.iter().enumerate() {
                 scorer.push(m.row(i), y, weights.as_ref().map(|w| w[i]))?;
             }

@@ -203,14 +203,17 @@ impl LabelNoise {
             self.params.score.to_ml(),
         )
         .map_err(from_ml)?;
-        // Fixed chunks: a model scores every row the same whatever the
-        // batches that came in.
+        // A model scores fixed chunks, so every row gets the same
+        // probabilities whatever the batches that came in; columns are read
+        // row by row as the batches come.
         let chunks = || -> Result<gigo_pipeline::Batches, StageError> {
-            Ok(gigo_pipeline::rechunk(
-                schema.clone(),
-                source.batches(ctx.batch_rows)?,
-                crate::predict::SCORE_ROWS,
-            ))
+            let batches = source.batches(ctx.batch_rows)?;
+            Ok(match scorer {
+                Scorer::Columns(_) => batches,
+                Scorer::Model(_) => {
+                    gigo_pipeline::rechunk(schema.clone(), batches, crate::predict::SCORE_ROWS)
+                }
+            })
         };
 
         ctx.progress.message("confident thresholds");
