@@ -27,6 +27,10 @@ cross-validating logistic regression beside cleanlab + scikit-learn),
 GIGO_BENCH_PRETRAIN_ROWS (rows of the pretrain section, default 10M:
 one epoch of a denoising autoencoder under GIGO_BENCH_MEMORY and under
 GIGO_BENCH_PRETRAIN_HELD, default 16GB, where the matrix is held),
+GIGO_BENCH_SHARED_ROWS (rows of the shared-budget section, default 2M; 0
+skips it: two cross-validating label_noise stages with two jobs under
+GIGO_BENCH_SHARED_MEMORY, default 3GB, where one waits for the other, and
+under 16GB, where they run side by side),
 GIGO_BENCH_JSONL_ROWS (rows
 of the JSON lines section, default 5M, about 2 GB; 0 skips it: `ingest ->
 profile -> export` of a JSON lines file beside DuckDB's read_json),
@@ -371,6 +375,15 @@ stages:
 """
 
 
+SHARED_PIPELINE = CV_PIPELINE + """  label_noise_3:
+    type: label_noise
+    inputs: ingest
+    model: logistic_regression
+    filter_by: confident_learning
+    folds: 3
+"""
+
+
 TRAIN_PIPELINE = """name: bench_train
 seed: 1
 stages:
@@ -471,6 +484,39 @@ def cv_section(gigo, py, rows, memory):
            "and writes every row with its verdict")
 
 
+def shared_section(gigo, rows, budget, roomy):
+    """Two `label_noise` stages cross-validating logistic regression (5 and
+    3 folds) on the same `rows` rows, with two jobs: under `budget`, where
+    each fits but the two together do not, so that one waits for the other;
+    and under `roomy`, where they run side by side. Prints each run's time,
+    peak RSS and the stages that waited for memory (from run.json)."""
+    import json
+    work = tempfile.mkdtemp(prefix="gigo-bench-", dir=os.environ.get("GIGO_BENCH_DIR"))
+    try:
+        data = os.path.join(work, "data.parquet")
+        in_child("generate_cv", data, rows)
+        print(f"shared budget: two cross-validating label_noise stages, {rows} rows "
+              f"(file: {os.path.getsize(data) / 1e9:.2f} GB), --jobs 2")
+        pipeline = os.path.join(work, "pipeline.yaml")
+        with open(pipeline, "w") as f:
+            f.write(SHARED_PIPELINE.format(data=data))
+        for memory in [budget, roomy]:
+            wall, rss, code = measure([gigo, "run", pipeline, "--memory", memory, "--jobs", "2",
+                                       "-q", "--run-id", memory, "--force"], work)
+            record = os.path.join(work, "runs", memory, "run.json")
+            waits = []
+            if code == 0:
+                with open(record) as f:
+                    stages = json.load(f)["stages"]
+                waits = [f"{k} waited {v['memory_wait_ms'] / 1000:.1f} s"
+                         for k, v in stages.items() if v.get("memory_wait_ms")]
+            mark = "" if code == 0 else f" (exit {code})"
+            print(f"  --memory {memory:<8} {wall:>8.1f} s {rss / 1e9:>6.2f} GB{mark}  "
+                  f"{', '.join(waits) or 'no stage waited'}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def pretrain_section(gigo, rows, memory, held):
     """`pretrain` (denoising autoencoder, swap noise) for one epoch on
     `rows` rows x 20 float32 features, under `memory` (the rows stream from
@@ -557,6 +603,10 @@ def main():
     cv_rows = int(os.environ.get("GIGO_BENCH_CV_ROWS", "10000000"))
     if cv_rows > 0:
         cv_section(gigo, py, cv_rows, memory)
+    shared_rows = int(os.environ.get("GIGO_BENCH_SHARED_ROWS", "2000000"))
+    if shared_rows > 0:
+        shared_section(gigo, shared_rows, os.environ.get("GIGO_BENCH_SHARED_MEMORY", "3GB"),
+                       "16GB")
     jsonl_rows = int(os.environ.get("GIGO_BENCH_JSONL_ROWS", "5000000"))
     if jsonl_rows > 0:
         jsonl_section(gigo, py, jsonl_rows, memory)

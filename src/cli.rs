@@ -77,8 +77,9 @@ enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
         /// The memory budget (2GB, 512MiB): a stage that would need more
-        /// fails before it starts. Overrides the file's `memory:`; default:
-        /// three quarters of the machine's memory.
+        /// fails before it starts; stages running at once share it. Overrides
+        /// the file's `memory:`; default: three quarters of the machine's
+        /// memory.
         #[arg(long, value_parser = parse_memory)]
         memory: Option<u64>,
         /// Rows per batch for stages that read tables in batches. Results

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use arrow::compute::concat_batches;
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::summary::{Block, Section};
 use gigo_pipeline::{
     Artifact, Inputs, Memory, Metrics, ParamProblem, PortKind, PortSpec, Registry, Source, Stage,
@@ -295,6 +296,21 @@ impl Stage for Pretrain {
             per_row: 0.0,
             fixed: gigo_pipeline::budget::STREAM_FIXED + buffer * 64,
         }
+    }
+
+    /// The rows' matrix when it will be held (several input tables are
+    /// one table to it).
+    fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
+        let sources: Vec<Source> = inputs
+            .all("table")
+            .iter()
+            .filter_map(Artifact::source)
+            .collect();
+        need.bytes
+            + sources
+                .iter()
+                .map(|s| rows::share(s, ctx.memory_budget))
+                .sum::<u64>()
     }
 
     fn inputs(&self) -> Vec<PortSpec> {

@@ -7,8 +7,19 @@
 //! What a stage needs follows from how it reads ([`Memory`]): a stage that
 //! holds its inputs whole needs them (as loaded) plus its working memory; a
 //! stage that streams needs a fixed amount plus any per-row state.
+//!
+//! The budget is the run's, not each stage's: stages that run at once
+//! (`--jobs`) share it through a [`Ledger`]. Each sets aside what it may
+//! take ([`crate::Stage::reserve`]: at least what it needs, more when it
+//! holds more because the budget allows), and a stage whose share does not
+//! fit beside those of the stages running waits for them to finish. What a
+//! stage decides from the budget (to hold or to stream, the size of a
+//! sample) is decided from the run's whole budget, never from what the
+//! other stages left, so that outputs do not depend on `--jobs` or timing.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Condvar, Mutex};
 
 /// What a stage that streams its inputs needs whatever the rows: a few
 /// batches in flight and a Parquet writer's row group (see
@@ -123,9 +134,113 @@ fn physical_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The shares of the budget set aside by the stages running.
+#[derive(Debug)]
+pub struct Ledger {
+    budget: u64,
+    held: Mutex<BTreeMap<String, u64>>,
+    freed: Condvar,
+}
+
+/// A share of the budget, given back when dropped.
+#[derive(Debug)]
+pub struct Share<'a> {
+    ledger: &'a Ledger,
+    who: String,
+    /// Bytes set aside.
+    pub bytes: u64,
+}
+
+impl Ledger {
+    /// A ledger for a run's `budget`, nothing set aside.
+    pub fn new(budget: u64) -> Ledger {
+        Ledger {
+            budget,
+            held: Mutex::new(BTreeMap::new()),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Sets `bytes` (at most the budget) aside for `who`, once they fit
+    /// beside the shares held; until then it waits, and calls `waiting`
+    /// once with the shares it waits on. A share larger than the budget is
+    /// cut to the budget: it then waits until nothing else runs.
+    pub fn reserve(
+        &self,
+        who: &str,
+        bytes: u64,
+        waiting: impl FnOnce(&BTreeMap<String, u64>),
+    ) -> Share<'_> {
+        let bytes = bytes.min(self.budget);
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiting = Some(waiting);
+        while held.values().sum::<u64>().saturating_add(bytes) > self.budget {
+            if let Some(f) = waiting.take() {
+                f(&held);
+            }
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        *held.entry(who.to_string()).or_default() += bytes;
+        Share {
+            ledger: self,
+            who: who.to_string(),
+            bytes,
+        }
+    }
+
+    /// The bytes set aside now.
+    pub fn reserved(&self) -> u64 {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.values().sum()
+    }
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut held = self.ledger.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = held.get_mut(&self.who) {
+            *b = b.saturating_sub(self.bytes);
+            if *b == 0 {
+                held.remove(&self.who);
+            }
+        }
+        drop(held);
+        self.ledger.freed.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_that_do_not_fit_together_wait_for_each_other() {
+        let ledger = Ledger::new(100);
+        let a = ledger.reserve("a", 60, |_| panic!("nothing to wait for"));
+        assert_eq!(ledger.reserved(), 60);
+        // 40 fit beside a's 60; a larger share is cut to the budget
+        let b = ledger.reserve("b", 40, |_| panic!("it fits"));
+        assert_eq!(ledger.reserved(), 100);
+        drop(b);
+        let waited = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let c = s.spawn(|| {
+                let c = ledger.reserve("c", 1_000, |on| {
+                    assert_eq!(on.keys().collect::<Vec<_>>(), ["a"]);
+                    waited.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+                c.bytes
+            });
+            while !waited.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            // c waits on a until a gives its share back
+            assert_eq!(ledger.reserved(), 60);
+            drop(a);
+            assert_eq!(c.join().unwrap(), 100);
+        });
+        assert_eq!(ledger.reserved(), 0);
+    }
 
     #[test]
     fn sizes_parse_in_both_kinds_of_unit_and_nonsense_is_refused() {

@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::budget::{Bytes, Memory};
+use crate::budget::{Bytes, Ledger, Memory};
 use crate::cache::{Cache, Lookup, Manifest};
 use crate::error::{Error, StageError};
 use crate::plan::{Plan, PlannedStage};
@@ -123,6 +123,14 @@ pub struct StageRecord {
     /// Files the stage published outside the run directory's stage folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<String>,
+    /// The share of the run's memory budget set aside for the stage while
+    /// it ran (see [`crate::budget::Ledger`]); none on a cache hit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_share: Option<u64>,
+    /// How long it waited for that share, for stages running beside it to
+    /// finish (milliseconds, part of `wall_ms`); none when it did not wait.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_wait_ms: Option<u64>,
 }
 
 /// The whole `run.json`.
@@ -313,6 +321,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
         .memory
         .or(plan.memory)
         .unwrap_or_else(crate::budget::default_budget);
+    let ledger = Ledger::new(budget);
     let mut status: HashMap<&str, Option<StageStatus>> =
         plan.stages.iter().map(|s| (s.id.as_str(), None)).collect();
     let mut started: std::collections::HashSet<&str> = Default::default();
@@ -369,6 +378,7 @@ pub fn run(plan: &Plan, opts: &RunOptions, observer: &dyn Observer) -> Result<Ru
                             run_dir,
                             readers: &readers,
                             budget,
+                            ledger: &ledger,
                         };
                         scope.spawn(move || {
                             let rec = run_stage(plan, st, opts, at, slots, progress);
@@ -440,6 +450,8 @@ fn skipped_record(st: &PlannedStage, up: &str) -> StageRecord {
         messages: vec![],
         cache_repair: None,
         published: vec![],
+        memory_share: None,
+        memory_wait_ms: None,
     }
 }
 
@@ -452,6 +464,8 @@ struct Where<'a> {
     run_dir: &'a Path,
     readers: &'a HashMap<(String, String), usize>,
     budget: u64,
+    /// The shares of the budget the running stages hold.
+    ledger: &'a Ledger,
 }
 
 /// A section's metrics must be among those its stage declares
@@ -504,6 +518,8 @@ fn run_stage(
         messages: vec![],
         cache_repair: None,
         published: vec![],
+        memory_share: None,
+        memory_wait_ms: None,
     };
     if let Err(e) = execute(plan, st, opts, at, slots, progress, &mut rec) {
         rec.status = StageStatus::Failed;
@@ -531,6 +547,7 @@ fn execute(
         run_dir,
         readers,
         budget,
+        ledger,
     } = at;
     // Inputs, by port, as slots.
     let mut input_slots: Vec<(String, Flow, Arc<Slot>)> = Vec::new();
@@ -614,6 +631,29 @@ fn execute(
                     Bytes(budget)
                 )));
             }
+            // The stage's share of the run's budget, held until its outputs
+            // are written: it starts once the share fits beside those of
+            // the stages running.
+            let wants = st.stage.reserve(&need, &inputs, &ctx).max(need.bytes);
+            let asked = Instant::now();
+            let mut waited = false;
+            let share = ledger.reserve(&st.id, wants, |others| {
+                waited = true;
+                let on: Vec<String> = others
+                    .iter()
+                    .map(|(id, b)| format!("`{id}` ({})", Bytes(*b)))
+                    .collect();
+                ctx.progress.message(&format!(
+                    "waiting for memory: it may take {} of the {} budget, and {} hold the rest",
+                    Bytes(wants.min(budget)),
+                    Bytes(budget),
+                    on.join(", ")
+                ));
+            });
+            rec.memory_share = Some(share.bytes);
+            if waited {
+                rec.memory_wait_ms = Some(asked.elapsed().as_millis() as u64);
+            }
             if matches!(memory, Memory::Whole { .. }) {
                 inputs = inputs.loaded(ctx.batch_rows)?;
             }
@@ -693,6 +733,15 @@ fn execute(
                 s.insert(key, Arc::new(slot));
             }
             drop(s);
+            // The share goes back once the stage's working memory is freed
+            // and, when it was large, handed back to the system: freed heap
+            // pages stay resident otherwise (in the arena of the thread that
+            // ran the stage), under the next stage's own.
+            drop((out, inputs));
+            if share.bytes >= crate::memory::RELEASE_ABOVE as u64 {
+                crate::memory::release_free_memory();
+            }
+            drop(share);
             (dir, manifest)
         }
     };
@@ -1064,6 +1113,132 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let seen = watch(dir.path(), &fan);
         assert_eq!(seen[2], ("last".into(), true), "{seen:?}");
+    }
+
+    /// A stage that declares `bytes` of memory and, while it runs, counts
+    /// the stages of its kind running (`peak`: the most at once); with
+    /// `meet`, it waits (up to 10 s) to see another running.
+    struct Holding {
+        bytes: u64,
+        meet: bool,
+        running: Arc<AtomicUsize>,
+        peak: Arc<AtomicUsize>,
+    }
+    impl Stage for Holding {
+        fn inputs(&self) -> Vec<PortSpec> {
+            vec![]
+        }
+        fn outputs(&self) -> Vec<PortSpec> {
+            vec![]
+        }
+        fn memory(&self) -> Memory {
+            Memory::Streams {
+                per_row: 0.0,
+                fixed: self.bytes,
+            }
+        }
+        fn run(
+            &self,
+            _: &crate::stage::Inputs,
+            _: &StageContext,
+        ) -> Result<StageOutput, StageError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.peak.fetch_max(now, Ordering::SeqCst);
+            let until = Instant::now() + Duration::from_secs(if self.meet { 10 } else { 0 });
+            while self.peak.load(Ordering::SeqCst) < 2 && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            Ok(StageOutput::new())
+        }
+    }
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct HoldParams {
+        bytes: u64,
+        #[serde(default)]
+        meet: bool,
+    }
+
+    /// Runs two independent `Holding` stages of `bytes` each with two jobs
+    /// under `budget`: the most that ran at once, and each one's record.
+    fn two_holding(dir: &Path, bytes: u64, meet: bool, budget: u64) -> (usize, Vec<StageRecord>) {
+        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut registry = Registry::new();
+        let (r, p) = (running.clone(), peak.clone());
+        registry.register::<HoldParams, _>("hold", "Holds.", move |params| {
+            Ok(Box::new(Holding {
+                bytes: params.bytes,
+                meet: params.meet,
+                running: r.clone(),
+                peak: p.clone(),
+            }))
+        });
+        let yaml = format!(
+            "name: t\nseed: 1\nstages:\n  a:\n    type: hold\n    bytes: {bytes}\n    meet: {meet}\n  \
+             b:\n    type: hold\n    bytes: {bytes}\n    meet: {meet}\n"
+        );
+        let spec =
+            crate::config::parse_str(&yaml, "t.yaml".into(), dir.to_path_buf(), &[]).unwrap();
+        let plan = crate::plan::build_plan(&spec, &registry).unwrap();
+        let mut opts = options(dir, "b");
+        opts.jobs = 2;
+        opts.force = true;
+        opts.memory = Some(budget);
+        let r = run(&plan, &opts, &Silent).unwrap();
+        assert!(r.succeeded(), "{:?}", r.failures());
+        (
+            peak.load(Ordering::SeqCst),
+            r.record.stages.into_values().collect(),
+        )
+    }
+
+    #[test]
+    fn stages_run_at_once_only_while_their_shares_fit_the_budget_together() {
+        let dir = tempfile::tempdir().unwrap();
+        // 400 + 400 fit 1000: the two run side by side and neither waits
+        let (peak, recs) = two_holding(dir.path(), 400, true, 1_000);
+        assert_eq!(peak, 2);
+        for r in &recs {
+            assert_eq!(r.memory_share, Some(400), "{}", r.id);
+            assert_eq!(r.memory_wait_ms, None, "{}", r.id);
+        }
+        // 600 + 600 do not: one waits for the other to finish
+        let (peak, recs) = two_holding(dir.path(), 600, false, 1_000);
+        assert_eq!(peak, 1);
+        let waited: Vec<&str> = recs
+            .iter()
+            .filter(|r| r.memory_wait_ms.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(waited.len(), 1, "{waited:?}");
+        // a stage over the whole budget still fails before it starts
+        let dir = tempfile::tempdir().unwrap();
+        let (running, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut registry = Registry::new();
+        registry.register::<HoldParams, _>("hold", "Holds.", move |params| {
+            Ok(Box::new(Holding {
+                bytes: params.bytes,
+                meet: false,
+                running: running.clone(),
+                peak: peak.clone(),
+            }))
+        });
+        let spec = crate::config::parse_str(
+            "name: t\nseed: 1\nstages:\n  big:\n    type: hold\n    bytes: 2000\n",
+            "t.yaml".into(),
+            dir.path().to_path_buf(),
+            &[],
+        )
+        .unwrap();
+        let plan = crate::plan::build_plan(&spec, &registry).unwrap();
+        let mut opts = options(dir.path(), "b");
+        opts.memory = Some(1_000);
+        let r = run(&plan, &opts, &Silent).unwrap();
+        let err = r.record.stages["big"].error.clone().unwrap_or_default();
+        assert!(err.contains("more than the run's budget"), "{err}");
     }
 
     #[test]

@@ -132,6 +132,18 @@ pub trait Stage: Send + Sync {
         Memory::WHOLE
     }
 
+    /// The most memory the stage may take while it runs, given its inputs
+    /// and the run's budget (`ctx.memory_budget`): the share the executor
+    /// sets aside for it, so that the stages running at once never pass the
+    /// budget together (see [`crate::budget::Ledger`]). `need` is what
+    /// [`Stage::memory`] says it needs. The default is `need`, right for a
+    /// stage whose use does not grow with the budget; a stage that holds
+    /// more when the budget allows (a matrix, a sample, a whole file) says
+    /// how much. The executor keeps the share between `need` and the budget.
+    fn reserve(&self, need: &crate::budget::Need, _inputs: &Inputs, _ctx: &StageContext) -> u64 {
+        need.bytes
+    }
+
     /// Does the work. Never prints: report through `ctx` and the summary.
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError>;
 }

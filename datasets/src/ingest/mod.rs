@@ -15,6 +15,7 @@ use arrow::array::RecordBatch;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::store::file_sha256;
 use gigo_pipeline::{
     Inputs, Memory, ParamProblem, PortSpec, Registry, Role, Source, Stage, StageContext,
@@ -276,6 +277,25 @@ impl Stage for Ingest {
         // No inputs: what it reads is its own (Parquet in batches; other
         // formats a file at a time).
         Memory::STREAMS
+    }
+
+    /// What it reads whole when its files do not stream: four times their
+    /// size on disk (the most its budget check lets through), else the
+    /// batches in flight.
+    fn reserve(&self, need: &Need, _inputs: &Inputs, ctx: &StageContext) -> u64 {
+        let Ok(files) = matched_files(&self.params.path, &ctx.base_dir) else {
+            return need.bytes; // the run says what is wrong
+        };
+        let formats: Result<Vec<Format>, StageError> = files
+            .iter()
+            .map(|p| self.format_of(p, &shown(p, &ctx.base_dir)))
+            .collect();
+        match formats.and_then(|f| streams::can_stream(&files, &f)) {
+            Ok(false) => need
+                .bytes
+                .max(total_size(&files).saturating_mul(WHOLE_READ_FACTOR)),
+            _ => need.bytes,
+        }
     }
 
     fn fingerprint(&self, base_dir: &Path) -> Result<Option<String>, StageError> {

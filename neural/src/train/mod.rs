@@ -4,6 +4,7 @@
 
 use gigo_ml::{FeatureEncoder, Matrix, TrainedModel};
 use gigo_pipeline::Metrics;
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::{
     Inputs, Memory, Model, ParamProblem, PortKind, PortSpec, Registry, Source, Stage, StageContext,
     StageError, StageOutput, Table,
@@ -457,6 +458,18 @@ impl Stage for Train {
             per_row: 0.0,
             fixed: gigo_pipeline::budget::STREAM_FIXED + buffer * 64,
         }
+    }
+
+    /// The training rows' matrix when it will be held, and the validation
+    /// and test rows' when they fit a quarter of the budget.
+    fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
+        let budget = ctx.memory_budget;
+        let held = |port: &str, budget: u64| {
+            inputs
+                .source_opt(port)
+                .map_or(0, |s| rows::share(&s, budget))
+        };
+        need.bytes + held("table", budget) + held("valid", budget / 4) + held("test", budget / 4)
     }
 
     fn inputs(&self) -> Vec<PortSpec> {

@@ -95,6 +95,37 @@ pub(crate) fn holds(source: &Source, matrix_bytes: u64, budget: u64) -> bool {
     matches!(source, Source::Memory(_)) || 3 * matrix_bytes + source.memory_bytes() <= budget
 }
 
+/// Columns a text or category column is counted as in [`share`]: its
+/// one-hot width is known only once the encoder has seen the rows.
+const CATEGORY_WIDTH: u64 = 16;
+
+/// What a stage that holds `source`'s encoded matrix when [`holds`] allows
+/// (against `budget`) sets aside for it before it has seen the rows: the
+/// matrix three times (the rule's room to spare) and, for a stored table,
+/// the table loaded; nothing when the rows will stream. Each column counts
+/// as one float, a text or category column as [`CATEGORY_WIDTH`].
+pub(crate) fn share(source: &Source, budget: u64) -> u64 {
+    use arrow::datatypes::DataType;
+    let width: u64 = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            t if t.is_numeric() || *t == DataType::Boolean => 1,
+            _ => CATEGORY_WIDTH,
+        })
+        .sum();
+    let matrix = (source.num_rows() as u64).saturating_mul(width * 4);
+    if !holds(source, matrix, budget) {
+        return 0;
+    }
+    let loaded = match source {
+        Source::Memory(_) => 0,
+        _ => source.memory_bytes(),
+    };
+    matrix.saturating_mul(3).saturating_add(loaded)
+}
+
 /// Rows computed at once when an output is written as it is computed (those
 /// of [`crate::fit::predict`] and [`crate::ssl::embed`], so that the figures
 /// do not depend on the batches).

@@ -47,6 +47,7 @@ use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
 use gigo_pipeline::Metrics;
 use gigo_pipeline::budget::Memory;
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::stream::TableWriter;
 use gigo_pipeline::summary::{Block, Section, Severity};
 use gigo_pipeline::{
@@ -651,9 +652,29 @@ impl Stage for LabelNoise {
             // budget (CV_MEMORY), else a sample in half of it (checked
             // when it starts)
             Memory::STREAMS
+        } else if matches!(self.source, Source::CrossValidation(_)) {
+            // a ranking filter cross-validates the table whole
+            CV_MEMORY
         } else {
             Memory::WHOLE
         }
+    }
+
+    /// Cross-validating a model takes [`CV_MEMORY`] of the table when that
+    /// fits the budget, else a sample sized to half of it.
+    fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
+        let (Some(_), Some(source)) = (self.may_sample(), inputs.source_opt("table")) else {
+            return need.bytes;
+        };
+        let cv = CV_MEMORY
+            .need(source.memory_bytes(), source.num_rows())
+            .bytes;
+        need.bytes
+            + if cv <= ctx.memory_budget {
+                cv
+            } else {
+                ctx.memory_budget / 2
+            }
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::{
     Inputs, Memory, Metrics, ParamProblem, PortSpec, Registry, Role, Source, Stage, StageContext,
     StageError, StageOutput, Table, append_columns, field_with_role, role_of,
@@ -49,6 +50,10 @@ use report::{METRICS, Truth, TruthCount, build_section, detail_json};
 /// (a quarter of the run's budget when that is less); beyond it their row
 /// hashes go to disk in hash partitions.
 pub const ROW_CHECK_MEMORY: u64 = 512 << 20;
+
+/// The most the row checks hold per row: a duplicate entry and a conflict
+/// entry, as the hash partitions count them.
+const ROW_CHECK_BYTES_PER_ROW: u64 = partitions::DUP_BYTES + partitions::CONFLICT_BYTES;
 
 /// About what the sample for the kNN and correlation checks takes
 /// (`sample_rows` of the features, and their distances).
@@ -233,6 +238,18 @@ impl Stage for ProfileStage {
             per_row: 0.25,
             fixed: gigo_pipeline::budget::STREAM_FIXED + SAMPLE_MEMORY,
         }
+    }
+
+    /// The row checks' hash entries (at most [`ROW_CHECK_BYTES_PER_ROW`] a
+    /// row) within their limit, beyond which they spill.
+    fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
+        let rows = inputs
+            .source_opt("table")
+            .map_or(0, |t| t.num_rows() as u64);
+        need.bytes
+            + rows
+                .saturating_mul(ROW_CHECK_BYTES_PER_ROW)
+                .min(ROW_CHECK_MEMORY.min(ctx.memory_budget / 4))
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {

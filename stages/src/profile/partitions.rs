@@ -17,9 +17,9 @@ use gigo_pipeline::StageError;
 use rayon::slice::ParallelSliceMut;
 
 /// Bytes an entry of the duplicate check takes (hash, row).
-const DUP_BYTES: u64 = 16;
+pub(super) const DUP_BYTES: u64 = 16;
 /// Bytes an entry of the conflict check takes (feature hash, label hash, row).
-const CONFLICT_BYTES: u64 = 24;
+pub(super) const CONFLICT_BYTES: u64 = 24;
 
 /// One flag per row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -69,6 +69,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 
+use gigo_pipeline::budget::Need;
 use gigo_pipeline::memory::release_before;
 use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
@@ -557,6 +558,18 @@ impl Stage for Rebalance {
             }
         } else {
             Memory::WHOLE
+        }
+    }
+
+    /// The oversamplers gather the rows new rows are made from (at most
+    /// every row, at [`stream::GATHERED_FACTOR`] their size).
+    fn reserve(&self, need: &Need, inputs: &Inputs, _ctx: &StageContext) -> u64 {
+        let gathers = matches!(self.params.method, Method::Smote | Method::RandomOver);
+        match inputs.source_opt("table") {
+            Some(t) if gathers && stream::streams(self.params.method) => {
+                need.bytes + (t.memory_bytes() as f64 * stream::GATHERED_FACTOR) as u64
+            }
+            _ => need.bytes,
         }
     }
 

@@ -50,6 +50,10 @@ use super::{
     Accounting, Method, Note, Rebalance, existing_weights_note, smote, undersample, weights,
 };
 
+/// What gathered rows take as a multiple of their size: their features as
+/// f64 columns and as the f32 matrix of the neighbour search.
+pub(super) const GATHERED_FACTOR: f64 = 2.5;
+
 /// Whether `method` runs here.
 pub(super) fn streams(method: Method) -> bool {
     matches!(
@@ -240,7 +244,7 @@ impl Rebalance {
         // per input row and for its batches in flight.
         let kept = gigo_pipeline::budget::STREAM_FIXED
             + (bytes_per_row(self.params.method) * classes.of_row.len() as f64) as u64;
-        let need = (held.len() as f64 * 2.5 * row_bytes) as u64
+        let need = (held.len() as f64 * GATHERED_FACTOR * row_bytes) as u64
             + (new_rows * DECISION_BYTES) as u64
             + (ctx.batch_rows as f64 * 2.0 * row_bytes) as u64;
         let budget = ctx.memory_budget;
