@@ -15,7 +15,8 @@ Environment: GIGO_BENCH_ROWS (comma-separated row counts), GIGO_BENCH_DIR
 size), GIGO_BENCH_SMOTE=0 (skip the SMOTE section: 100k x 20 through `gigo
 run` beside imbalanced-learn's whole process), GIGO_BENCH_SMOTE_ROWS (rows of
 the bounded SMOTE section, default 10M; 0 skips it: `ingest -> rebalance
--> export` with SMOTE in the budget beside imbalanced-learn), GIGO_BENCH_NOISE_ROWS
+-> export` with SMOTE in the budget beside imbalanced-learn), GIGO_BENCH_CLEAN_ROWS (rows of the
+same with Tomek links, default 200k; 0 skips it), GIGO_BENCH_NOISE_ROWS
 (rows of the label_noise section, default 100M; 0 skips it: `ingest ->
 label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
@@ -187,7 +188,7 @@ stages:
   rebalance:
     type: rebalance
     inputs: ingest
-    method: smote
+    method: {method}
   export:
     type: export
     inputs: rebalance
@@ -276,7 +277,7 @@ def in_child(generator, *args):
                     *[str(a) for a in args]], check=True)
 
 
-def smote_section(gigo, py):
+def smote_section(gigo, py, method="smote"):
     """SMOTE on 100k x 20 (10% minority) through `gigo run` (ingest ->
     rebalance -> export, cold cache) beside imbalanced-learn's whole process
     (`../shared/bench/peers/smote.py`: Python, pyarrow, the resampling).
@@ -288,7 +289,7 @@ def smote_section(gigo, py):
         peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
         pipeline = os.path.join(work, "smote.yaml")
         with open(pipeline, "w") as f:
-            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet")))
+            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet"), method=method))
         imb = min(measure([py, peer, data, "--repeat", "1"], work)[0] for _ in range(3))
         runs = []
         for i in range(3):
@@ -300,21 +301,25 @@ def smote_section(gigo, py):
         shutil.rmtree(work, ignore_errors=True)
 
 
-def smote_scale_section(gigo, py, rows, memory):
+def smote_scale_section(gigo, py, rows, memory, method="smote"):
     """SMOTE at scale: `ingest -> rebalance -> export` (the 10% minority grown
     to the majority's size) in the memory budget, beside imbalanced-learn's
-    whole process (which holds the table, and its output, in memory)."""
+    whole process (which holds the table, and its output, in memory). With
+    `method: tomek`, Tomek links removed instead (the neighbour search over
+    the features of every row)."""
     work = tempfile.mkdtemp(prefix="gigo-bench-smote-scale-", dir=os.environ.get("GIGO_BENCH_DIR"))
     try:
         data = os.path.join(work, "smote.parquet")
         in_child("generate_smote", data, rows)
         pipeline = os.path.join(work, "smote.yaml")
         with open(pipeline, "w") as f:
-            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet")))
+            f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet"), method=method))
         peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
-        imb = measure([py, peer, data, "--repeat", "1"], work)
+        imb = measure([py, peer, data, "--repeat", "1", "--method", method], work)
         g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
-        print(f"SMOTE {rows // 1_000_000}M x 20 (10% minority, grown to the majority), whole processes:")
+        what = ("SMOTE (10% minority, grown to the majority)" if method == "smote"
+                else f"{method} (10% minority, the neighbour search over every row)")
+        print(f"{what}, {rows} x 20 (file: {os.path.getsize(data) / 1e6:.0f} MB), whole processes:")
         print(f"  gigo run --memory {memory}: {g[0]:.1f} s, {g[1] / 1e9:.2f} GB peak (exit {g[2]})")
         print(f"  imbalanced-learn:       {imb[0]:.1f} s, {imb[1] / 1e9:.2f} GB peak (exit {imb[2]})")
         if imb[0] > 0:
@@ -597,6 +602,9 @@ def main():
     smote_rows = int(os.environ.get("GIGO_BENCH_SMOTE_ROWS", "10000000"))
     if smote_rows > 0:
         smote_scale_section(gigo, py, smote_rows, memory)
+    clean_rows = int(os.environ.get("GIGO_BENCH_CLEAN_ROWS", "200000"))
+    if clean_rows > 0:
+        smote_scale_section(gigo, py, clean_rows, memory, "tomek")
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)

@@ -5,8 +5,9 @@
 use crate::common::{gigo, run_record, stderr, write};
 
 /// 250k rows x 20 features (about 45 MB in memory): `export` and `split`
-/// stream it in a budget of 80 MB, `rebalance` with Tomek links (a
-/// neighbour search over every row) would hold it whole (twice) and cannot.
+/// stream it in a budget of 80 MB, `rebalance` with ADASYN (its weights
+/// from a neighbour search over every row) would hold it whole (twice) and
+/// cannot.
 const PIPELINE: &str = "name: budget
 seed: 1
 stages:
@@ -27,7 +28,7 @@ stages:
   rebalance:
     type: rebalance
     inputs: data
-    method: tomek
+    method: adasyn
 ";
 
 #[test]

@@ -561,10 +561,12 @@ impl Stage for Rebalance {
         }
     }
 
-    /// The oversamplers gather the rows new rows are made from (at most
-    /// every row, at [`stream::GATHERED_FACTOR`] their size).
+    /// The oversamplers gather the rows new rows are made from, the
+    /// cleaning methods every row's features (at most the table, at
+    /// [`stream::GATHERED_FACTOR`] its size).
     fn reserve(&self, need: &Need, inputs: &Inputs, _ctx: &StageContext) -> u64 {
-        let gathers = matches!(self.params.method, Method::Smote | Method::RandomOver);
+        let gathers = !matches!(self.params.method.family(), Family::Weight)
+            && self.params.method != Method::RandomUnder;
         match inputs.source_opt("table") {
             Some(t) if gathers && stream::streams(self.params.method) => {
                 need.bytes + (t.memory_bytes() as f64 * stream::GATHERED_FACTOR) as u64
@@ -612,6 +614,44 @@ impl Rebalance {
         })
     }
 
+    /// The rows `tomek`, `enn` or `near_miss` removes, from the features
+    /// `f` of every row of `classes`, towards the targets `t`.
+    fn cleaned(
+        &self,
+        classes: &Classes,
+        f: &Features,
+        t: &[Option<usize>],
+        notes: &mut Vec<Note>,
+    ) -> Result<Removal, StageError> {
+        let p = &self.params;
+        let targeted: Vec<bool> = t.iter().map(Option::is_some).collect();
+        Ok(match p.method {
+            Method::Tomek => undersample::tomek(classes, f, &targeted),
+            Method::Enn => {
+                undersample::enn(classes, f, &targeted, p.n(), p.kind_sel.unwrap_or_default())
+            }
+            Method::NearMiss => undersample::near_miss(
+                classes,
+                f,
+                t,
+                match p.version.unwrap_or(1) {
+                    1 => NearMissVersion::One,
+                    2 => NearMissVersion::Two,
+                    _ => NearMissVersion::Three,
+                },
+                p.n(),
+                p.n_neighbors_ver3.unwrap_or(3),
+                notes,
+            )?,
+            m => {
+                return Err(StageError::internal(format!(
+                    "`{}` does not clean by neighbours",
+                    m.name()
+                )));
+            }
+        })
+    }
+
     /// What the `removed` port holds.
     fn removed_mode(&self) -> RemovedRows {
         self.params
@@ -641,7 +681,6 @@ impl Rebalance {
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
         let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
         let mut acc = Accounting::new(names.len());
-        let targeted: Vec<bool> = t.iter().map(Option::is_some).collect();
 
         let (outcome, created) = match method.family() {
             Family::Over | Family::Combined => {
@@ -741,27 +780,7 @@ impl Rebalance {
                 let removal = match (method, &f) {
                     (Method::RandomUnder, _) => undersample::random_under(ctx, &classes, &t),
                     (_, None) => return Err(StageError::internal("features not loaded")),
-                    (Method::Tomek, Some(f)) => undersample::tomek(&classes, f, &targeted),
-                    (Method::Enn, Some(f)) => undersample::enn(
-                        &classes,
-                        f,
-                        &targeted,
-                        p.n(),
-                        p.kind_sel.unwrap_or_default(),
-                    ),
-                    (_, Some(f)) => undersample::near_miss(
-                        &classes,
-                        f,
-                        &t,
-                        match p.version.unwrap_or(1) {
-                            1 => NearMissVersion::One,
-                            2 => NearMissVersion::Two,
-                            _ => NearMissVersion::Three,
-                        },
-                        p.n(),
-                        p.n_neighbors_ver3.unwrap_or(3),
-                        &mut notes,
-                    )?,
+                    (_, Some(f)) => self.cleaned(&classes, f, &t, &mut notes)?,
                 };
                 acc.count_removed(&removal, &classes, &names);
                 release_before(rows.bytes(rows.n));

@@ -11,7 +11,11 @@
 //!   the rows the new rows are made from (`smote`: every row of each class
 //!   it grows, for the neighbour search within the class; `random_over`:
 //!   the rows drawn), then the input rows are written as they are read and
-//!   the new rows after them.
+//!   the new rows after them;
+//! - `tomek`, `enn` and `near_miss`: a pass for the classes, a pass that
+//!   gathers the feature columns of every row (not the other columns) for
+//!   the neighbour search, then a pass that routes each row to the output
+//!   or to `removed`, as `random_under` does.
 //!
 //! The decisions are those of the in-memory algorithms run on the same
 //! rows: the class of every row is read in order, the samplers draw from
@@ -35,9 +39,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use arrow::compute::take;
+use arrow::compute::{concat_batches, take};
 use arrow::datatypes::{Field, Schema};
-use gigo_pipeline::{Bytes, Source, StageContext, StageError, StageOutput, StoredTable, Table};
+use gigo_pipeline::{
+    Bytes, Role, Source, StageContext, StageError, StageOutput, StoredTable, Table, role_of,
+};
 
 use super::data::{
     ClassLabels, Classes, FeatureMeans, Features, Removals, RemovedRows, Rows, check_removed_rows,
@@ -47,7 +53,7 @@ use super::data::{
 use super::report::ClassLine;
 use super::strategy::{Kind, Named, Strategy, targets};
 use super::{
-    Accounting, Method, Note, Rebalance, existing_weights_note, smote, undersample, weights,
+    Accounting, Family, Method, Note, Rebalance, existing_weights_note, smote, undersample, weights,
 };
 
 /// What gathered rows take as a multiple of their size: their features as
@@ -64,6 +70,11 @@ pub(super) fn streams(method: Method) -> bool {
             | Method::RandomUnder
             | Method::RandomOver
             | Method::Smote
+            | Method::Tomek
+            | Method::Enn
+            | Method::NearMiss
+            | Method::SmoteTomek
+            | Method::SmoteEnn
     )
 }
 
@@ -72,7 +83,12 @@ pub(super) fn streams(method: Method) -> bool {
 /// every row's verdict (1).
 pub(super) fn bytes_per_row(method: Method) -> f64 {
     match method {
-        Method::RandomUnder => 33.0,
+        Method::RandomUnder
+        | Method::Tomek
+        | Method::Enn
+        | Method::NearMiss
+        | Method::SmoteTomek
+        | Method::SmoteEnn => 33.0,
         _ => 8.0,
     }
 }
@@ -94,7 +110,11 @@ impl Rebalance {
                 u32::MAX
             )));
         }
-        let mut means = (method == Method::Smote).then(|| FeatureMeans::new(&schema));
+        let smotes = matches!(
+            method,
+            Method::Smote | Method::SmoteTomek | Method::SmoteEnn
+        );
+        let mut means = smotes.then(|| FeatureMeans::new(&schema));
         let labels = source.batches(ctx.batch_rows)?.map(|b| {
             let b = b?;
             if let Some(m) = means.as_mut() {
@@ -144,10 +164,10 @@ impl Rebalance {
         let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
         let mut acc = Accounting::new(names.len());
 
-        let synthetic = if method == Method::RandomUnder {
-            None
-        } else {
+        let synthetic = if matches!(method.family(), Family::Over | Family::Combined) {
             self.grow(source, ctx, &classes, &t, means.as_ref(), &mut notes)?
+        } else {
+            None
         };
         if let Some(g) = &synthetic {
             for &c in &g.class {
@@ -157,14 +177,37 @@ impl Rebalance {
         let nulls = synthetic.as_ref().map(|g| g.nulls.as_slice());
         let (out_schema, add_flag) = output_schema(&schema, nulls);
         let created = acc.added.iter().sum::<usize>();
-        let removal = if method == Method::RandomUnder {
-            undersample::random_under(ctx, &classes, &t)
-        } else {
-            Vec::new()
+        // The combined methods clean every class of the grown rows: the
+        // input's, then the new ones.
+        let grown = synthetic
+            .as_ref()
+            .filter(|_| method.family() == Family::Combined);
+        let classes = match grown {
+            Some(g) => with_new_rows(classes, &g.class),
+            None => classes,
+        };
+        let removal = match method {
+            Method::RandomUnder => undersample::random_under(ctx, &classes, &t),
+            Method::Tomek | Method::Enn | Method::NearMiss => {
+                let f = features_of_every_row(source, None, ctx, method, &classes)?;
+                self.cleaned(&classes, &f, &t, &mut notes)?
+            }
+            Method::SmoteTomek | Method::SmoteEnn => {
+                let new_rows = grown.map(|g| &g.rows);
+                let f = features_of_every_row(source, new_rows, ctx, method, &classes)?;
+                let all = vec![true; names.len()];
+                if method == Method::SmoteTomek {
+                    undersample::tomek(&classes, &f, &all)
+                } else {
+                    undersample::enn(&classes, &f, &all, p.n(), p.kind_sel.unwrap_or_default())
+                }
+            }
+            _ => Vec::new(),
         };
         acc.count_removed(&removal, &classes, &names);
+        let total = classes.of_row.len();
         drop(classes);
-        let removals = Removals::new(n, &removal)?;
+        let removals = Removals::new(total, &removal)?;
         drop(removal);
         let gone_schema = removed_schema(&out_schema, mode);
         let mut kept = ctx.table_writer("table", out_schema.clone())?;
@@ -182,7 +225,17 @@ impl Rebalance {
         if let Some(g) = synthetic {
             for b in g.rows.batches(ctx.batch_rows)? {
                 let arrays = b?.columns().to_vec();
-                kept.write(&synthetic_rows(arrays, &out_schema, add_flag)?)?;
+                let b = synthetic_rows(arrays, &out_schema, add_flag)?;
+                if method.family() != Family::Combined {
+                    kept.write(&b)?; // nothing cleans them
+                    continue;
+                }
+                let (k, g) = removals.cut(&b, start, mode, &gone_schema)?;
+                start += b.num_rows();
+                kept.write(&k)?;
+                if let Some(g) = g {
+                    gone.write(&g)?;
+                }
             }
         }
         let lines = acc.lines(&names, &before);
@@ -196,7 +249,11 @@ impl Rebalance {
                 &notes,
             ));
         if created > 0 {
-            out = out.created(method.name(), created);
+            let reason = match method.family() {
+                Family::Combined => "smote",
+                _ => method.name(),
+            };
+            out = out.created(reason, created);
         }
         Ok(out)
     }
@@ -344,6 +401,91 @@ struct Grown {
     nulls: Vec<bool>,
     /// Each new row's class.
     class: Vec<u32>,
+}
+
+/// The features of every row, for a neighbour search among all of them
+/// (`tomek`, `enn`, `near_miss`): one pass reads the feature columns only,
+/// after a check that they fit the budget ([`GATHERED_FACTOR`] times their
+/// size, beside the classes of every row and the batches in flight). The
+/// rows are joined into one batch, as a table in memory is, so that the
+/// features (and the means that stand in for missing values) are those of
+/// the whole-table algorithm.
+fn features_of_every_row(
+    source: &Source,
+    new_rows: Option<&StoredTable>,
+    ctx: &StageContext,
+    method: Method,
+    classes: &Classes,
+) -> Result<Features, StageError> {
+    let schema = source.schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| role_of(schema.field(i)) == Role::Feature)
+        .collect();
+    if keep.is_empty() {
+        // the error of the whole-table algorithm, naming what is missing
+        return Features::load(
+            &Rows::of(&Table::empty(schema.clone()))?,
+            method.name(),
+            None,
+        );
+    }
+    let n = classes.of_row.len();
+    let row_bytes: usize = keep
+        .iter()
+        .map(|&i| schema.field(i).data_type().primitive_width().unwrap_or(16))
+        .sum();
+    let need = (n as f64 * row_bytes as f64 * GATHERED_FACTOR) as u64;
+    let kept = gigo_pipeline::budget::STREAM_FIXED
+        + (bytes_per_row(method) * classes.of_row.len() as f64) as u64;
+    if need + kept > ctx.memory_budget {
+        return Err(StageError::data(format!(
+            "`{}` searches neighbours among the features of every row: the {n} rows' {} \
+             feature columns take about {}, and {} for the classes of every row and the \
+             batches in flight, more than the memory budget ({}): raise `--memory`, or give \
+             the stage fewer rows",
+            method.name(),
+            keep.len(),
+            Bytes(need),
+            Bytes(kept),
+            Bytes(ctx.memory_budget)
+        )));
+    }
+    // nullable: the new rows may hold nulls where the input's do not
+    let projected = schema.project(&keep)?;
+    let fields: Vec<Field> = projected
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let projected = Arc::new(Schema::new_with_metadata(
+        fields,
+        projected.metadata().clone(),
+    ));
+    let new = match new_rows {
+        Some(t) => Some(t.batches(ctx.batch_rows)?),
+        None => None,
+    };
+    let batches = source
+        .batches(ctx.batch_rows)?
+        .chain(new.into_iter().flatten())
+        .map(|b| {
+            let columns = b?.project(&keep)?.columns().to_vec();
+            Ok(RecordBatch::try_new(projected.clone(), columns)?)
+        })
+        .collect::<Result<Vec<RecordBatch>, StageError>>()?;
+    let one = concat_batches(&projected, &batches)?;
+    drop(batches);
+    Features::load(&Rows::of(&Table::from_batch(one))?, method.name(), None)
+}
+
+/// `classes` with rows of the classes `new` (new rows) after the input's.
+fn with_new_rows(mut classes: Classes, new: &[u32]) -> Classes {
+    for &c in new {
+        let at = classes.of_row.len() as u32;
+        classes.of_row.push(c);
+        classes.members[c as usize].push(at);
+    }
+    classes
 }
 
 /// The rows `held` (ascending input positions) in one pass, in order.

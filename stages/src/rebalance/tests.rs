@@ -944,6 +944,22 @@ fn streamed_methods_match_the_whole_table_algorithm_on_a_stored_table() {
         json_params("random_under", serde_json::json!({"removed_rows": "full"})),
         json_params("balanced", serde_json::json!({})),
         json_params("effective_number", serde_json::json!({"beta": 0.99})),
+        json_params("tomek", serde_json::json!({})),
+        json_params("tomek", serde_json::json!({"strategy": "all"})),
+        json_params("enn", serde_json::json!({"n_neighbors": 3})),
+        json_params(
+            "enn",
+            serde_json::json!({"kind_sel": "mode", "removed_rows": "index"}),
+        ),
+        json_params("near_miss", serde_json::json!({"version": 1})),
+        json_params("near_miss", serde_json::json!({"version": 2})),
+        json_params("near_miss", serde_json::json!({"version": 3})),
+        json_params("smote_tomek", serde_json::json!({})),
+        json_params("smote_enn", serde_json::json!({"k_neighbors": 3})),
+        json_params(
+            "smote_enn",
+            serde_json::json!({"kind_sel": "mode", "removed_rows": "index"}),
+        ),
     ] {
         let s = stage(params.clone());
         assert!(matches!(s.memory(), Memory::Streams { .. }), "{params}");
@@ -985,16 +1001,51 @@ fn json_params(method: &str, extra: serde_json::Value) -> serde_json::Value {
     p
 }
 
+/// 220 rows in two classes, and a context whose budget is 1000 bytes more
+/// than what any streaming stage keeps for its batches.
+fn tight_budget(dir: &std::path::Path) -> (Inputs, StageContext) {
+    let mut inputs = Inputs::default();
+    inputs.push("table", table(&random_points(&[200, 20], 1)).into());
+    let mut c = ctx("rebalance", 1, dir);
+    c.memory_budget = gigo_pipeline::budget::STREAM_FIXED + 1000;
+    (inputs, c)
+}
+
+/// The cleaning methods hold the features of every row for their
+/// neighbour search: when those do not fit the budget they say so before
+/// reading them.
+#[test]
+fn cleaning_refuses_before_gathering_features_that_do_not_fit_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (inputs, mut c) = tight_budget(dir.path());
+    for method in ["tomek", "enn", "near_miss"] {
+        let s = stage(serde_json::json!({ "method": method }));
+        let Err(err) = s.run(&inputs, &c) else {
+            panic!("{method}: a budget of 64 MB and 1000 bytes was not refused");
+        };
+        let err = err.to_string();
+        for part in [
+            format!("`{method}` searches neighbours among the features of every row"),
+            "the 220 rows' 2 feature columns".to_string(),
+            "--memory".to_string(),
+        ] {
+            assert!(err.contains(&part), "{err}");
+        }
+    }
+    c.memory_budget = 1 << 30;
+    assert!(
+        stage(serde_json::json!({"method": "tomek"}))
+            .run(&inputs, &c)
+            .is_ok()
+    );
+}
+
 /// SMOTE over a stored table holds the rows of the classes it grows: when
 /// they do not fit the budget it says so before reading them.
 #[test]
 fn smote_refuses_before_gathering_rows_that_do_not_fit_the_budget() {
-    let t = table(&random_points(&[200, 20], 1));
     let dir = tempfile::tempdir().unwrap();
-    let mut inputs = Inputs::default();
-    inputs.push("table", t.into());
-    let mut c = ctx("rebalance", 1, dir.path());
-    c.memory_budget = gigo_pipeline::budget::STREAM_FIXED + 1000;
+    let (inputs, mut c) = tight_budget(dir.path());
     let Err(err) = stage(serde_json::json!({"method": "smote"})).run(&inputs, &c) else {
         panic!("a budget of 64 MB and 1000 bytes was not refused");
     };
