@@ -16,7 +16,8 @@ size), GIGO_BENCH_SMOTE=0 (skip the SMOTE section: 100k x 20 through `gigo
 run` beside imbalanced-learn's whole process), GIGO_BENCH_SMOTE_ROWS (rows of
 the bounded SMOTE section, default 10M; 0 skips it: `ingest -> rebalance
 -> export` with SMOTE in the budget beside imbalanced-learn), GIGO_BENCH_CLEAN_ROWS (rows of the
-same with Tomek links, default 200k; 0 skips it), GIGO_BENCH_NOISE_ROWS
+same with the methods in GIGO_BENCH_CLEAN_METHODS, default 200k of
+`tomek,borderline_smote`; 0 skips it), GIGO_BENCH_NOISE_ROWS
 (rows of the label_noise section, default 100M; 0 skips it: `ingest ->
 label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
@@ -315,10 +316,11 @@ def smote_scale_section(gigo, py, rows, memory, method="smote"):
         with open(pipeline, "w") as f:
             f.write(SMOTE_PIPELINE.format(data=data, out=os.path.join(work, "out.parquet"), method=method))
         peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "smote.py")
-        imb = measure([py, peer, data, "--repeat", "1", "--method", method], work)
+        peer_method = {"borderline_smote": "borderline"}.get(method, method)
+        imb = measure([py, peer, data, "--repeat", "1", "--method", peer_method], work)
         g = measure([gigo, "run", pipeline, "--memory", memory, "-q", "--run-id", "r"], work)
         what = ("SMOTE (10% minority, grown to the majority)" if method == "smote"
-                else f"{method} (10% minority, the neighbour search over every row)")
+                else f"{method} (10% minority, a neighbour search over every row)")
         print(f"{what}, {rows} x 20 (file: {os.path.getsize(data) / 1e6:.0f} MB), whole processes:")
         print(f"  gigo run --memory {memory}: {g[0]:.1f} s, {g[1] / 1e9:.2f} GB peak (exit {g[2]})")
         print(f"  imbalanced-learn:       {imb[0]:.1f} s, {imb[1] / 1e9:.2f} GB peak (exit {imb[2]})")
@@ -603,8 +605,9 @@ def main():
     if smote_rows > 0:
         smote_scale_section(gigo, py, smote_rows, memory)
     clean_rows = int(os.environ.get("GIGO_BENCH_CLEAN_ROWS", "200000"))
-    if clean_rows > 0:
-        smote_scale_section(gigo, py, clean_rows, memory, "tomek")
+    for method in os.environ.get("GIGO_BENCH_CLEAN_METHODS", "tomek,borderline_smote").split(","):
+        if clean_rows > 0 and method:
+            smote_scale_section(gigo, py, clean_rows, memory, method)
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)

@@ -5,9 +5,9 @@
 use crate::common::{gigo, run_record, stderr, write};
 
 /// 250k rows x 20 features (about 45 MB in memory): `export` and `split`
-/// stream it in a budget of 80 MB, `rebalance` with ADASYN (its weights
-/// from a neighbour search over every row) would hold it whole (twice) and
-/// cannot.
+/// stream it in a budget of 80 MB, `label_noise` cross-validating a model
+/// for its default filter (which ranks every row) would hold it whole (six
+/// times over) and cannot.
 const PIPELINE: &str = "name: budget
 seed: 1
 stages:
@@ -25,10 +25,10 @@ stages:
   split:
     type: split
     inputs: data
-  rebalance:
-    type: rebalance
+  clean:
+    type: label_noise
     inputs: data
-    method: adasyn
+    model: logistic_regression
 ";
 
 #[test]
@@ -43,10 +43,10 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
     let record = run_record(dir.path(), "r");
     assert_eq!(record["stages"]["export"]["status"], "ran");
     assert_eq!(record["stages"]["split"]["status"], "ran");
-    assert_eq!(record["stages"]["rebalance"]["status"], "failed");
-    let error = record["stages"]["rebalance"]["error"].as_str().unwrap();
+    assert_eq!(record["stages"]["clean"]["status"], "failed");
+    let error = record["stages"]["clean"]["error"].as_str().unwrap();
     for part in [
-        "stage `rebalance` (rebalance) needs about",
+        "stage `clean` (label_noise) needs about",
         "it holds its inputs whole",
         "more than the run's budget of 80 MB",
         "--memory",
@@ -54,7 +54,7 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
         assert!(error.contains(part), "{error}");
     }
     // Nothing of the refused stage is in the run directory.
-    assert!(!dir.path().join("runs/r/rebalance").exists());
+    assert!(!dir.path().join("runs/r/clean").exists());
     // The message reaches the user too.
     assert!(stderr(&o).contains("needs about"), "{}", stderr(&o));
 
@@ -64,7 +64,7 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
     let o = gigo(dir.path(), &["run", &file, "--run-id", "f", "-q"]);
     assert_ne!(o.status.code(), Some(0));
     assert_eq!(
-        run_record(dir.path(), "f")["stages"]["rebalance"]["status"],
+        run_record(dir.path(), "f")["stages"]["clean"]["status"],
         "failed"
     );
     let o = gigo(

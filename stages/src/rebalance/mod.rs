@@ -81,7 +81,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use data::{
-    ClassLabels, Classes, Features, RemovedRows, Rows, assemble, check_removed_rows,
+    ClassLabels, Classes, Features, RemovedRows, Rows, Synthetic, assemble, check_removed_rows,
     synthetic_batch,
 };
 use report::ClassLine;
@@ -614,6 +614,37 @@ impl Rebalance {
         })
     }
 
+    /// The new rows of Borderline-SMOTE or ADASYN, which weigh each row of
+    /// a class by the other classes among its neighbours in every row
+    /// (`f`, the features of every row of `classes`).
+    fn by_danger(
+        &self,
+        ctx: &StageContext,
+        classes: &Classes,
+        f: &Features,
+        t: &[Option<usize>],
+        notes: &mut Vec<Note>,
+    ) -> Result<Synthetic, StageError> {
+        let p = &self.params;
+        match p.method {
+            Method::BorderlineSmote => smote::borderline(
+                ctx,
+                classes,
+                f,
+                t,
+                p.k(),
+                p.m_neighbors.unwrap_or(10),
+                p.borderline_kind.unwrap_or(1),
+                notes,
+            ),
+            Method::Adasyn => smote::adasyn(ctx, classes, f, t, p.k(), notes),
+            m => Err(StageError::internal(format!(
+                "`{}` does not weigh rows by their neighbours",
+                m.name()
+            ))),
+        }
+    }
+
     /// The rows `tomek`, `enn` or `near_miss` removes, from the features
     /// `f` of every row of `classes`, towards the targets `t`.
     fn cleaned(
@@ -704,18 +735,8 @@ impl Rebalance {
                 };
                 let synthetic = match (method, &features) {
                     (Method::RandomOver, _) => smote::random_over(ctx, &classes, &t),
-                    (Method::BorderlineSmote, Some(f)) => smote::borderline(
-                        ctx,
-                        &classes,
-                        f,
-                        &t,
-                        p.k(),
-                        p.m_neighbors.unwrap_or(10),
-                        p.borderline_kind.unwrap_or(1),
-                        &mut notes,
-                    )?,
-                    (Method::Adasyn, Some(f)) => {
-                        smote::adasyn(ctx, &classes, f, &t, p.k(), &mut notes)?
+                    (Method::BorderlineSmote | Method::Adasyn, Some(f)) => {
+                        self.by_danger(ctx, &classes, f, &t, &mut notes)?
                     }
                     (Method::SmoteNc, Some(f)) => {
                         smote::smote_nc(ctx, &classes, f, &t, p.k(), &mut notes)?

@@ -12,10 +12,18 @@
 //!   it grows, for the neighbour search within the class; `random_over`:
 //!   the rows drawn), then the input rows are written as they are read and
 //!   the new rows after them;
+//! - `borderline_smote` and `adasyn`: a pass for the classes and the
+//!   feature means, a pass for the feature columns of every row (their
+//!   search weighs each row by the other classes among its neighbours and
+//!   decides every new row), a pass that gathers the rows the new rows are
+//!   made from and move towards, then as `smote`;
 //! - `tomek`, `enn` and `near_miss`: a pass for the classes, a pass that
 //!   gathers the feature columns of every row (not the other columns) for
 //!   the neighbour search, then a pass that routes each row to the output
-//!   or to `removed`, as `random_under` does.
+//!   or to `removed`, as `random_under` does;
+//! - `smote_tomek` and `smote_enn`: `smote`, then the features of every
+//!   input row and every new row for the cleaning search, then every row,
+//!   input and new, routed to the output or to `removed`.
 //!
 //! The decisions are those of the in-memory algorithms run on the same
 //! rows: the class of every row is read in order, the samplers draw from
@@ -75,6 +83,8 @@ pub(super) fn streams(method: Method) -> bool {
             | Method::NearMiss
             | Method::SmoteTomek
             | Method::SmoteEnn
+            | Method::BorderlineSmote
+            | Method::Adasyn
     )
 }
 
@@ -112,7 +122,11 @@ impl Rebalance {
         }
         let smotes = matches!(
             method,
-            Method::Smote | Method::SmoteTomek | Method::SmoteEnn
+            Method::Smote
+                | Method::SmoteTomek
+                | Method::SmoteEnn
+                | Method::BorderlineSmote
+                | Method::Adasyn
         );
         let mut means = smotes.then(|| FeatureMeans::new(&schema));
         let labels = source.batches(ctx.batch_rows)?.map(|b| {
@@ -258,7 +272,7 @@ impl Rebalance {
         Ok(out)
     }
 
-    /// `random_over` / `smote`: the new rows (with their classes), made from
+    /// The over-samplers' new rows (with their classes), made from
     /// the rows gathered in one more pass; `None` when no class grows.
     fn grow(
         &self,
@@ -278,13 +292,20 @@ impl Rebalance {
         }
         let new_rows: usize = grown.iter().map(|&c| t[c].unwrap_or(0) - counts[c]).sum();
         // What is drawn from: random_over the rows it copies, smote every row
-        // of each class it grows.
-        let drawn = match self.params.method {
+        // of each class it grows. Borderline-SMOTE and ADASYN decide from a
+        // search among the features of every row, then need the rows each
+        // new row is made from and moves towards.
+        let method = self.params.method;
+        let drawn = match method {
             Method::RandomOver => Some(smote::random_over(ctx, classes, t)),
+            Method::BorderlineSmote | Method::Adasyn => {
+                let f = features_of_every_row(source, None, ctx, method, classes)?;
+                Some(self.by_danger(ctx, classes, &f, t, notes)?)
+            }
             _ => None,
         };
         let mut held: Vec<u32> = match &drawn {
-            Some(s) => s.base.clone(),
+            Some(s) => s.base.iter().chain(&s.neighbour).copied().collect(),
             None => grown
                 .iter()
                 .flat_map(|&c| classes.members[c].iter().copied())
@@ -336,13 +357,22 @@ impl Rebalance {
         let labels = ClassLabels::of(&rows, &local)?;
         let (synthetic, features) = match drawn {
             Some(mut s) => {
-                for b in &mut s.base {
+                for b in s.base.iter_mut().chain(s.neighbour.iter_mut()) {
                     *b = held
                         .binary_search(b)
                         .map_err(|_| StageError::internal("a drawn row was not gathered"))?
                         as u32;
                 }
-                (s, None)
+                let features = if s.copies {
+                    None
+                } else {
+                    let mut f = Features::load(&rows, method.name(), None)?;
+                    if let Some(m) = means {
+                        m.apply(&mut f);
+                    }
+                    Some(f)
+                };
+                (s, features)
             }
             None => {
                 let mut f = Features::load(&rows, self.params.method.name(), None)?;

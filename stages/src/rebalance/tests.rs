@@ -954,6 +954,13 @@ fn streamed_methods_match_the_whole_table_algorithm_on_a_stored_table() {
         json_params("near_miss", serde_json::json!({"version": 1})),
         json_params("near_miss", serde_json::json!({"version": 2})),
         json_params("near_miss", serde_json::json!({"version": 3})),
+        json_params("borderline_smote", serde_json::json!({})),
+        json_params(
+            "borderline_smote",
+            serde_json::json!({"borderline_kind": 2, "m_neighbors": 5}),
+        ),
+        json_params("adasyn", serde_json::json!({})),
+        json_params("adasyn", serde_json::json!({"strategy": {"2": 120}})),
         json_params("smote_tomek", serde_json::json!({})),
         json_params("smote_enn", serde_json::json!({"k_neighbors": 3})),
         json_params(
