@@ -623,12 +623,16 @@ fn execute(
                 return Err(StageError::data(format!(
                     "stage `{}` ({}) needs about {} of memory ({}), more than the run's budget \
                      of {}: raise the budget with `--memory` or `memory:` in the pipeline file, \
-                     or give the stage fewer rows",
+                     or give the stage fewer rows{}",
                     st.id,
                     st.type_name,
                     Bytes(need.bytes),
                     need.why,
-                    Bytes(budget)
+                    Bytes(budget),
+                    st.stage
+                        .streaming_hint()
+                        .map(|h| format!("; {h}"))
+                        .unwrap_or_default()
                 )));
             }
             // The stage's share of the run's budget, held until its outputs

@@ -132,6 +132,13 @@ pub trait Stage: Send + Sync {
         Memory::WHOLE
     }
 
+    /// For a stage that holds its inputs whole with these parameters, how
+    /// to make it read them in batches instead (other parameters), added to
+    /// the error when it does not fit the budget.
+    fn streaming_hint(&self) -> Option<String> {
+        None
+    }
+
     /// The most memory the stage may take while it runs, given its inputs
     /// and the run's budget (`ctx.memory_budget`): the share the executor
     /// sets aside for it, so that the stages running at once never pass the

@@ -50,6 +50,8 @@ fn a_stage_over_the_budget_fails_before_it_starts_and_streaming_stages_go_on() {
         "it holds its inputs whole",
         "more than the run's budget of 80 MB",
         "--memory",
+        "`filter_by: prune_by_noise_rate` ranks every row against the others",
+        "`filter_by: confident_learning`",
     ] {
         assert!(error.contains(part), "{error}");
     }

@@ -660,6 +660,23 @@ impl Stage for LabelNoise {
         }
     }
 
+    fn streaming_hint(&self) -> Option<String> {
+        let ranks = !matches!(
+            self.params.filter_by,
+            Filter::ConfidentLearning | Filter::PredictedNeqGiven
+        );
+        // kNN consensus holds the table whatever the filter
+        (ranks && !matches!(self.source, Source::Knn(_))).then(|| {
+            format!(
+                "`filter_by: {}` ranks every row against the others; `filter_by: \
+                 confident_learning` (or `predicted_neq_given`) judges each row on its own and \
+                 reads the rows in batches (with a model, cross-validating a sample when the \
+                 table does not fit)",
+                self.params.filter_by.to_ml().name()
+            )
+        })
+    }
+
     /// Cross-validating a model takes [`CV_MEMORY`] of the table when that
     /// fits the budget, else a sample sized to half of it.
     fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
