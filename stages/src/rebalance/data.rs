@@ -43,6 +43,7 @@ pub struct Rows {
 impl Rows {
     /// About the bytes `rows` rows of this schema take (8 per value): the
     /// size of an output, for `release_before`.
+    #[cfg(test)] // the whole-table reference only
     pub fn bytes(&self, rows: usize) -> usize {
         rows * self.schema.fields().len() * 8
     }
@@ -146,6 +147,7 @@ const SCAN_CLASSES: usize = 16;
 
 impl Classes {
     /// Reads the label column. Every row needs a label.
+    #[cfg(test)] // the whole-table reference only
     pub fn load(rows: &Rows) -> Result<Classes, StageError> {
         let field = Classes::label_field(&rows.schema)?;
         Classes::read(
@@ -654,6 +656,7 @@ impl Synthetic {
     }
 
     /// Whether there are none.
+    #[cfg(test)] // the whole-table reference only
     pub fn is_empty(&self) -> bool {
         self.class.is_empty()
     }
@@ -895,6 +898,7 @@ pub fn synthetic_batch(
 
 /// What a resampling step produced: the rows that stay (input rows first, in
 /// order, then synthetic rows) and the removed rows with their reason.
+#[cfg(test)] // the whole-table reference only
 pub struct Outcome {
     /// The output table (`is_synthetic` included).
     pub table: Table,
@@ -1124,6 +1128,7 @@ impl Removals {
 /// it was when the input has that column), then `synthetic`, minus the
 /// rows in `removed` (global indices over input rows then synthetic rows,
 /// with their reason).
+#[cfg(test)] // the whole-table reference only
 pub fn assemble(
     rows: &Rows,
     synthetic: Option<Vec<(Field, ArrayRef)>>,

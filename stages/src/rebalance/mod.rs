@@ -65,28 +65,25 @@ mod undersample;
 mod weights;
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
 
 use gigo_pipeline::budget::Need;
-use gigo_pipeline::memory::release_before;
 use gigo_pipeline::summary::Severity;
 use gigo_pipeline::{
     Inputs, Memory, ParamProblem, PortSpec, Registry, Stage, StageContext, StageError, StageOutput,
-    Table,
 };
 use gigo_pipeline::{Metrics, Wiring};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use data::{
-    ClassLabels, Classes, Features, RemovedRows, Rows, Synthetic, assemble, check_removed_rows,
-    synthetic_batch,
-};
+use data::{Classes, Features, RemovedRows, Rows, Synthetic};
 use report::ClassLine;
+use strategy::Kind;
 pub use strategy::{ClassName, Named, Strategy};
-use strategy::{Kind, targets};
 pub use undersample::KindSel;
 use undersample::{NearMissVersion, Removal};
 
@@ -550,14 +547,11 @@ impl Stage for Rebalance {
         provenance::refuse_held_out(wiring)
     }
 
+    /// Every method reads its input in batches (see [`stream`]).
     fn memory(&self) -> Memory {
-        if stream::streams(self.params.method) {
-            Memory::Streams {
-                per_row: stream::bytes_per_row(self.params.method),
-                fixed: gigo_pipeline::budget::STREAM_FIXED,
-            }
-        } else {
-            Memory::WHOLE
+        Memory::Streams {
+            per_row: stream::bytes_per_row(self.params.method),
+            fixed: gigo_pipeline::budget::STREAM_FIXED,
         }
     }
 
@@ -568,7 +562,7 @@ impl Stage for Rebalance {
         let gathers = !matches!(self.params.method.family(), Family::Weight)
             && self.params.method != Method::RandomUnder;
         match inputs.source_opt("table") {
-            Some(t) if gathers && stream::streams(self.params.method) => {
+            Some(t) if gathers => {
                 need.bytes + (t.memory_bytes() as f64 * stream::GATHERED_FACTOR) as u64
             }
             _ => need.bytes,
@@ -576,11 +570,7 @@ impl Stage for Rebalance {
     }
 
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        if stream::streams(self.params.method) {
-            return self.rebalance_batches(&inputs.source("table")?, ctx);
-        }
-        let table = inputs.table("table")?;
-        self.rebalance(&table, ctx)
+        self.rebalance_batches(&inputs.source("table")?, ctx)
     }
 }
 
@@ -612,6 +602,20 @@ impl Rebalance {
             )?),
             _ => None,
         })
+    }
+
+    /// SMOTE-NC's features of `rows`: numeric and categorical (text
+    /// columns, and those named in `categorical`), at least one of each.
+    fn nc_features(&self, rows: &Rows) -> Result<Features, StageError> {
+        let named = self.params.categorical.as_deref().unwrap_or(&[]);
+        let f = Features::load(rows, Method::SmoteNc.name(), Some(named))?;
+        if f.categorical.is_empty() {
+            return Err(StageError::data(
+                "`smote_nc` needs categorical feature columns (text columns, or those named in \
+                 `categorical`) and found none: use `smote`",
+            ));
+        }
+        Ok(f)
     }
 
     /// The new rows of Borderline-SMOTE or ADASYN, which weigh each row of
@@ -692,141 +696,5 @@ impl Rebalance {
             } else {
                 RemovedRows::Full
             })
-    }
-
-    /// The methods that need every row's features, on the input held whole.
-    /// It runs the streamed methods too but for weighting (the reference the
-    /// streaming path is tested against; see [`stream`]).
-    fn rebalance(&self, table: &Table, ctx: &StageContext) -> Result<StageOutput, StageError> {
-        let p = &self.params;
-        let method = p.method;
-        let rows = Rows::of(table)?;
-        let classes = Classes::load(&rows)?;
-        let before = classes.counts();
-        let names = classes.names.clone();
-        let mut notes = Vec::new();
-
-        let mode = self.removed_mode();
-        check_removed_rows(&rows.schema, mode)?;
-        let kind = method.strategy_kind().unwrap_or(Kind::Over);
-        let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
-        let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
-        let mut acc = Accounting::new(names.len());
-
-        let (outcome, created) = match method.family() {
-            Family::Over | Family::Combined => {
-                let features = match method {
-                    Method::RandomOver => None,
-                    Method::SmoteNc => {
-                        let f = Features::load(
-                            &rows,
-                            method.name(),
-                            Some(p.categorical.as_deref().unwrap_or(&[])),
-                        )?;
-                        if f.categorical.is_empty() {
-                            return Err(StageError::data(
-                                "`smote_nc` needs categorical feature columns (text columns, or \
-                                 those named in `categorical`) and found none: use `smote`",
-                            ));
-                        }
-                        Some(f)
-                    }
-                    _ => Some(Features::load(&rows, method.name(), None)?),
-                };
-                let synthetic = match (method, &features) {
-                    (Method::RandomOver, _) => smote::random_over(ctx, &classes, &t),
-                    (Method::BorderlineSmote | Method::Adasyn, Some(f)) => {
-                        self.by_danger(ctx, &classes, f, &t, &mut notes)?
-                    }
-                    (Method::SmoteNc, Some(f)) => {
-                        smote::smote_nc(ctx, &classes, f, &t, p.k(), &mut notes)?
-                    }
-                    (_, Some(f)) => smote::smote(ctx, &classes, f, &t, p.k(), &mut notes)?,
-                    (_, None) => return Err(StageError::internal("features not loaded")),
-                };
-                for &c in &synthetic.class {
-                    acc.added[c as usize] += 1;
-                }
-                let created = synthetic.len();
-                // Only the class labels are needed from here: free the
-                // per-row class index before the new columns take memory.
-                let labels = ClassLabels::of(&rows, &classes)?;
-                drop(classes);
-                // The neighbour search's memory is free: give it back before
-                // the new columns take theirs (see `gigo_pipeline::memory`).
-                release_before(rows.bytes(synthetic.len()));
-                let cols = if !synthetic.is_empty() {
-                    Some(synthetic_batch(
-                        &rows,
-                        &labels,
-                        features.as_ref(),
-                        synthetic,
-                    )?)
-                } else {
-                    None
-                };
-                drop(features);
-                let grown = assemble(&rows, cols, &[], mode)?;
-                if method.family() == Family::Over {
-                    (grown, created)
-                } else {
-                    // Clean every class of the grown table, synthetic rows too.
-                    let table2 = grown.table;
-                    let rows2 = Rows::of(&table2)?;
-                    let classes2 = Classes::load(&rows2)?;
-                    let f2 = Features::load(&rows2, method.name(), None)?;
-                    let all = vec![true; classes2.names.len()];
-                    let removal = if method == Method::SmoteTomek {
-                        undersample::tomek(&classes2, &f2, &all)
-                    } else {
-                        undersample::enn(
-                            &classes2,
-                            &f2,
-                            &all,
-                            p.n(),
-                            p.kind_sel.unwrap_or_default(),
-                        )
-                    };
-                    drop(f2);
-                    release_before(rows2.bytes(rows2.n));
-                    acc.count_removed(&removal, &classes2, &names);
-                    (assemble(&rows2, None, &removal, mode)?, created)
-                }
-            }
-            Family::Under | Family::Clean => {
-                let f = match method {
-                    Method::RandomUnder => None,
-                    _ => Some(Features::load(&rows, method.name(), None)?),
-                };
-                let removal = match (method, &f) {
-                    (Method::RandomUnder, _) => undersample::random_under(ctx, &classes, &t),
-                    (_, None) => return Err(StageError::internal("features not loaded")),
-                    (_, Some(f)) => self.cleaned(&classes, f, &t, &mut notes)?,
-                };
-                acc.count_removed(&removal, &classes, &names);
-                release_before(rows.bytes(rows.n));
-                (assemble(&rows, None, &removal, mode)?, 0)
-            }
-            Family::Weight => return Err(StageError::internal("weighting streams (see `stream`)")),
-        };
-
-        let lines = acc.lines(&names, &before);
-        let mut out = StageOutput::new()
-            .with("table", outcome.table)
-            .with("removed", outcome.removed)
-            .with_summary(report::summary(
-                &ctx.stage_id,
-                method.name(),
-                &lines,
-                &notes,
-            ));
-        if created > 0 {
-            let reason = match method {
-                Method::SmoteTomek | Method::SmoteEnn => "smote",
-                m => m.name(),
-            };
-            out = out.created(reason, created);
-        }
-        Ok(out)
     }
 }

@@ -68,26 +68,6 @@ use super::{
 /// f64 columns and as the f32 matrix of the neighbour search.
 pub(super) const GATHERED_FACTOR: f64 = 2.5;
 
-/// Whether `method` runs here.
-pub(super) fn streams(method: Method) -> bool {
-    matches!(
-        method,
-        Method::Balanced
-            | Method::EffectiveNumber
-            | Method::ClassWeights
-            | Method::RandomUnder
-            | Method::RandomOver
-            | Method::Smote
-            | Method::Tomek
-            | Method::Enn
-            | Method::NearMiss
-            | Method::SmoteTomek
-            | Method::SmoteEnn
-            | Method::BorderlineSmote
-            | Method::Adasyn
-    )
-}
-
 /// Bytes kept per input row: its class and its place in its class (8);
 /// `random_under` also each removed row's position and reason (24) and
 /// every row's verdict (1).
@@ -127,6 +107,7 @@ impl Rebalance {
                 | Method::SmoteEnn
                 | Method::BorderlineSmote
                 | Method::Adasyn
+                | Method::SmoteNc
         );
         let mut means = smotes.then(|| FeatureMeans::new(&schema));
         let labels = source.batches(ctx.batch_rows)?.map(|b| {
@@ -176,6 +157,10 @@ impl Rebalance {
         let kind = method.strategy_kind().unwrap_or(Kind::Over);
         let strategy = p.strategy.clone().unwrap_or(Strategy::Named(Named::Auto));
         let t = targets(&strategy, kind, &before, &names, p.classes.as_deref())?;
+        if method == Method::SmoteNc {
+            // its feature columns are checked whether or not a class grows
+            self.nc_features(&Rows::of(&Table::empty(schema.clone()))?)?;
+        }
         let mut acc = Accounting::new(names.len());
 
         let synthetic = if matches!(method.family(), Family::Over | Family::Combined) {
@@ -375,7 +360,11 @@ impl Rebalance {
                 (s, features)
             }
             None => {
-                let mut f = Features::load(&rows, self.params.method.name(), None)?;
+                let mut f = if method == Method::SmoteNc {
+                    self.nc_features(&rows)?
+                } else {
+                    Features::load(&rows, method.name(), None)?
+                };
                 if let Some(m) = means {
                     m.apply(&mut f);
                 }
@@ -383,7 +372,14 @@ impl Rebalance {
                 let only: Vec<Option<usize>> = (0..t.len())
                     .map(|c| if grown.contains(&c) { t[c] } else { None })
                     .collect();
-                let s = smote::smote(ctx, &local, &f, &only, self.params.k(), notes)?;
+                let k = self.params.k();
+                let s = if method == Method::SmoteNc {
+                    // the neighbours, and the categorical values they
+                    // vote for, are within the class
+                    smote::smote_nc(ctx, &local, &f, &only, k, notes)?
+                } else {
+                    smote::smote(ctx, &local, &f, &only, k, notes)?
+                };
                 (s, Some(f))
             }
         };

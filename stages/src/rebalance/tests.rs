@@ -961,6 +961,11 @@ fn streamed_methods_match_the_whole_table_algorithm_on_a_stored_table() {
         ),
         json_params("adasyn", serde_json::json!({})),
         json_params("adasyn", serde_json::json!({"strategy": {"2": 120}})),
+        json_params("smote_nc", serde_json::json!({"categorical": ["k"]})),
+        json_params(
+            "smote_nc",
+            serde_json::json!({"categorical": ["k"], "strategy": {"2": 90}, "k_neighbors": 3}),
+        ),
         json_params("smote_tomek", serde_json::json!({})),
         json_params("smote_enn", serde_json::json!({"k_neighbors": 3})),
         json_params(
