@@ -175,3 +175,89 @@ fn a_csv_file_read_in_chunks_gives_the_bytes_it_gives_read_whole() {
         );
     }
 }
+
+/// Two stages that each fit the budget but not together: with two jobs,
+/// one waits for the other's share, and every output has the bytes of a
+/// run under a budget where they run side by side.
+#[test]
+fn stages_that_do_not_fit_together_take_turns_and_give_the_same_bytes() {
+    const TWO: &str = "name: turns
+seed: 1
+stages:
+  data:
+    type: generate
+    rows: 50000
+    classes: 2
+    informative: 10
+    redundant: 0
+    noise_features: 10
+  five:
+    type: label_noise
+    inputs: data
+    model: logistic_regression
+    filter_by: confident_learning
+  three:
+    type: label_noise
+    inputs: data
+    model: logistic_regression
+    filter_by: confident_learning
+    folds: 3
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "turns.yaml", TWO);
+    let run = |id: &str, memory: &str| {
+        let cache = format!("cache-{id}");
+        let o = gigo(
+            dir.path(),
+            &[
+                "run",
+                &file,
+                "--run-id",
+                id,
+                "--memory",
+                memory,
+                "--jobs",
+                "2",
+                "-q",
+                "--cache-dir",
+                &cache,
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        run_record(dir.path(), id)
+    };
+    // each cross-validation is counted at six times the table (9 MB) beside
+    // 64 MB for its batches: about 120 MB, so 200 MB holds one at a time
+    let tight = run("tight", "200MB");
+    let roomy = run("roomy", "4GB");
+    let waited = |r: &serde_json::Value| -> Vec<String> {
+        ["five", "three"]
+            .into_iter()
+            .filter(|s| r["stages"][*s].get("memory_wait_ms").is_some())
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(waited(&tight).len(), 1, "{tight}");
+    assert_eq!(waited(&roomy), Vec::<String>::new(), "{roomy}");
+    for stage in ["five", "three"] {
+        let share = tight["stages"][stage]["memory_share"].as_u64().unwrap();
+        assert!(
+            share > 100_000_000 && share <= 200_000_000,
+            "{stage}: {share}"
+        );
+        let outputs = tight["stages"][stage]["outputs"].as_object().unwrap();
+        assert!(outputs.contains_key("table"), "{stage}: {outputs:?}");
+        for (port, out) in outputs {
+            let path = out["path"].as_str().unwrap();
+            let other = roomy["stages"][stage]["outputs"][port]["path"]
+                .as_str()
+                .unwrap();
+            let read = |id: &str, p: &str| std::fs::read(dir.path().join("runs").join(id).join(p));
+            assert_eq!(
+                read("tight", path).unwrap(),
+                read("roomy", other).unwrap(),
+                "{stage}.{port}"
+            );
+        }
+    }
+}
