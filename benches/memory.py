@@ -17,7 +17,9 @@ run` beside imbalanced-learn's whole process), GIGO_BENCH_SMOTE_ROWS (rows of
 the bounded SMOTE section, default 10M; 0 skips it: `ingest -> rebalance
 -> export` with SMOTE in the budget beside imbalanced-learn), GIGO_BENCH_CLEAN_ROWS (rows of the
 same with the methods in GIGO_BENCH_CLEAN_METHODS, default 200k of
-`tomek,borderline_smote`; 0 skips it), GIGO_BENCH_NOISE_ROWS
+`tomek,borderline_smote`; 0 skips it), GIGO_BENCH_RANKED_ROWS (rows of the ranking-filter section, default 10M;
+0 skips it: the same file with `filter_by: prune_by_noise_rate` beside
+cleanlab's find_label_issues), GIGO_BENCH_NOISE_ROWS
 (rows of the label_noise section, default 100M; 0 skips it: `ingest ->
 label_noise` from two pred_probs columns with `filter_by:
 confident_learning`, beside cleanlab's `find_label_issues_batched` on the
@@ -366,6 +368,20 @@ print(len(issues))
 """
 
 
+RANKED_PIPELINE = NOISE_PIPELINE.replace("confident_learning", "prune_by_noise_rate")
+
+CLEANLAB_RANKED = """
+import sys, numpy as np, pyarrow.parquet as pq
+from cleanlab.filter import find_label_issues
+t = pq.read_table(sys.argv[1], columns=["label", "p0", "p1"])
+labels = t.column("label").to_numpy()
+probs = np.stack([t.column("p0").to_numpy(), t.column("p1").to_numpy()], axis=1)
+del t
+issues = find_label_issues(labels=labels, pred_probs=probs, filter_by="prune_by_noise_rate", n_jobs=1)
+print(int(issues.sum()))
+"""
+
+
 CV_PIPELINE = """name: bench_cv
 seed: 1
 stages:
@@ -465,6 +481,19 @@ def noise_section(gigo, py, rows, memory):
            lambda data, work: [py, "-c", CLEANLAB_BATCHED, data, work],
            "cleanlab's rule ranks by self-confidence; gigo's confident_learning flags the "
            "rows off the confident joint's diagonal")
+
+
+def ranked_section(gigo, py, rows, memory):
+    """`label_noise` from pred_probs columns with cleanlab's default filter
+    (`prune_by_noise_rate`, which ranks every row), beside cleanlab's
+    `find_label_issues` with the same filter on the same columns, in
+    memory."""
+    beside(gigo, memory, "label_noise from pred_probs, prune_by_noise_rate", rows,
+           "generate_noise", RANKED_PIPELINE,
+           ["gigo ingest -> label_noise", "cleanlab find_label_issues"],
+           lambda data, work: [py, "-c", CLEANLAB_RANKED, data],
+           "gigo holds every row's class and probabilities, not the table, and writes "
+           "every row with its verdict")
 
 
 def train_section(gigo, py, rows, memory):
@@ -608,6 +637,9 @@ def main():
     for method in os.environ.get("GIGO_BENCH_CLEAN_METHODS", "tomek,borderline_smote").split(","):
         if clean_rows > 0 and method:
             smote_scale_section(gigo, py, clean_rows, memory, method)
+    ranked_rows = int(os.environ.get("GIGO_BENCH_RANKED_ROWS", "10000000"))
+    if ranked_rows > 0:
+        ranked_section(gigo, py, ranked_rows, memory)
     noise_rows = int(os.environ.get("GIGO_BENCH_NOISE_ROWS", "100000000"))
     if noise_rows > 0:
         noise_section(gigo, py, noise_rows, memory)

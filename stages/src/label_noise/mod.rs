@@ -652,6 +652,12 @@ impl Stage for LabelNoise {
             // budget (CV_MEMORY), else a sample in half of it (checked
             // when it starts)
             Memory::STREAMS
+        } else if let Some(cols) = self.ranks_columns() {
+            // every row's probabilities, beside what the ranking keeps
+            Memory::Streams {
+                per_row: 8.0 * cols.len() as f64 + passes::RANKED_BYTES,
+                fixed: gigo_pipeline::budget::STREAM_FIXED,
+            }
         } else if matches!(self.source, Source::CrossValidation(_)) {
             // a ranking filter cross-validates the table whole
             CV_MEMORY
@@ -697,6 +703,9 @@ impl Stage for LabelNoise {
     fn run(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, StageError> {
         if let Some(cols) = self.in_passes() {
             return self.run_in_passes(&inputs.source("table")?, RowProbs::Columns(cols), ctx);
+        }
+        if let Some(cols) = self.ranks_columns() {
+            return self.run_ranked(&inputs.source("table")?, cols, ctx);
         }
         let table = match self.may_sample() {
             Some(model) => {

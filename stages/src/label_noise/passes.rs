@@ -19,8 +19,12 @@
 //! report says how many rows were cross-validated and why.
 //!
 //! The other filters rank all rows against each other (which rows are "the
-//! n lowest" depends on every row, and on how NumPy orders ties), so they
-//! hold the table whole.
+//! n lowest" depends on every row, and on how NumPy orders ties). From
+//! `pred_probs` columns they hold what the ranking needs, not the table: a
+//! pass gathers every row's class and probabilities ([`RANKED_BYTES`] a row
+//! with the ranking's own), confident learning runs on them as on a table
+//! in memory, and a last pass writes each row with its verdict. kNN
+//! consensus holds the table whole.
 
 use std::collections::HashMap;
 
@@ -33,6 +37,70 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+
+/// Bytes a ranking filter holds per row beside the probabilities (8 per
+/// class): the class, the verdict (flag, quality, suggestion) and the
+/// ranking's own index and margin vectors.
+pub(super) const RANKED_BYTES: f64 = 64.0;
+
+/// The rows written with their verdicts, batch by batch, and counted for
+/// the report.
+struct Emitter {
+    tally: Tally,
+    writers: Option<(TableWriter, TableWriter)>,
+}
+
+impl Emitter {
+    fn new(schema: &SchemaRef, k: usize, top: usize) -> Emitter {
+        Emitter {
+            tally: Tally::new(schema, k, top),
+            writers: None,
+        }
+    }
+
+    /// `batch` with its verdicts `v` to `table` (and its removed rows to
+    /// `removed`), the writers opened on the first batch.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        stage: &LabelNoise,
+        ctx: &StageContext,
+        batch: &RecordBatch,
+        index: &[u32],
+        labels: &LabelClasses,
+        class_values: &ArrayRef,
+        v: &Verdicts,
+    ) -> Result<(), StageError> {
+        let (out, removed) = stage.apply(&batch.schema(), batch, labels, class_values, v)?;
+        self.tally.add(batch, index, v)?;
+        let (kept, gone) = match &mut self.writers {
+            Some(w) => w,
+            None => self.writers.insert((
+                ctx.table_writer("table", out.schema())?,
+                ctx.table_writer("removed", removed.schema())?,
+            )),
+        };
+        kept.write(&out)?;
+        gone.write(&removed)?;
+        Ok(())
+    }
+
+    fn finish(self, summary: serde_json::Value) -> Result<StageOutput, StageError> {
+        let (kept, gone) = self
+            .writers
+            .ok_or_else(|| StageError::internal("label_noise read no batch"))?;
+        Ok(StageOutput::new()
+            .with(
+                "table",
+                gigo_pipeline::Source::Stored(Arc::new(kept.finish()?)),
+            )
+            .with(
+                "removed",
+                gigo_pipeline::Source::Stored(Arc::new(gone.finish()?)),
+            )
+            .with_summary(summary))
+    }
+}
 
 /// Where the passes get each row's probabilities.
 pub(super) enum RowProbs<'a> {
@@ -117,6 +185,77 @@ impl LabelNoise {
             }
             _ => None,
         }
+    }
+
+    /// The `pred_probs` columns, when the filter ranks every row.
+    pub(super) fn ranks_columns(&self) -> Option<&[String]> {
+        match &self.source {
+            Source::Columns(c) if !TwoPass::streams(self.params.filter_by.to_ml()) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// A ranking filter over `pred_probs` columns `cols`: every row's class
+    /// and probabilities gathered in a pass, confident learning on them as
+    /// on a table in memory, then each row written with its verdict.
+    pub(super) fn run_ranked(
+        &self,
+        source: &gigo_pipeline::Source,
+        cols: &[String],
+        ctx: &StageContext,
+    ) -> Result<StageOutput, StageError> {
+        let schema = source.schema().clone();
+        let ClassCounts {
+            labels,
+            classes,
+            values: class_values,
+            ..
+        } = self.read_classes(source, ctx)?;
+        let k = labels.names.len();
+        if k < 2 {
+            return Err(single_class(&labels));
+        }
+        labels.check(cols)?;
+        let started = std::time::Instant::now();
+        ctx.progress.message("probabilities");
+        let scorer = Scorer::Columns(cols.to_vec());
+        let n = source.num_rows();
+        let (mut index, mut data) = (Vec::with_capacity(n), Vec::with_capacity(n * k));
+        for batch in source.batches(ctx.batch_rows)? {
+            let (i, p) = batch_rows(&batch?, &classes, &labels.column, &scorer, index.len())?;
+            index.extend(i);
+            data.extend(p);
+        }
+        let probs = PredProbs::new(index.len(), k, data).map_err(from_ml)?;
+        ctx.progress.message("confident learning");
+        let opts = FindOptions {
+            filter_by: self.params.filter_by.to_ml(),
+            ..FindOptions::default()
+        };
+        let found = confident::analyse(&index, &probs, &opts, self.params.score.to_ml())
+            .map_err(from_ml)?;
+        drop(probs);
+        let seconds = started.elapsed().as_secs_f64();
+        let mut out = Emitter::new(&schema, k, self.params.top_issues);
+        let mut at = 0;
+        for batch in source.batches(ctx.batch_rows)? {
+            let batch = batch?;
+            let rows = at..at + batch.num_rows();
+            let v = Verdicts {
+                is_issue: found.is_issue[rows.clone()].to_vec(),
+                quality: found.quality[rows.clone()].to_vec(),
+                suggested: found.suggested[rows.clone()].to_vec(),
+            };
+            out.emit(self, ctx, &batch, &index[rows], &labels, &class_values, &v)?;
+            at += batch.num_rows();
+        }
+        let how = json!({
+            "source": "columns",
+            "columns": cols,
+            "read": "in 3 passes over batches, every row's probabilities held for the ranking",
+        });
+        let summary = self.summary(ctx, &labels, &out.tally, &found.estimates, how, seconds)?;
+        out.finish(summary)
     }
 
     /// The classes of the label column and their counts.
@@ -229,8 +368,7 @@ impl LabelNoise {
         let seconds = started.elapsed().as_secs_f64();
 
         ctx.progress.message("confident learning");
-        let mut tally = Tally::new(&schema, k, self.params.top_issues);
-        let mut writers: Option<(TableWriter, TableWriter)> = None;
+        let mut out = Emitter::new(&schema, k, self.params.top_issues);
         let mut at = 0;
         for batch in chunks()? {
             let batch = batch?;
@@ -247,33 +385,12 @@ impl LabelNoise {
                 v.quality.push(r.quality);
                 v.suggested.push(r.suggested);
             }
-            let (out, removed) = self.apply(&schema, &batch, &labels, &class_values, &v)?;
-            tally.add(&batch, &index, &v)?;
-            let (kept, gone) = match &mut writers {
-                Some(w) => w,
-                None => writers.insert((
-                    ctx.table_writer("table", out.schema())?,
-                    ctx.table_writer("removed", removed.schema())?,
-                )),
-            };
-            kept.write(&out)?;
-            gone.write(&removed)?;
+            out.emit(self, ctx, &batch, &index, &labels, &class_values, &v)?;
             at += n;
         }
-        let (kept, gone) =
-            writers.ok_or_else(|| StageError::internal("label_noise read no batch"))?;
         let estimates = two.finish().map_err(from_ml)?;
-        let summary = self.summary(ctx, &labels, &tally, &estimates, how, seconds)?;
-        Ok(StageOutput::new()
-            .with(
-                "table",
-                gigo_pipeline::Source::Stored(Arc::new(kept.finish()?)),
-            )
-            .with(
-                "removed",
-                gigo_pipeline::Source::Stored(Arc::new(gone.finish()?)),
-            )
-            .with_summary(summary))
+        let summary = self.summary(ctx, &labels, &out.tally, &estimates, how, seconds)?;
+        out.finish(summary)
     }
 
     /// Cross-validates `model` on a stratified sample of the rows (each

@@ -252,7 +252,7 @@ fn with_pred_probs() -> Table {
 }
 
 #[test]
-fn row_by_row_filters_run_in_passes_over_batches_with_the_in_memory_results() {
+fn pred_probs_filters_run_over_batches_with_the_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
     let table = with_pred_probs();
     let batch = table.to_batch().unwrap();
@@ -292,6 +292,12 @@ fn row_by_row_filters_run_in_passes_over_batches_with_the_in_memory_results() {
     for (filter, name) in [
         (FilterBy::ConfidentLearning, "confident_learning"),
         (FilterBy::PredictedNeqGiven, "predicted_neq_given"),
+        // the ranking filters hold every row's probabilities, not the table
+        (FilterBy::PruneByNoiseRate, "prune_by_noise_rate"),
+        (FilterBy::PruneByClass, "prune_by_class"),
+        (FilterBy::Both, "both"),
+        (FilterBy::LowSelfConfidence, "low_self_confidence"),
+        (FilterBy::LowNormalizedMargin, "low_normalized_margin"),
     ] {
         let opts = FindOptions {
             filter_by: filter,
@@ -355,8 +361,8 @@ fn row_by_row_filters_run_in_passes_over_batches_with_the_in_memory_results() {
         assert_eq!(q, want_q, "{name}");
         assert!(b.summary["report"]["metrics"]["label_issue_f1"].is_number());
     }
-    // a ranking filter holds the table whole
-    let stage = build(json!({"pred_probs": ["p0", "p1", "p2"]})).unwrap();
+    // a model with a ranking filter cross-validates the table whole
+    let stage = build(json!({"model": "logistic_regression"})).unwrap();
     assert!(matches!(stage.memory(), Memory::Whole { .. }));
 }
 
