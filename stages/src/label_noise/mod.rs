@@ -42,7 +42,9 @@ use arrow::array::{
 use arrow::compute::kernels::zip::zip;
 use arrow::compute::{cast, filter_record_batch, take};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
-use gigo_ml::confident::{self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod};
+use gigo_ml::confident::{
+    self, FilterBy, FindOptions, LabelIssues, PredProbs, ScoreMethod, TwoPass,
+};
 use gigo_ml::cv::cross_val_predict_proba;
 use gigo_ml::{Catalogue, Classes, EncoderOptions, Estimator, FeatureEncoder, TrainSet, knn_self};
 use gigo_pipeline::Metrics;
@@ -658,9 +660,6 @@ impl Stage for LabelNoise {
                 per_row: 8.0 * cols.len() as f64 + passes::RANKED_BYTES,
                 fixed: gigo_pipeline::budget::STREAM_FIXED,
             }
-        } else if matches!(self.source, Source::CrossValidation(_)) {
-            // a ranking filter cross-validates the table whole
-            CV_MEMORY
         } else {
             Memory::WHOLE
         }
@@ -684,7 +683,8 @@ impl Stage for LabelNoise {
     }
 
     /// Cross-validating a model takes [`CV_MEMORY`] of the table when that
-    /// fits the budget, else a sample sized to half of it.
+    /// fits the budget, else a sample sized to half of it (and a ranking
+    /// filter every row's probabilities in the other half).
     fn reserve(&self, need: &Need, inputs: &Inputs, ctx: &StageContext) -> u64 {
         let (Some(_), Some(source)) = (self.may_sample(), inputs.source_opt("table")) else {
             return need.bytes;
@@ -692,11 +692,13 @@ impl Stage for LabelNoise {
         let cv = CV_MEMORY
             .need(source.memory_bytes(), source.num_rows())
             .bytes;
+        let ranks = !TwoPass::streams(self.params.filter_by.to_ml());
         need.bytes
-            + if cv <= ctx.memory_budget {
-                cv
-            } else {
-                ctx.memory_budget / 2
+            + match (cv <= ctx.memory_budget, ranks) {
+                (true, _) => cv,
+                // a ranking filter holds every row's probabilities in the other half
+                (false, true) => ctx.memory_budget,
+                (false, false) => ctx.memory_budget / 2,
             }
     }
 
@@ -705,14 +707,19 @@ impl Stage for LabelNoise {
             return self.run_in_passes(&inputs.source("table")?, RowProbs::Columns(cols), ctx);
         }
         if let Some(cols) = self.ranks_columns() {
-            return self.run_ranked(&inputs.source("table")?, cols, ctx);
+            return self.run_ranked(&inputs.source("table")?, RowProbs::Columns(cols), ctx);
         }
         let table = match self.may_sample() {
             Some(model) => {
                 let source = inputs.source("table")?;
                 let need = CV_MEMORY.need(source.memory_bytes(), source.num_rows());
                 if need.bytes > ctx.memory_budget {
-                    return self.run_in_passes(&source, RowProbs::Sample(model, need), ctx);
+                    let sample = RowProbs::Sample(model, need);
+                    return if TwoPass::streams(self.params.filter_by.to_ml()) {
+                        self.run_in_passes(&source, sample, ctx)
+                    } else {
+                        self.run_ranked(&source, sample, ctx)
+                    };
                 }
                 source.load(ctx.batch_rows)?
             }

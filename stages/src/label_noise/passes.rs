@@ -131,6 +131,23 @@ struct SampleModel {
 }
 
 impl Scorer {
+    /// `source` in batches for this scorer: a model scores fixed chunks, so
+    /// every row gets the same probabilities whatever the batches that came
+    /// in; columns are read row by row as the batches come.
+    fn chunks(
+        &self,
+        source: &gigo_pipeline::Source,
+        rows: usize,
+    ) -> Result<gigo_pipeline::Batches, StageError> {
+        let batches = source.batches(rows)?;
+        Ok(match self {
+            Scorer::Columns(_) => batches,
+            Scorer::Model(_) => {
+                gigo_pipeline::rechunk(source.schema().clone(), batches, crate::predict::SCORE_ROWS)
+            }
+        })
+    }
+
     /// Row-major probabilities of `batch`, whose first row is row `at`.
     fn rows(&self, batch: &RecordBatch, at: usize) -> Result<Vec<f64>, StageError> {
         let m = match self {
@@ -180,9 +197,7 @@ impl LabelNoise {
     /// filter decides each row on its own).
     pub(super) fn may_sample(&self) -> Option<&dyn Estimator> {
         match &self.source {
-            Source::CrossValidation(m) if TwoPass::streams(self.params.filter_by.to_ml()) => {
-                Some(m.as_ref())
-            }
+            Source::CrossValidation(m) => Some(m.as_ref()),
             _ => None,
         }
     }
@@ -201,27 +216,42 @@ impl LabelNoise {
     pub(super) fn run_ranked(
         &self,
         source: &gigo_pipeline::Source,
-        cols: &[String],
+        probs: RowProbs,
         ctx: &StageContext,
     ) -> Result<StageOutput, StageError> {
         let schema = source.schema().clone();
         let ClassCounts {
             labels,
             classes,
+            counts,
             values: class_values,
-            ..
         } = self.read_classes(source, ctx)?;
         let k = labels.names.len();
         if k < 2 {
             return Err(single_class(&labels));
         }
-        labels.check(cols)?;
-        let started = std::time::Instant::now();
-        ctx.progress.message("probabilities");
-        let scorer = Scorer::Columns(cols.to_vec());
         let n = source.num_rows();
+        if let RowProbs::Sample(..) = probs {
+            // the sample's cross-validation takes the other half
+            let held = (n as f64 * (8.0 * k as f64 + RANKED_BYTES)) as u64;
+            if held > ctx.memory_budget / 2 {
+                return Err(StageError::data(format!(
+                    "label_noise with `filter_by: {}` ranks every row: it holds the {n} rows' \
+                     probabilities (about {}) beside the cross-validation of a sample, more \
+                     than half the memory budget ({}): raise `--memory`, or use `filter_by: \
+                     confident_learning`, which judges each row on its own",
+                    self.params.filter_by.to_ml().name(),
+                    Bytes(held),
+                    Bytes(ctx.memory_budget)
+                )));
+            }
+        }
+        let started = std::time::Instant::now();
+        let read = "in 3 passes over batches, every row's probabilities held for the ranking";
+        let (scorer, how) = self.scorer(source, probs, &classes, &labels, &counts, read, ctx)?;
+        ctx.progress.message("probabilities");
         let (mut index, mut data) = (Vec::with_capacity(n), Vec::with_capacity(n * k));
-        for batch in source.batches(ctx.batch_rows)? {
+        for batch in scorer.chunks(source, ctx.batch_rows)? {
             let (i, p) = batch_rows(&batch?, &classes, &labels.column, &scorer, index.len())?;
             index.extend(i);
             data.extend(p);
@@ -238,7 +268,7 @@ impl LabelNoise {
         let seconds = started.elapsed().as_secs_f64();
         let mut out = Emitter::new(&schema, k, self.params.top_issues);
         let mut at = 0;
-        for batch in source.batches(ctx.batch_rows)? {
+        for batch in scorer.chunks(source, ctx.batch_rows)? {
             let batch = batch?;
             let rows = at..at + batch.num_rows();
             let v = Verdicts {
@@ -249,13 +279,35 @@ impl LabelNoise {
             out.emit(self, ctx, &batch, &index[rows], &labels, &class_values, &v)?;
             at += batch.num_rows();
         }
-        let how = json!({
-            "source": "columns",
-            "columns": cols,
-            "read": "in 3 passes over batches, every row's probabilities held for the ranking",
-        });
         let summary = self.summary(ctx, &labels, &out.tally, &found.estimates, how, seconds)?;
         out.finish(summary)
+    }
+
+    /// Where the rows' probabilities come from, and what the report says of
+    /// it (`read`: how the columns are read).
+    #[allow(clippy::too_many_arguments)]
+    fn scorer(
+        &self,
+        source: &gigo_pipeline::Source,
+        probs: RowProbs,
+        classes: &Classes,
+        labels: &LabelClasses,
+        counts: &[usize],
+        read: &str,
+        ctx: &StageContext,
+    ) -> Result<(Scorer, Value), StageError> {
+        Ok(match probs {
+            RowProbs::Columns(cols) => {
+                labels.check(cols)?;
+                let how = json!({"source": "columns", "columns": cols, "read": read});
+                (Scorer::Columns(cols.to_vec()), how)
+            }
+            RowProbs::Sample(model, need) => {
+                let (m, how) =
+                    self.fit_on_sample(source, classes, labels, counts, model, &need, ctx)?;
+                (Scorer::Model(Box::new(m)), how)
+            }
+        })
     }
 
     /// The classes of the label column and their counts.
@@ -324,36 +376,15 @@ impl LabelNoise {
         if k < 2 {
             return Err(single_class(&labels));
         }
-        let (scorer, how) = match probs {
-            RowProbs::Columns(cols) => {
-                labels.check(cols)?;
-                let how = json!({"source": "columns", "columns": cols, "read": "in 3 passes over batches"});
-                (Scorer::Columns(cols.to_vec()), how)
-            }
-            RowProbs::Sample(model, need) => {
-                let (m, how) =
-                    self.fit_on_sample(source, &classes, &labels, &counts, model, &need, ctx)?;
-                (Scorer::Model(Box::new(m)), how)
-            }
-        };
+        let read = "in 3 passes over batches";
+        let (scorer, how) = self.scorer(source, probs, &classes, &labels, &counts, read, ctx)?;
         let mut two = TwoPass::new(
             counts,
             self.params.filter_by.to_ml(),
             self.params.score.to_ml(),
         )
         .map_err(from_ml)?;
-        // A model scores fixed chunks, so every row gets the same
-        // probabilities whatever the batches that came in; columns are read
-        // row by row as the batches come.
-        let chunks = || -> Result<gigo_pipeline::Batches, StageError> {
-            let batches = source.batches(ctx.batch_rows)?;
-            Ok(match scorer {
-                Scorer::Columns(_) => batches,
-                Scorer::Model(_) => {
-                    gigo_pipeline::rechunk(schema.clone(), batches, crate::predict::SCORE_ROWS)
-                }
-            })
-        };
+        let chunks = || scorer.chunks(source, ctx.batch_rows);
 
         ctx.progress.message("confident thresholds");
         let mut at = 0;

@@ -251,6 +251,33 @@ fn with_pred_probs() -> Table {
     })
 }
 
+/// `stage` on `table` in memory (batches of 65,536 rows), then on its
+/// stored copy (batches of 7 rows), under `budget` (else the default).
+fn in_memory_and_stored(
+    stage: &LabelNoise,
+    table: &Table,
+    stored: &Arc<gigo_pipeline::StoredTable>,
+    dir: &std::path::Path,
+    budget: Option<u64>,
+) -> Vec<StageOutput> {
+    [
+        (Artifact::from(table.clone()), 65_536),
+        (Artifact::Stored(stored.clone()), 7),
+    ]
+    .into_iter()
+    .map(|(input, rows)| {
+        let mut inputs = Inputs::default();
+        inputs.push("table", input);
+        let mut c = ctx("noise", 1, dir);
+        c.batch_rows = rows;
+        if let Some(b) = budget {
+            c.memory_budget = b;
+        }
+        stage.run(&inputs, &c).unwrap()
+    })
+    .collect()
+}
+
 #[test]
 fn pred_probs_filters_run_over_batches_with_the_in_memory_results() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,17 +336,7 @@ fn pred_probs_filters_run_over_batches_with_the_in_memory_results() {
                             "score": "normalized_margin", "action": "drop"});
         let stage = build(params.clone()).unwrap();
         assert!(matches!(stage.memory(), Memory::Streams { .. }), "{name}");
-        let mut outs = Vec::new();
-        for (input, rows) in [
-            (Artifact::from(table.clone()), 65_536),
-            (Artifact::Stored(stored.clone()), 7),
-        ] {
-            let mut inputs = Inputs::default();
-            inputs.push("table", input);
-            let mut c = ctx("noise", 1, dir.path());
-            c.batch_rows = rows;
-            outs.push(stage.run(&inputs, &c).unwrap());
-        }
+        let outs = in_memory_and_stored(&stage, &table, &stored, dir.path(), None);
         let (a, b) = (&outs[0], &outs[1]);
         assert_eq!(table_of(a, "table"), table_of(b, "table"), "{name}");
         assert_eq!(table_of(a, "removed"), table_of(b, "removed"), "{name}");
@@ -361,8 +378,8 @@ fn pred_probs_filters_run_over_batches_with_the_in_memory_results() {
         assert_eq!(q, want_q, "{name}");
         assert!(b.summary["report"]["metrics"]["label_issue_f1"].is_number());
     }
-    // a model with a ranking filter cross-validates the table whole
-    let stage = build(json!({"model": "logistic_regression"})).unwrap();
+    // kNN consensus holds the table whole
+    let stage = build(json!({"knn_consensus": {}})).unwrap();
     assert!(matches!(stage.memory(), Memory::Whole { .. }));
 }
 
@@ -568,6 +585,19 @@ fn cross_validation_runs_on_a_stratified_sample_when_the_table_does_not_fit() {
             .iter()
             .any(|x| x.kind == "sampled" && x.message.contains("99 of the 300"))
     );
+    // The default filter ranks every row: the sample's model scores them,
+    // every row's probabilities are held, and the flags are the same
+    // whether the rows come in memory or stored, 7 at a time.
+    let ranked = build(json!({})).unwrap();
+    assert!(matches!(ranked.memory(), Memory::Streams { .. }));
+    let outs = in_memory_and_stored(&ranked, &table, &stored, dir.path(), Some(need * 2 / 3));
+    let (a, b) = (&outs[0], &outs[1]);
+    assert_eq!(table_of(a, "table"), table_of(b, "table"));
+    assert_eq!(a.summary, b.summary);
+    assert_eq!(a.summary["probabilities"]["sample"]["rows"], 99);
+    let out = table_of(a, "table");
+    assert_eq!(out.num_rows(), 300);
+    assert_eq!(bools(&out, "is_label_issue"), bools(&out, "is_flipped"));
     // A budget with no room for a few rows per class is a clear error.
     let e = run_with(Artifact::from(table), 1000, 65_536)
         .err()
