@@ -27,7 +27,9 @@ same columns), GIGO_BENCH_TRAIN_ROWS (rows of the train section, default
 50M; 0 skips it: `ingest -> train` for one epoch beside scikit-learn's
 MLPClassifier.partial_fit over the same file), GIGO_BENCH_CV_ROWS (rows of the
 cross-validation section, default 10M; 0 skips it: `ingest -> label_noise`
-cross-validating logistic regression beside cleanlab + scikit-learn),
+cross-validating logistic regression beside cleanlab + scikit-learn;
+GIGO_BENCH_CV_FILTER sets `filter_by` on both sides, default
+confident_learning),
 GIGO_BENCH_PRETRAIN_ROWS (rows of the pretrain section, default 10M:
 one epoch of a denoising autoencoder under GIGO_BENCH_MEMORY and under
 GIGO_BENCH_PRETRAIN_HELD, default 16GB, where the matrix is held),
@@ -507,15 +509,16 @@ def train_section(gigo, py, rows, memory):
            "gigo also ingests the file into its store and writes every row's probabilities")
 
 
-def cv_section(gigo, py, rows, memory):
+def cv_section(gigo, py, rows, memory, filter_by="confident_learning"):
     """`label_noise` cross-validating logistic regression (5 folds,
     `filter_by: confident_learning`) on `rows` rows x 20 features, beside
     cleanlab on scikit-learn's 5-fold cross_val_predict of the same model
     (`../shared/bench/peers/label_noise.py`), which holds every row."""
     peer = os.path.join(ROOT, "..", "shared", "bench", "peers", "label_noise.py")
-    beside(gigo, memory, "label_noise, cross-validated logistic regression", rows, "generate_cv",
-           CV_PIPELINE, ["gigo ingest -> label_noise", "cleanlab + scikit-learn"],
-           lambda data, work: [py, peer, data, "--filter-by", "confident_learning"],
+    beside(gigo, memory, f"label_noise, cross-validated logistic regression, {filter_by}", rows,
+           "generate_cv", CV_PIPELINE.replace("confident_learning", filter_by),
+           ["gigo ingest -> label_noise", "cleanlab + scikit-learn"],
+           lambda data, work: [py, peer, data, "--filter-by", filter_by],
            "gigo cross-validates a stratified sample when the rows do not fit its budget, "
            "and writes every row with its verdict")
 
@@ -645,7 +648,8 @@ def main():
         noise_section(gigo, py, noise_rows, memory)
     cv_rows = int(os.environ.get("GIGO_BENCH_CV_ROWS", "10000000"))
     if cv_rows > 0:
-        cv_section(gigo, py, cv_rows, memory)
+        cv_section(gigo, py, cv_rows, memory,
+                   os.environ.get("GIGO_BENCH_CV_FILTER", "confident_learning"))
     shared_rows = int(os.environ.get("GIGO_BENCH_SHARED_ROWS", "2000000"))
     if shared_rows > 0:
         shared_section(gigo, shared_rows, os.environ.get("GIGO_BENCH_SHARED_MEMORY", "3GB"),
