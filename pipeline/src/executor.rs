@@ -581,7 +581,14 @@ fn execute(
     );
     ctx.batch_rows = opts.batch_rows.max(1);
     ctx.memory_budget = budget;
-    let extra = st.stage.fingerprint(&plan.base_dir)?;
+    let mut extra = st.stage.fingerprint(&plan.base_dir)?;
+    if st.stage.results_depend_on_budget() {
+        // another budget may give other results (a sample, not every row):
+        // never serve one budget's outputs to another
+        let mut e = extra.unwrap_or_default();
+        e.push_str(&format!("memory budget {budget}\n"));
+        extra = Some(e);
+    }
     let key = cache_key(st, build, ctx.seed, &input_slots, extra.as_deref());
     rec.cache_key = Some(key.clone());
     let found = if opts.force {

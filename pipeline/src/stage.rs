@@ -132,6 +132,14 @@ pub trait Stage: Send + Sync {
         Memory::WHOLE
     }
 
+    /// Whether the stage's outputs may differ with the run's memory budget
+    /// (say, a sample when the rows do not fit): the budget is then part of
+    /// its cache key. Deciding only how to read (in memory or in batches,
+    /// with the same results) does not count.
+    fn results_depend_on_budget(&self) -> bool {
+        false
+    }
+
     /// For a stage that holds its inputs whole with these parameters, how
     /// to make it read them in batches instead (other parameters), added to
     /// the error when it does not fit the budget.

@@ -258,3 +258,62 @@ stages:
         }
     }
 }
+
+/// Cross-validation runs on a sample when the table does not fit the
+/// budget, so the budget is part of `label_noise`'s cache key: a run under
+/// another budget never gets the sampled result from the cache.
+#[test]
+fn a_budget_that_changes_the_results_is_part_of_the_cache_key() {
+    const CV: &str = "name: keyed
+seed: 1
+stages:
+  data:
+    type: generate
+    rows: 100000
+    classes: 2
+    informative: 10
+    redundant: 0
+    noise_features: 10
+  clean:
+    type: label_noise
+    inputs: data
+    model: logistic_regression
+    filter_by: confident_learning
+";
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "keyed.yaml", CV);
+    let run = |id: &str, memory: &str| {
+        let o = gigo(
+            dir.path(),
+            &["run", &file, "--run-id", id, "--memory", memory, "-q"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let record = run_record(dir.path(), id);
+        let summary =
+            std::fs::read_to_string(dir.path().join("runs").join(id).join("clean/summary.json"))
+                .unwrap();
+        let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+        (
+            record["stages"]["clean"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            record["stages"]["data"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+            summary["probabilities"].get("sample").is_some(),
+        )
+    };
+    // 16 MB of rows: cross-validating them whole takes about 100 MB
+    assert_eq!(run("small", "80MB"), ("ran".into(), "ran".into(), true));
+    assert_eq!(run("large", "4GB"), ("ran".into(), "cached".into(), false));
+    assert_eq!(
+        run("again", "4GB"),
+        ("cached".into(), "cached".into(), false)
+    );
+    assert_eq!(
+        run("back", "80MB"),
+        ("cached".into(), "cached".into(), true)
+    );
+}

@@ -665,6 +665,11 @@ impl Stage for LabelNoise {
         }
     }
 
+    /// A model is cross-validated on a sample when the table does not fit.
+    fn results_depend_on_budget(&self) -> bool {
+        self.may_sample().is_some()
+    }
+
     fn streaming_hint(&self) -> Option<String> {
         let ranks = !matches!(
             self.params.filter_by,

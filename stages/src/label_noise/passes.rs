@@ -447,7 +447,9 @@ impl LabelNoise {
         let take: Vec<usize> = counts
             .iter()
             .map(|&c| {
-                ((c as f64 * room as f64 / n as f64).round() as usize)
+                // rounded down, so that the shares never pass the room
+                // unless `folds` rows of a class do
+                ((c as f64 * room as f64 / n as f64).floor() as usize)
                     .max(folds)
                     .min(c)
             })
