@@ -227,9 +227,6 @@ impl LabelNoise {
             values: class_values,
         } = self.read_classes(source, ctx)?;
         let k = labels.names.len();
-        if k < 2 {
-            return Err(single_class(&labels));
-        }
         let n = source.num_rows();
         if let RowProbs::Sample(..) = probs {
             // the sample's cross-validation takes the other half
@@ -310,7 +307,7 @@ impl LabelNoise {
         })
     }
 
-    /// The classes of the label column and their counts.
+    /// The classes of the label column and their counts (at least two).
     fn read_classes(
         &self,
         source: &gigo_pipeline::Source,
@@ -347,6 +344,9 @@ impl LabelNoise {
             column: label,
             names: classes.names().to_vec(),
         };
+        if labels.names.len() < 2 {
+            return Err(single_class(&labels));
+        }
         let counts: Vec<usize> = labels.names.iter().map(|n| seen[n].0).collect();
         let values: Vec<&dyn Array> = labels.names.iter().map(|n| seen[n].1.as_ref()).collect();
         let values = concat(&values)?;
@@ -373,9 +373,6 @@ impl LabelNoise {
             values: class_values,
         } = self.read_classes(source, ctx)?;
         let k = labels.names.len();
-        if k < 2 {
-            return Err(single_class(&labels));
-        }
         let read = "in 3 passes over batches";
         let (scorer, how) = self.scorer(source, probs, &classes, &labels, &counts, read, ctx)?;
         let mut two = TwoPass::new(

@@ -100,15 +100,9 @@ impl Rebalance {
                 u32::MAX
             )));
         }
-        let smotes = matches!(
-            method,
-            Method::Smote
-                | Method::SmoteTomek
-                | Method::SmoteEnn
-                | Method::BorderlineSmote
-                | Method::Adasyn
-                | Method::SmoteNc
-        );
+        // every method that interpolates new rows imputes the means of all rows
+        let smotes = matches!(method.family(), Family::Over | Family::Combined)
+            && method != Method::RandomOver;
         let mut means = smotes.then(|| FeatureMeans::new(&schema));
         let labels = source.batches(ctx.batch_rows)?.map(|b| {
             let b = b?;
