@@ -251,11 +251,23 @@ impl ColumnAcc {
 
     /// Accumulates one chunk of a column.
     pub fn from_array(kind: ColumnKind, array: &ArrayRef) -> Result<Self, StageError> {
+        ColumnAcc::from_array_below(kind, array, u64::MAX)
+    }
+
+    /// [`ColumnAcc::from_array`] for a chunk merged into an accumulator
+    /// whose distinct sketch's [`DistinctSketch::bound`] is `bound`: value
+    /// hashes above it are not kept (the merged result is the same).
+    pub fn from_array_below(
+        kind: ColumnKind,
+        array: &ArrayRef,
+        bound: u64,
+    ) -> Result<Self, StageError> {
+        let keep = |hashes: &mut Vec<u64>| hashes.retain(|&h| h <= bound);
         let mut acc = ColumnAcc::new(kind);
         acc.rows = array.len() as u64;
         acc.nulls = array.null_count() as u64;
         match kind {
-            ColumnKind::Numeric => acc.add_numeric(array)?,
+            ColumnKind::Numeric => acc.add_numeric(array, bound)?,
             ColumnKind::Boolean => {
                 let b: &BooleanArray = array.as_boolean();
                 let mut hashes = Vec::new();
@@ -263,6 +275,7 @@ impl ColumnAcc {
                     acc.top.add(if v { "true" } else { "false" }, 2);
                     hashes.push(mix64(u64::from(v)));
                 }
+                keep(&mut hashes);
                 acc.distinct = DistinctSketch::from_hashes(hashes);
             }
             ColumnKind::Text => {
@@ -280,15 +293,13 @@ impl ColumnAcc {
                         acc.zeros += 1;
                     }
                 }
+                keep(&mut hashes);
                 acc.distinct = DistinctSketch::from_hashes(hashes);
             }
             ColumnKind::Other => {
-                acc.distinct = DistinctSketch::from_hashes(
-                    text_hashes(array)?
-                        .into_iter()
-                        .flatten()
-                        .collect::<Vec<_>>(),
-                );
+                let mut hashes: Vec<u64> = text_hashes(array)?.into_iter().flatten().collect();
+                keep(&mut hashes);
+                acc.distinct = DistinctSketch::from_hashes(hashes);
                 for len in list_lengths(array).into_iter().flatten().flatten() {
                     acc.min_len = acc.min_len.min(len);
                     acc.max_len = acc.max_len.max(len);
@@ -298,7 +309,7 @@ impl ColumnAcc {
         Ok(acc)
     }
 
-    fn add_numeric(&mut self, array: &ArrayRef) -> Result<(), StageError> {
+    fn add_numeric(&mut self, array: &ArrayRef, bound: u64) -> Result<(), StageError> {
         let as_f64 = match array.data_type() {
             DataType::Float64 => array.clone(),
             DataType::Date32
@@ -356,7 +367,10 @@ impl ColumnAcc {
         }
         self.zeros = runs.iter().find(|r| r.0 == 0.0).map_or(0, |&(_, c)| c);
         self.distinct = DistinctSketch::from_distinct_hashes(
-            runs.iter().map(|&(v, _)| mix64(v.to_bits())).collect(),
+            runs.iter()
+                .map(|&(v, _)| mix64(v.to_bits()))
+                .filter(|&h| h <= bound)
+                .collect(),
         );
         // Value counts, turned into labels once per chunk.
         if runs.len() > NUMERIC_TOP_CAP {

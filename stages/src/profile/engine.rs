@@ -10,6 +10,7 @@
 //! most `sample_rows` rows for the distance- and pair-based checks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use arrow::compute::{cast, filter, not};
@@ -81,17 +82,35 @@ pub struct Profile {
 /// One pass over a table, batch by batch.
 pub struct Profiler {
     schema: SchemaRef,
-    opts: ProfileOptions,
-    kinds: Vec<ColumnKind>,
-    columns: Vec<ColumnAcc>,
-    split: Option<(Vec<ColumnAcc>, Vec<ColumnAcc>)>,
-    checks: RowChecks,
+    work: Work,
+    merged: Merged,
     /// The rows in groups of [`GROUP_ROWS`], so that chunks start at fixed
     /// row offsets.
     groups: Rechunker,
-    sample: RowSample,
+    /// The last group and its chunks' results, merged while the next group
+    /// is profiled.
+    pending: Option<(RecordBatch, Vec<ChunkResult>)>,
     sample_schema: SchemaRef,
+}
+
+/// What profiling a chunk reads.
+struct Work {
+    opts: ProfileOptions,
+    kinds: Vec<ColumnKind>,
+    /// Per column, the [`super::sketch::DistinctSketch::bound`] of the merged aggregate
+    /// (set as groups merge; a chunk profiled before it fell keeps more
+    /// hashes, with the same merged result).
+    bounds: Vec<AtomicU64>,
+}
+
+/// What the chunks' results are merged into, in chunk order.
+struct Merged {
+    columns: Vec<ColumnAcc>,
+    split: Option<(Vec<ColumnAcc>, Vec<ColumnAcc>)>,
+    checks: RowChecks,
+    sample: RowSample,
     sample_columns: Vec<usize>,
+    sample_rows: usize,
     rows: u64,
 }
 
@@ -131,16 +150,23 @@ impl Profiler {
         let groups = Rechunker::new(schema.clone(), GROUP_ROWS);
         Ok(Profiler {
             schema,
-            opts,
-            kinds,
-            columns,
-            split,
-            checks,
+            merged: Merged {
+                columns,
+                split,
+                checks,
+                sample,
+                sample_columns,
+                sample_rows: opts.sample_rows,
+                rows: 0,
+            },
+            work: Work {
+                bounds: kinds.iter().map(|_| AtomicU64::new(u64::MAX)).collect(),
+                opts,
+                kinds,
+            },
             groups,
-            sample,
+            pending: None,
             sample_schema,
-            sample_columns,
-            rows: 0,
         })
     }
 
@@ -150,19 +176,77 @@ impl Profiler {
     /// however the rows arrive.
     pub fn update(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
         for rows in self.groups.push(batch)? {
-            self.profile_rows(&rows)?;
+            self.profile_rows(rows)?;
         }
         Ok(())
     }
 
-    /// Profiles `batch`, which starts at a multiple of [`CHUNK_ROWS`].
-    fn profile_rows(&mut self, batch: &RecordBatch) -> Result<(), StageError> {
-        let n = batch.num_rows();
-        let starts: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
-        let results: Vec<ChunkResult> = starts
-            .par_iter()
-            .map(|&start| self.profile_chunk(&batch.slice(start, CHUNK_ROWS.min(n - start))))
-            .collect::<Result<_, _>>()?;
+    /// Profiles `batch`, which starts at a multiple of [`CHUNK_ROWS`], while
+    /// the group before it is merged.
+    fn profile_rows(&mut self, batch: RecordBatch) -> Result<(), StageError> {
+        let (work, merged) = (&self.work, &mut self.merged);
+        let pending = self.pending.take();
+        let (results, merging) = rayon::join(
+            || work.profile_group(&batch),
+            || match pending {
+                Some((rows, results)) => {
+                    merged.merge(&rows, results)?;
+                    for (bound, acc) in work.bounds.iter().zip(&merged.columns) {
+                        bound.store(acc.distinct.bound(), Ordering::Relaxed);
+                    }
+                    Ok::<(), StageError>(())
+                }
+                None => Ok(()),
+            },
+        );
+        merging?;
+        self.pending = Some((batch, results?));
+        Ok(())
+    }
+
+    /// Finishes the pass: exact duplicates and conflicts over every row, then
+    /// the sample-based checks.
+    pub fn finish(mut self) -> Result<Profile, StageError> {
+        if let Some(rows) = self.groups.finish()? {
+            self.profile_rows(rows)?;
+        }
+        let mut merged = self.merged;
+        if let Some((rows, results)) = self.pending.take() {
+            merged.merge(&rows, results)?;
+        }
+        let row_partitions = merged.checks.partitions;
+        let row_findings = merged.checks.finish()?;
+        let (sample, sample_rows) = merged.sample.finish()?;
+        let opts = &self.work.opts;
+        let n_features = opts.feature_columns.len();
+        let feature_names: Vec<String> = self
+            .sample_schema
+            .fields()
+            .iter()
+            .take(n_features)
+            .map(|f| f.name().clone())
+            .collect();
+        let (nn_distance, knn_mean_distance) =
+            neighbour_distances(&sample, &feature_names, opts.k)?;
+        let correlations = correlations(&sample, &feature_names)?;
+        Ok(Profile {
+            schema: self.schema,
+            rows: merged.rows,
+            columns: merged.columns,
+            split: merged.split,
+            row_findings,
+            row_partitions,
+            sample_rows,
+            nn_distance,
+            knn_mean_distance,
+            correlations,
+        })
+    }
+}
+
+impl Merged {
+    /// Adds the results of a group's chunks, in chunk order.
+    fn merge(&mut self, batch: &RecordBatch, results: Vec<ChunkResult>) -> Result<(), StageError> {
         for r in results {
             for (mine, theirs) in self.columns.iter_mut().zip(&r.columns) {
                 mine.merge(theirs);
@@ -174,14 +258,26 @@ impl Profiler {
             self.checks
                 .push(&r.row_hashes, &r.feature_hashes, &r.label_hashes)?;
         }
-        if !self.sample_columns.is_empty() && self.opts.sample_rows > 0 {
+        if !self.sample_columns.is_empty() && self.sample_rows > 0 {
             let projected = batch
                 .project(&self.sample_columns)
                 .map_err(|e| StageError::internal(format!("projecting rows: {e}")))?;
             self.sample.offer(&projected, self.rows)?;
         }
-        self.rows += n as u64;
+        self.rows += batch.num_rows() as u64;
         Ok(())
+    }
+}
+
+impl Work {
+    /// The results of a group's chunks, profiled in parallel.
+    fn profile_group(&self, batch: &RecordBatch) -> Result<Vec<ChunkResult>, StageError> {
+        let n = batch.num_rows();
+        let starts: Vec<usize> = (0..n).step_by(CHUNK_ROWS).collect();
+        starts
+            .par_iter()
+            .map(|&start| self.profile_chunk(&batch.slice(start, CHUNK_ROWS.min(n - start))))
+            .collect()
     }
 
     fn profile_chunk(&self, chunk: &RecordBatch) -> Result<ChunkResult, StageError> {
@@ -228,7 +324,13 @@ impl Profiler {
     }
 
     fn accumulate(&self, chunk: &RecordBatch) -> Result<Vec<ColumnAcc>, StageError> {
-        self.accumulate_arrays(chunk.columns())
+        chunk
+            .columns()
+            .iter()
+            .zip(&self.kinds)
+            .zip(&self.bounds)
+            .map(|((a, &k), b)| ColumnAcc::from_array_below(k, a, b.load(Ordering::Relaxed)))
+            .collect()
     }
 
     fn accumulate_arrays(&self, arrays: &[ArrayRef]) -> Result<Vec<ColumnAcc>, StageError> {
@@ -237,40 +339,6 @@ impl Profiler {
             .zip(&self.kinds)
             .map(|(a, &k)| ColumnAcc::from_array(k, a))
             .collect()
-    }
-
-    /// Finishes the pass: exact duplicates and conflicts over every row, then
-    /// the sample-based checks.
-    pub fn finish(mut self) -> Result<Profile, StageError> {
-        if let Some(rows) = self.groups.finish()? {
-            self.profile_rows(&rows)?;
-        }
-        let row_partitions = self.checks.partitions;
-        let row_findings = self.checks.finish()?;
-        let (sample, sample_rows) = self.sample.finish()?;
-        let n_features = self.opts.feature_columns.len();
-        let feature_names: Vec<String> = self
-            .sample_schema
-            .fields()
-            .iter()
-            .take(n_features)
-            .map(|f| f.name().clone())
-            .collect();
-        let (nn_distance, knn_mean_distance) =
-            neighbour_distances(&sample, &feature_names, self.opts.k)?;
-        let correlations = correlations(&sample, &feature_names)?;
-        Ok(Profile {
-            schema: self.schema,
-            rows: self.rows,
-            columns: self.columns,
-            split: self.split,
-            row_findings,
-            row_partitions,
-            sample_rows,
-            nn_distance,
-            knn_mean_distance,
-            correlations,
-        })
     }
 }
 

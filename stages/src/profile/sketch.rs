@@ -250,6 +250,17 @@ impl DistinctSketch {
         DistinctSketch { hashes }
     }
 
+    /// A hash that no hash this sketch will ever keep exceeds, however much
+    /// is merged into it: its largest when it is full, else `u64::MAX`.
+    /// Dropping larger hashes before building a sketch that is merged into
+    /// this one changes nothing.
+    pub fn bound(&self) -> u64 {
+        match self.hashes.len() {
+            KMV_CAPACITY => self.hashes[KMV_CAPACITY - 1],
+            _ => u64::MAX,
+        }
+    }
+
     /// Adds every value of `other`.
     pub fn merge(&mut self, other: &DistinctSketch) {
         let mut merged = Vec::with_capacity(self.hashes.len() + other.hashes.len());
