@@ -462,6 +462,27 @@ impl EncoderFitter {
         results.into_iter().collect()
     }
 
+    /// Makes the numeric columns of each of `groups` (ranges of column
+    /// indices) share one mean and one standard deviation, those of all
+    /// their values together: a sequence's steps standardised per channel,
+    /// so that the shape of each series survives. Call before
+    /// [`EncoderFitter::finish`]; text columns in a group keep their own
+    /// encoding.
+    pub fn pool(&mut self, groups: &[std::ops::Range<usize>]) {
+        for g in groups {
+            let states = &mut self.states[g.clone()];
+            let pooled = states.iter().fold(Moments::default(), |acc, s| match s {
+                ColumnState::Numeric(m) => acc.merge(*m),
+                _ => acc,
+            });
+            for s in states.iter_mut() {
+                if let ColumnState::Numeric(m) = s {
+                    *m = pooled;
+                }
+            }
+        }
+    }
+
     /// The encoder.
     pub fn finish(self) -> Result<FeatureEncoder, MlError> {
         let opts = self.opts;

@@ -103,6 +103,46 @@ pub enum EncoderKind {
     /// order, one channel): 3x3 convolutions, each followed by the activation
     /// and 2x2 max pooling, then the MLP layers.
     Cnn,
+    /// A recurrent network over a sequence (`sequence`): `depth` stacked GRU
+    /// or LSTM layers (`cell`) of `width` units, optionally bidirectional;
+    /// the embedding is the last step's state (both directions' when
+    /// bidirectional).
+    Rnn,
+    /// A temporal convolutional network over a sequence: `depth` residual
+    /// blocks of two dilated causal 1-D convolutions (`kernel` wide,
+    /// dilation 1, 2, 4, ...) with `width` channels; the embedding is the
+    /// mean over the steps of the last block's output.
+    Tcn,
+}
+
+impl EncoderKind {
+    /// Whether the kind reads its features as a sequence (`sequence`).
+    pub fn is_sequence(self) -> bool {
+        matches!(self, EncoderKind::Rnn | EncoderKind::Tcn)
+    }
+}
+
+/// The recurrent cell of `kind: rnn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Cell {
+    /// Gated recurrent unit (PyTorch's gate equations).
+    #[default]
+    Gru,
+    /// Long short-term memory.
+    Lstm,
+}
+
+/// How a row's features form a sequence: `channels` series of `length`
+/// steps, channel after channel (feature `c * length + t` is channel `c` at
+/// step `t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceShape {
+    /// Series per row (1 for a univariate series).
+    pub channels: usize,
+    /// Steps per series.
+    pub length: usize,
 }
 
 /// The encoder: everything between the input features and the embedding.
@@ -141,6 +181,22 @@ pub struct EncoderParams {
     /// `kind: cnn` only: output channels of each convolution. Default `[16, 32]`.
     #[serde(default)]
     pub channels: Option<Vec<usize>>,
+    /// `kind: rnn` only: `gru` (default) or `lstm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<Cell>,
+    /// `kind: rnn` only: also read each sequence backwards (the embedding
+    /// is twice `width`). Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bidirectional: bool,
+    /// `kind: tcn` only: convolution width in steps. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<usize>,
+    /// `kind: rnn` / `tcn` only: channels and steps of each row's sequence.
+    /// The `train` and `pretrain` stages infer it from feature columns named
+    /// `t{j}` (one channel) or `d{c}_t{j}`; elsewhere the default is one
+    /// channel of all the features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<SequenceShape>,
 }
 
 fn default_depth() -> usize {
@@ -163,6 +219,10 @@ impl Default for EncoderParams {
             dropout: 0.0,
             image: None,
             channels: None,
+            cell: None,
+            bidirectional: false,
+            kernel: None,
+            sequence: None,
         }
     }
 }
@@ -181,6 +241,26 @@ impl EncoderParams {
     /// A CNN's channels per convolution (default 16, 32).
     pub fn channels(&self) -> Vec<usize> {
         self.channels.clone().unwrap_or_else(|| vec![16, 32])
+    }
+
+    /// A TCN's convolution width (default 3).
+    pub fn kernel(&self) -> usize {
+        self.kernel.unwrap_or(3)
+    }
+
+    /// An RNN's cell (default GRU).
+    pub fn cell(&self) -> Cell {
+        self.cell.unwrap_or_default()
+    }
+
+    /// Steps of the input a TCN's last output sees: `1 + 2 (k - 1) (2^depth - 1)`
+    /// (two convolutions per block, dilations doubling); an RNN sees every
+    /// step (`None`).
+    pub fn receptive_field(&self) -> Option<usize> {
+        (self.kind == EncoderKind::Tcn).then(|| {
+            let blocks = (1usize << self.depth.min(32)) - 1;
+            1 + 2 * (self.kernel() - 1) * blocks
+        })
     }
 
     /// Every problem, with paths under `prefix` (e.g. `encoder`).
@@ -206,6 +286,53 @@ impl EncoderParams {
                     ));
                 }
             }
+        }
+        let kind = format!("kind is {}", word(&self.kind));
+        for (name, set, needs) in [
+            ("cell", self.cell.is_some(), "`kind: rnn`"),
+            ("bidirectional", self.bidirectional, "`kind: rnn`"),
+            ("kernel", self.kernel.is_some(), "`kind: tcn`"),
+        ] {
+            let applies = match name {
+                "kernel" => self.kind == EncoderKind::Tcn,
+                _ => self.kind == EncoderKind::Rnn,
+            };
+            if set && !applies {
+                p.push(no_effect(&at(name), needs, &kind));
+            }
+        }
+        if self.sequence.is_some() && !self.kind.is_sequence() {
+            p.push(no_effect(
+                &at("sequence"),
+                "`kind: rnn` or `kind: tcn`",
+                &kind,
+            ));
+        }
+        if let Some(s) = self.sequence
+            && (s.channels == 0 || s.length == 0)
+        {
+            p.push(ParamProblem::new(
+                &at("sequence"),
+                format!(
+                    "needs at least one channel and one step, got {} x {}",
+                    s.channels, s.length
+                ),
+            ));
+        }
+        if self.kind == EncoderKind::Tcn && !(1..=64).contains(&self.kernel()) {
+            p.push(ParamProblem::new(
+                &at("kernel"),
+                format!("must be in 1..=64, got {}", self.kernel()),
+            ));
+        }
+        if self.kind == EncoderKind::Tcn && self.depth > 16 {
+            p.push(ParamProblem::new(
+                &at("depth"),
+                format!(
+                    "a TCN's dilation doubles per block: at most 16 blocks, got {}",
+                    self.depth
+                ),
+            ));
         }
         if self.residual && self.depth == 1 {
             p.push(no_effect(
@@ -289,6 +416,27 @@ impl EncoderSpec {
         if input_dim == 0 {
             return Err(crate::NeuralError::data("there are no encoded features"));
         }
+        if params.kind.is_sequence() {
+            let shape = params.sequence.unwrap_or(SequenceShape {
+                channels: 1,
+                length: input_dim,
+            });
+            if shape.channels * shape.length != input_dim {
+                return Err(crate::NeuralError::param(
+                    "encoder.sequence",
+                    format!(
+                        "{} channels of {} steps are {} features but the table has {input_dim} \
+                         encoded features",
+                        shape.channels,
+                        shape.length,
+                        shape.channels * shape.length
+                    ),
+                ));
+            }
+            let mut params = params;
+            params.sequence = Some(shape);
+            return Ok(EncoderSpec { params, input_dim });
+        }
         let [h, w] = params.image();
         if params.kind == EncoderKind::Cnn && h * w != input_dim {
             return Err(crate::NeuralError::param(
@@ -304,7 +452,19 @@ impl EncoderSpec {
 
     /// Width of the embedding the encoder outputs.
     pub fn embedding_dim(&self) -> usize {
-        self.params.width
+        let p = &self.params;
+        match p.kind == EncoderKind::Rnn && p.bidirectional {
+            true => 2 * p.width,
+            false => p.width,
+        }
+    }
+
+    /// The sequence shape of a sequence kind (set by [`EncoderSpec::new`]).
+    pub fn sequence(&self) -> SequenceShape {
+        self.params.sequence.unwrap_or(SequenceShape {
+            channels: 1,
+            length: self.input_dim,
+        })
     }
 }
 

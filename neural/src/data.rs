@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use gigo_ml::Matrix;
 use gigo_pipeline::{Role, Table, field_with_role, role_of};
 
+use crate::config::{EncoderParams, SequenceShape};
 use crate::error::NeuralError;
 
 /// The feature columns: `explicit` if given (each must exist), else every
@@ -44,6 +45,146 @@ pub fn feature_columns(
             Ok(cols)
         }
     }
+}
+
+/// How a sequence encoder reads the feature columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequenceLayout {
+    /// The columns, channel after channel, step after step.
+    pub columns: Vec<String>,
+    /// The encoder's parameters with `sequence` set.
+    pub params: EncoderParams,
+    /// Feature columns that are not steps of the sequence (left out).
+    pub left_out: Vec<String>,
+}
+
+impl SequenceLayout {
+    /// The column ranges of each channel (standardised together).
+    pub fn channels(&self) -> Vec<std::ops::Range<usize>> {
+        match self.params.sequence {
+            Some(s) if self.params.kind.is_sequence() => (0..s.channels)
+                .map(|c| c * s.length..(c + 1) * s.length)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The step a column name stands for: `t{j}` is channel 0 at step `j`,
+/// `d{c}_t{j}` channel `c` at step `j`; `multi` says which form.
+fn step_of(name: &str) -> Option<(bool, usize, usize)> {
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<usize>().ok())
+            .flatten()
+    };
+    if let Some(rest) = name.strip_prefix('d')
+        && let Some((c, t)) = rest.split_once("_t")
+    {
+        return Some((true, number(c)?, number(t)?));
+    }
+    Some((false, 0, number(name.strip_prefix('t')?)?))
+}
+
+/// The feature columns a sequence kind reads (`params.kind` rnn / tcn; any
+/// other kind takes `columns` as they are). With `params.sequence` the
+/// columns are taken in their order; without, the shape comes from the
+/// names `t{j}` / `d{c}_t{j}`, the columns are ordered by channel and step,
+/// and feature columns of other names are left out, unless `explicit`
+/// (the user listed them), where they are an error.
+pub fn sequence_layout(
+    params: &EncoderParams,
+    columns: Vec<String>,
+    explicit: bool,
+) -> Result<SequenceLayout, NeuralError> {
+    let mut params = params.clone();
+    if !params.kind.is_sequence() {
+        return Ok(SequenceLayout {
+            columns,
+            params,
+            left_out: Vec::new(),
+        });
+    }
+    if let Some(shape) = params.sequence {
+        if shape.channels * shape.length != columns.len() {
+            return Err(NeuralError::param(
+                "encoder.sequence",
+                format!(
+                    "{} channels of {} steps need {} feature columns, the table has {}",
+                    shape.channels,
+                    shape.length,
+                    shape.channels * shape.length,
+                    columns.len()
+                ),
+            ));
+        }
+        return Ok(SequenceLayout {
+            columns,
+            params,
+            left_out: Vec::new(),
+        });
+    }
+    let mut steps = Vec::new();
+    let mut left_out = Vec::new();
+    for c in columns {
+        match step_of(&c) {
+            Some(s) => steps.push((s, c)),
+            None if explicit => {
+                return Err(NeuralError::param(
+                    "features",
+                    format!(
+                        "column `{c}` is not named `t{{j}}` or `d{{c}}_t{{j}}`, so its place \
+                         in the sequence is unknown: give `encoder.sequence: {{channels, length}}` \
+                         and list the columns channel after channel"
+                    ),
+                ));
+            }
+            None => left_out.push(c),
+        }
+    }
+    if steps.is_empty() {
+        return Err(NeuralError::param(
+            "encoder.sequence",
+            "no feature column is named `t{j}` or `d{c}_t{j}`: give `encoder.sequence: \
+             {channels, length}` and the columns in `features`",
+        ));
+    }
+    if let Some(((_, _, _), c)) = steps.iter().find(|((m, _, _), _)| *m != steps[0].0.0) {
+        return Err(NeuralError::data(format!(
+            "column `{c}` mixes the `t{{j}}` and `d{{c}}_t{{j}}` namings of a sequence (`{}` is \
+             the other)",
+            steps[0].1
+        )));
+    }
+    steps.sort();
+    let channels = steps.iter().map(|((_, c, _), _)| c + 1).max().unwrap_or(1);
+    let length = steps.iter().map(|((_, _, t), _)| t + 1).max().unwrap_or(1);
+    let multi = steps[0].0.0;
+    for c in 0..channels {
+        for t in 0..length {
+            let at = c * length + t;
+            if steps.get(at).map(|((_, sc, st), _)| (*sc, *st)) != Some((c, t)) {
+                let name = if multi {
+                    format!("d{c}_t{t}")
+                } else {
+                    format!("t{t}")
+                };
+                let found = steps
+                    .get(at)
+                    .map_or("nothing".to_string(), |s| format!("`{}`", s.1));
+                return Err(NeuralError::data(format!(
+                    "the sequence of {channels} channel(s) x {length} steps has no column \
+                     `{name}` (found {found} in its place): every channel needs every step once"
+                )));
+            }
+        }
+    }
+    params.sequence = Some(SequenceShape { channels, length });
+    Ok(SequenceLayout {
+        columns: steps.into_iter().map(|(_, c)| c).collect(),
+        params,
+        left_out,
+    })
 }
 
 /// The label of every row as text (`None` for a missing label).
@@ -201,7 +342,80 @@ pub fn argmax(row: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EncoderKind;
     use arrow::array::{Int64Array, StringArray};
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn rnn() -> EncoderParams {
+        EncoderParams {
+            kind: EncoderKind::Rnn,
+            ..EncoderParams::default()
+        }
+    }
+
+    #[test]
+    fn sequence_layouts_come_from_column_names() {
+        let l = sequence_layout(&rnn(), names(&["t2", "split", "t0", "t1"]), false).unwrap();
+        assert_eq!(l.columns, names(&["t0", "t1", "t2"]));
+        assert_eq!(l.left_out, names(&["split"]));
+        assert_eq!(
+            l.params.sequence,
+            Some(SequenceShape {
+                channels: 1,
+                length: 3
+            })
+        );
+        let l = sequence_layout(
+            &rnn(),
+            names(&["d1_t0", "d0_t1", "d0_t0", "d1_t1", "d0_t10"])
+                .into_iter()
+                .take(4)
+                .collect(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(l.columns, names(&["d0_t0", "d0_t1", "d1_t0", "d1_t1"]));
+        assert_eq!(l.channels(), vec![0..2, 2..4]);
+        // 10 sorts after 2 as a number, not as text
+        let many: Vec<String> = (0..12).rev().map(|j| format!("t{j}")).collect();
+        let l = sequence_layout(&rnn(), many, false).unwrap();
+        assert_eq!(l.columns[10], "t10");
+        // other kinds take the columns as they are
+        let mlp = EncoderParams::default();
+        let l = sequence_layout(&mlp, names(&["b", "a"]), false).unwrap();
+        assert_eq!((l.channels(), l.columns), (vec![], names(&["b", "a"])));
+    }
+
+    #[test]
+    fn broken_sequence_layouts_are_errors_that_name_the_column() {
+        let err = |cols: &[&str], explicit: bool| {
+            sequence_layout(&rnn(), names(cols), explicit)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&["t0", "t2"], false);
+        assert!(e.contains("`t1`") && e.contains("`t2`"), "{e}");
+        let e = err(&["d0_t0", "d0_t1", "d1_t0"], false);
+        assert!(e.contains("`d1_t1`") && e.contains("2 channel"), "{e}");
+        let e = err(&["t0", "d0_t1"], false);
+        assert!(e.contains("mixes"), "{e}");
+        let e = err(&["t0", "x"], true);
+        assert!(e.contains("`x`") && e.contains("encoder.sequence"), "{e}");
+        let e = err(&["x", "y"], false);
+        assert!(e.contains("no feature column is named"), "{e}");
+        let mut p = rnn();
+        p.sequence = Some(SequenceShape {
+            channels: 2,
+            length: 2,
+        });
+        let e = sequence_layout(&p, names(&["a", "b", "c"]), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need 4 feature columns, the table has 3"), "{e}");
+    }
 
     #[test]
     fn numeric_classes_sort_as_numbers() {

@@ -28,6 +28,7 @@ pub mod net;
 pub mod network;
 pub mod pretrain;
 pub mod saved;
+pub mod sequence;
 pub mod ssl;
 pub mod stepper;
 pub mod train;

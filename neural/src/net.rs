@@ -1,5 +1,5 @@
-//! The networks, as burn modules: the encoder (MLP, or a small CNN followed
-//! by MLP layers), the classifier (encoder + linear head) and the
+//! The networks, as burn modules: the encoder (MLP, a small CNN followed
+//! by MLP layers, or a sequence encoder: [`crate::sequence`]), the classifier (encoder + linear head) and the
 //! pretraining network (encoder + reconstruction / mask / projection heads).
 //!
 //! Weights are drawn from the caller's seeded generator (PyTorch's default
@@ -19,10 +19,21 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Activation, EncoderKind, EncoderSpec, Norm};
+use crate::sequence::SequenceEncoder;
 
 /// A linear layer with PyTorch's default initialisation from `rng`.
 pub fn linear(d_in: usize, d_out: usize, device: &Device, rng: &mut ChaCha8Rng) -> Linear {
-    let k = 1.0 / (d_in.max(1) as f32).sqrt();
+    linear_within(d_in, d_out, 1.0 / (d_in.max(1) as f32).sqrt(), device, rng)
+}
+
+/// A linear layer with weights and biases drawn from `U(-k, k)`.
+pub fn linear_within(
+    d_in: usize,
+    d_out: usize,
+    k: f32,
+    device: &Device,
+    rng: &mut ChaCha8Rng,
+) -> Linear {
     let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.random_range(-k..k)).collect();
     let b: Vec<f32> = (0..d_out).map(|_| rng.random_range(-k..k)).collect();
     Linear {
@@ -69,7 +80,7 @@ pub fn activate<const D: usize>(a: Activation, x: Tensor<D>) -> Tensor<D> {
 
 /// Inverted dropout with a mask drawn from `rng`: kept units are scaled by
 /// `1 / (1 - p)`, so inference needs no rescaling.
-fn dropout(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
+pub(crate) fn dropout(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
     let [rows, cols] = x.dims();
     let keep = 1.0 - p;
     let scale = (1.0 / keep) as f32;
@@ -86,11 +97,9 @@ fn dropout(x: Tensor<2>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<2> {
     x * mask
 }
 
-/// One hidden layer: linear map, optional normalisation, activation, dropout.
+/// The normalisation a layer's units get, if any.
 #[derive(Module, Debug)]
-pub struct Block {
-    /// The linear map.
-    pub linear: Linear,
+pub struct Normaliser {
     /// Batch normalisation, if chosen.
     pub batch_norm: Option<BatchNorm>,
     /// Layer normalisation, if chosen.
@@ -99,21 +108,19 @@ pub struct Block {
     pub group_norm: Option<GroupNorm>,
 }
 
-impl Block {
-    fn new(d_in: usize, spec: &EncoderSpec, device: &Device, rng: &mut ChaCha8Rng) -> Block {
-        let w = spec.params.width;
-        Block {
-            linear: linear(d_in, w, device, rng),
-            batch_norm: (spec.params.norm == Norm::Batch)
-                .then(|| BatchNormConfig::new(w).init(device)),
-            layer_norm: (spec.params.norm == Norm::Layer)
-                .then(|| LayerNormConfig::new(w).init(device)),
-            group_norm: (spec.params.norm == Norm::Group)
-                .then(|| GroupNormConfig::new(spec.params.groups(), w).init(device)),
+impl Normaliser {
+    /// `norm` over `units` units (`groups` groups for group normalisation).
+    pub fn new(norm: Norm, units: usize, groups: usize, device: &Device) -> Self {
+        Normaliser {
+            batch_norm: (norm == Norm::Batch).then(|| BatchNormConfig::new(units).init(device)),
+            layer_norm: (norm == Norm::Layer).then(|| LayerNormConfig::new(units).init(device)),
+            group_norm: (norm == Norm::Group)
+                .then(|| GroupNormConfig::new(groups, units).init(device)),
         }
     }
 
-    fn normalise(&self, z: Tensor<2>) -> Tensor<2> {
+    /// `z` (`[rows, units]`) normalised.
+    pub fn normalise(&self, z: Tensor<2>) -> Tensor<2> {
         if let Some(bn) = &self.batch_norm {
             bn.forward(z)
         } else if let Some(ln) = &self.layer_norm {
@@ -128,13 +135,35 @@ impl Block {
     }
 }
 
-/// The encoder: optional convolutions, then `depth` hidden layers.
+/// One hidden layer: linear map, optional normalisation, activation, dropout.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// The linear map.
+    pub linear: Linear,
+    /// Its normalisation.
+    pub norm: Normaliser,
+}
+
+impl Block {
+    fn new(d_in: usize, spec: &EncoderSpec, device: &Device, rng: &mut ChaCha8Rng) -> Block {
+        let p = &spec.params;
+        Block {
+            linear: linear(d_in, p.width, device, rng),
+            norm: Normaliser::new(p.norm, p.width, p.groups(), device),
+        }
+    }
+}
+
+/// The encoder: optional convolutions, then `depth` hidden layers; or a
+/// sequence encoder.
 #[derive(Module, Debug)]
 pub struct Encoder {
     /// Convolutions (CNN only).
     pub convs: Vec<Conv2d>,
-    /// Hidden layers.
+    /// Hidden layers (MLP and CNN).
     pub blocks: Vec<Block>,
+    /// The recurrent layers or TCN blocks (`rnn`, `tcn`).
+    pub sequence: Option<SequenceEncoder>,
     #[module(skip)]
     activation: Activation,
     #[module(skip)]
@@ -163,13 +192,21 @@ impl Encoder {
             d_in = c * h * w;
         }
         let mut blocks = Vec::with_capacity(p.depth);
+        let sequence = p
+            .kind
+            .is_sequence()
+            .then(|| SequenceEncoder::new(spec, device, rng));
         for _ in 0..p.depth {
+            if sequence.is_some() {
+                break;
+            }
             blocks.push(Block::new(d_in, spec, device, rng));
             d_in = p.width;
         }
         Encoder {
             convs,
             blocks,
+            sequence,
             activation: p.activation,
             residual: p.residual,
             dropout: p.dropout,
@@ -180,6 +217,9 @@ impl Encoder {
     /// The embedding of `x` (`[rows, input_dim]` -> `[rows, width]`). With
     /// `rng` (training) dropout is applied; without it (inference) it is not.
     pub fn forward(&self, x: Tensor<2>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        if let Some(s) = &self.sequence {
+            return s.forward(x, rng);
+        }
         let mut h = x;
         if !self.convs.is_empty() {
             let [b, _] = h.dims();
@@ -191,7 +231,7 @@ impl Encoder {
             h = img.flatten(1, 3);
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            let z = block.normalise(block.linear.forward(h.clone()));
+            let z = block.norm.normalise(block.linear.forward(h.clone()));
             let mut z = activate(self.activation, z);
             if self.dropout > 0.0
                 && let Some(r) = rng.as_deref_mut()
@@ -213,6 +253,9 @@ impl Encoder {
         for (i, b) in self.blocks.iter().enumerate() {
             out.push((format!("layer{}", i + 1), b.linear.weight.id, 2));
         }
+        if let Some(s) = &self.sequence {
+            out.extend(s.layer_weights());
+        }
         out
     }
 
@@ -229,6 +272,9 @@ impl Encoder {
                 .iter()
                 .map(|b| b.linear.weight.val().flatten(0, 1)),
         );
+        if let Some(s) = &self.sequence {
+            out.extend(s.penalised());
+        }
         out
     }
 }

@@ -395,19 +395,48 @@ fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError
     Ok(Source::Stored(Arc::new(w.finish().map_err(data)?)))
 }
 
+/// Logs the feature columns a sequence encoder does not read.
+pub(crate) fn log_left_out(ctx: &StageContext, layout: &data::SequenceLayout) {
+    if let Some(s) = layout
+        .params
+        .sequence
+        .filter(|_| !layout.left_out.is_empty())
+    {
+        ctx.log(format!(
+            "the sequence is {} channel(s) x {} steps; {} feature column(s) not named as \
+             steps are not read: {}",
+            s.channels,
+            s.length,
+            layout.left_out.len(),
+            layout.left_out.join(", ")
+        ));
+    }
+}
+
 impl Pretrain {
     fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
         let p = &self.params;
         let source = one_source(inputs, ctx)?;
         let shape = Table::empty(source.schema().clone());
         let columns = data::feature_columns(&shape, p.features.as_deref())?;
+        let layout = data::sequence_layout(&p.encoder, columns, p.features.is_some())?;
+        log_left_out(ctx, &layout);
+        let columns = layout.columns.clone();
         ctx.progress.message("reading the rows");
-        let scan = rows::scan(&source, &columns, true, None, None, ctx.batch_rows)?;
+        let scan = rows::scan(
+            &source,
+            &columns,
+            &layout.channels(),
+            true,
+            None,
+            None,
+            ctx.batch_rows,
+        )?;
         let enc = scan
             .fitted
             .ok_or_else(|| NeuralError::internal("no feature encoder"))?;
         let n = scan.rows;
-        let spec = EncoderSpec::new(p.encoder.clone(), enc.width())?;
+        let spec = EncoderSpec::new(layout.params, enc.width())?;
         let settings = p.settings();
         // the encoded matrix is held when it fits the budget with room to
         // spare; otherwise every epoch reads the rows from the store

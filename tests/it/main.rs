@@ -20,4 +20,5 @@ mod pipeline;
 mod profile;
 mod rebalance;
 mod report;
+mod sequence;
 mod validate;

@@ -431,6 +431,8 @@ pub fn kind_name(kind: crate::config::EncoderKind) -> &'static str {
     match kind {
         crate::config::EncoderKind::Mlp => "MLP",
         crate::config::EncoderKind::Cnn => "CNN",
+        crate::config::EncoderKind::Rnn => "RNN",
+        crate::config::EncoderKind::Tcn => "TCN",
     }
 }
 
@@ -581,6 +583,16 @@ impl Train {
                 "the `table` table has no label column `{label}`"
             )));
         }
+        let encoder_params = p.encoder.clone().unwrap_or_default();
+        let layout = match &pretrained {
+            Some(_) => data::sequence_layout(&EncoderParams::default(), columns, true)?,
+            None => {
+                let l = data::sequence_layout(&encoder_params, columns, p.features.is_some())?;
+                crate::pretrain::log_left_out(ctx, &l);
+                l
+            }
+        };
+        let columns = layout.columns.clone();
         let weight_col = match p.sample_weights {
             true => data::weight_column(&shape)?,
             false => None,
@@ -589,6 +601,7 @@ impl Train {
         let scan = rows::scan(
             &source,
             &columns,
+            &layout.channels(),
             pretrained.is_none(),
             Some(&label),
             weight_col.as_deref(),
@@ -697,10 +710,7 @@ impl Train {
                 Some(m.pretrain.clone()),
             ),
             None => (
-                EncoderInit::Fresh(EncoderSpec::new(
-                    p.encoder.clone().unwrap_or_default(),
-                    enc.width(),
-                )?),
+                EncoderInit::Fresh(EncoderSpec::new(layout.params.clone(), enc.width())?),
                 None,
             ),
         };

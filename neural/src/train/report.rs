@@ -73,6 +73,19 @@ pub(super) fn summary(f: &Facts) -> Value {
     s.figure("epochs", f.fit.history.epochs.len(), "int");
     s.figure("updates", f.fit.updates, "int");
     s.figure("parameters", f.fit.parameters, "int");
+    let sequence = f.spec.params.kind.is_sequence().then(|| f.spec.sequence());
+    if let Some(q) = sequence {
+        s.figure(
+            "sequence",
+            format!("{} channel(s) x {} steps", q.channels, q.length),
+            "text",
+        );
+        // what the embedding sees: a TCN's receptive field, an RNN every step
+        match f.spec.params.receptive_field() {
+            Some(r) => s.figure("receptive field (steps)", r, "int"),
+            None => s.figure("receptive field (steps)", q.length, "int"),
+        };
+    }
     for (port, (l, a), _) in f.scored {
         s.figure(&format!("{port} accuracy"), *a, "pct");
         s.metric(&format!("{port}_accuracy"), *a);
@@ -145,6 +158,11 @@ pub(super) fn summary(f: &Facts) -> Value {
         "classes": f.classes,
         "feature_columns": f.feature_columns,
         "encoded_features": f.spec.input_dim,
+        "encoder": {
+            "kind": crate::config::word(&f.spec.params.kind),
+            "sequence": sequence.map(|q| json!({"channels": q.channels, "length": q.length})),
+            "receptive_field": f.spec.params.receptive_field(),
+        },
         "backend": backend_name(),
         "stopped_early": f.fit.stopped_early,
         "kept_epoch": f.fit.kept_epoch,

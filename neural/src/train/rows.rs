@@ -39,10 +39,13 @@ impl Scan {
 /// Reads `source` once, in chunks of [`CHUNK_ROWS`] rows (the encoder's
 /// statistics merge per chunk, so they do not depend on how the table was
 /// batched): fits an encoder of `columns` unless `fit` is false, counts the
-/// labels of `label` (if any), and checks the weights of `weights`.
+/// labels of `label` (if any), and checks the weights of `weights`. The
+/// columns of each range in `pool` share their standardisation (a
+/// sequence's channels: [`EncoderFitter::pool`]).
 pub(crate) fn scan(
     source: &Source,
     columns: &[String],
+    pool: &[Range<usize>],
     fit: bool,
     label: Option<&str>,
     weights: Option<&str>,
@@ -76,6 +79,9 @@ pub(crate) fn scan(
         .names()
         .to_vec();
     let counts = classes.iter().map(|c| seen[c]).collect();
+    if let Some(f) = &mut fitter {
+        f.pool(pool);
+    }
     Ok(Scan {
         fitted: fitter.map(EncoderFitter::finish).transpose()?,
         classes,
