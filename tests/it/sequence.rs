@@ -113,3 +113,43 @@ fn a_sequence_missing_a_step_names_it() {
         "{err}"
     );
 }
+
+/// A training series with no finite value is an error naming its row.
+#[test]
+fn an_all_missing_series_names_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // row 5's series is empty
+    let mut csv = String::from("t0,t1,t2,label\n");
+    for i in 0..40 {
+        csv.push_str(&match i {
+            5 => ",,,1\n".to_string(),
+            _ => format!("{},{},{},{}\n", i, i + 1, i + 2, i % 2),
+        });
+    }
+    let data = write(dir.path(), "seq.csv", &csv);
+    let text = format!(
+        r#"
+name: nan_series
+seed: 0
+stages:
+  d:
+    type: ingest
+    path: {data}
+    label: label
+  train:
+    type: train
+    inputs: d
+    encoder: {{kind: tcn, depth: 1, width: 4}}
+    epochs: 1
+"#
+    );
+    let file = write(dir.path(), "nan.yaml", &text);
+    let o = gigo(dir.path(), &["run", &file]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("row 5") && err.contains("channel 0") && err.contains("`t0` .. `t2`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

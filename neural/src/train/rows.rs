@@ -60,6 +60,7 @@ pub(crate) fn scan(
         if let Some(f) = &mut fitter {
             f.push(&chunk)?;
         }
+        check_channels(&chunk, columns, pool, rows)?;
         if let Some(label) = label {
             for key in data::label_keys(&chunk, label)?.into_iter().flatten() {
                 match seen.get_mut(&key) {
@@ -88,6 +89,45 @@ pub(crate) fn scan(
         counts,
         rows,
     })
+}
+
+/// A sequence's channel (a range of `columns` in `pool`) with no finite
+/// value in a row is an error naming the row: there is no series to read
+/// (a missing step among others takes its channel's mean). `at` is the
+/// chunk's first row.
+fn check_channels(
+    chunk: &RecordBatch,
+    columns: &[String],
+    pool: &[Range<usize>],
+    at: usize,
+) -> Result<(), NeuralError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Float64Type};
+    for (c, range) in pool.iter().enumerate() {
+        let mut seen = vec![false; chunk.num_rows()];
+        for name in &columns[range.clone()] {
+            let Some(col) = chunk.column_by_name(name) else {
+                continue;
+            };
+            let Ok(v) = arrow::compute::cast(col, &DataType::Float64) else {
+                continue;
+            };
+            let v = v.as_primitive::<Float64Type>();
+            for (i, s) in seen.iter_mut().enumerate() {
+                *s |= v.is_valid(i) && v.value(i).is_finite();
+            }
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(NeuralError::data(format!(
+                "row {}: channel {c} of the sequence (columns `{}` .. `{}`) has no finite \
+                 value; drop the row or fill it upstream",
+                at + i,
+                columns[range.start],
+                columns[range.end - 1]
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn from_stage(e: gigo_pipeline::StageError) -> NeuralError {
