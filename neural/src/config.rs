@@ -145,6 +145,16 @@ pub struct SequenceShape {
     pub length: usize,
 }
 
+impl SequenceShape {
+    /// One channel of `length` steps: a sequence kind's shape when none is given.
+    pub fn one_channel(length: usize) -> Self {
+        SequenceShape {
+            channels: 1,
+            length,
+        }
+    }
+}
+
 /// The encoder: everything between the input features and the embedding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -288,15 +298,12 @@ impl EncoderParams {
             }
         }
         let kind = format!("kind is {}", word(&self.kind));
-        for (name, set, needs) in [
-            ("cell", self.cell.is_some(), "`kind: rnn`"),
-            ("bidirectional", self.bidirectional, "`kind: rnn`"),
-            ("kernel", self.kernel.is_some(), "`kind: tcn`"),
+        let (rnn, tcn) = (self.kind == EncoderKind::Rnn, self.kind == EncoderKind::Tcn);
+        for (name, set, needs, applies) in [
+            ("cell", self.cell.is_some(), "`kind: rnn`", rnn),
+            ("bidirectional", self.bidirectional, "`kind: rnn`", rnn),
+            ("kernel", self.kernel.is_some(), "`kind: tcn`", tcn),
         ] {
-            let applies = match name {
-                "kernel" => self.kind == EncoderKind::Tcn,
-                _ => self.kind == EncoderKind::Rnn,
-            };
             if set && !applies {
                 p.push(no_effect(&at(name), needs, &kind));
             }
@@ -417,10 +424,9 @@ impl EncoderSpec {
             return Err(crate::NeuralError::data("there are no encoded features"));
         }
         if params.kind.is_sequence() {
-            let shape = params.sequence.unwrap_or(SequenceShape {
-                channels: 1,
-                length: input_dim,
-            });
+            let shape = params
+                .sequence
+                .unwrap_or(SequenceShape::one_channel(input_dim));
             if shape.channels * shape.length != input_dim {
                 return Err(crate::NeuralError::param(
                     "encoder.sequence",
@@ -461,10 +467,9 @@ impl EncoderSpec {
 
     /// The sequence shape of a sequence kind (set by [`EncoderSpec::new`]).
     pub fn sequence(&self) -> SequenceShape {
-        self.params.sequence.unwrap_or(SequenceShape {
-            channels: 1,
-            length: self.input_dim,
-        })
+        self.params
+            .sequence
+            .unwrap_or(SequenceShape::one_channel(self.input_dim))
     }
 }
 

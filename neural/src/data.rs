@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, Float64Array, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema};
 use gigo_ml::Matrix;
-use gigo_pipeline::{Role, Table, field_with_role, role_of};
+use gigo_pipeline::{Role, StageContext, Table, field_with_role, role_of};
 
 use crate::config::{EncoderParams, SequenceShape};
 use crate::error::NeuralError;
@@ -59,6 +59,29 @@ pub struct SequenceLayout {
 }
 
 impl SequenceLayout {
+    /// `columns` read as they are, with `params`.
+    pub fn as_given(columns: Vec<String>, params: EncoderParams) -> Self {
+        SequenceLayout {
+            columns,
+            params,
+            left_out: Vec::new(),
+        }
+    }
+
+    /// Logs the feature columns left out, if any.
+    pub fn log_left_out(&self, ctx: &StageContext) {
+        if let Some(s) = self.params.sequence.filter(|_| !self.left_out.is_empty()) {
+            ctx.log(format!(
+                "the sequence is {} channel(s) x {} steps; {} feature column(s) not named as \
+                 steps are not read: {}",
+                s.channels,
+                s.length,
+                self.left_out.len(),
+                self.left_out.join(", ")
+            ));
+        }
+    }
+
     /// The column ranges of each channel (standardised together).
     pub fn channels(&self) -> Vec<std::ops::Range<usize>> {
         match self.params.sequence {
@@ -99,11 +122,7 @@ pub fn sequence_layout(
 ) -> Result<SequenceLayout, NeuralError> {
     let mut params = params.clone();
     if !params.kind.is_sequence() {
-        return Ok(SequenceLayout {
-            columns,
-            params,
-            left_out: Vec::new(),
-        });
+        return Ok(SequenceLayout::as_given(columns, params));
     }
     if let Some(shape) = params.sequence {
         if shape.channels * shape.length != columns.len() {
@@ -118,11 +137,7 @@ pub fn sequence_layout(
                 ),
             ));
         }
-        return Ok(SequenceLayout {
-            columns,
-            params,
-            left_out: Vec::new(),
-        });
+        return Ok(SequenceLayout::as_given(columns, params));
     }
     let mut steps = Vec::new();
     let mut left_out = Vec::new();

@@ -395,24 +395,6 @@ fn one_source(inputs: &Inputs, ctx: &StageContext) -> Result<Source, NeuralError
     Ok(Source::Stored(Arc::new(w.finish().map_err(data)?)))
 }
 
-/// Logs the feature columns a sequence encoder does not read.
-pub(crate) fn log_left_out(ctx: &StageContext, layout: &data::SequenceLayout) {
-    if let Some(s) = layout
-        .params
-        .sequence
-        .filter(|_| !layout.left_out.is_empty())
-    {
-        ctx.log(format!(
-            "the sequence is {} channel(s) x {} steps; {} feature column(s) not named as \
-             steps are not read: {}",
-            s.channels,
-            s.length,
-            layout.left_out.len(),
-            layout.left_out.join(", ")
-        ));
-    }
-}
-
 impl Pretrain {
     fn run_inner(&self, inputs: &Inputs, ctx: &StageContext) -> Result<StageOutput, NeuralError> {
         let p = &self.params;
@@ -420,7 +402,7 @@ impl Pretrain {
         let shape = Table::empty(source.schema().clone());
         let columns = data::feature_columns(&shape, p.features.as_deref())?;
         let layout = data::sequence_layout(&p.encoder, columns, p.features.is_some())?;
-        log_left_out(ctx, &layout);
+        layout.log_left_out(ctx);
         let columns = layout.columns.clone();
         ctx.progress.message("reading the rows");
         let scan = rows::scan(

@@ -583,15 +583,15 @@ impl Train {
                 "the `table` table has no label column `{label}`"
             )));
         }
-        let encoder_params = p.encoder.clone().unwrap_or_default();
+        // a pretrained encoder reads the columns it was pretrained on
         let layout = match &pretrained {
-            Some(_) => data::sequence_layout(&EncoderParams::default(), columns, true)?,
+            Some(_) => data::SequenceLayout::as_given(columns, EncoderParams::default()),
             None => {
-                let l = data::sequence_layout(&encoder_params, columns, p.features.is_some())?;
-                crate::pretrain::log_left_out(ctx, &l);
-                l
+                let encoder = p.encoder.clone().unwrap_or_default();
+                data::sequence_layout(&encoder, columns, p.features.is_some())?
             }
         };
+        layout.log_left_out(ctx);
         let columns = layout.columns.clone();
         let weight_col = match p.sample_weights {
             true => data::weight_column(&shape)?,

@@ -81,10 +81,8 @@ pub(super) fn summary(f: &Facts) -> Value {
             "text",
         );
         // what the embedding sees: a TCN's receptive field, an RNN every step
-        match f.spec.params.receptive_field() {
-            Some(r) => s.figure("receptive field (steps)", r, "int"),
-            None => s.figure("receptive field (steps)", q.length, "int"),
-        };
+        let field = f.spec.params.receptive_field().unwrap_or(q.length);
+        s.figure("receptive field (steps)", field, "int");
     }
     for (port, (l, a), _) in f.scored {
         s.figure(&format!("{port} accuracy"), *a, "pct");

@@ -262,7 +262,6 @@ impl ColumnAcc {
         array: &ArrayRef,
         bound: u64,
     ) -> Result<Self, StageError> {
-        let keep = |hashes: &mut Vec<u64>| hashes.retain(|&h| h <= bound);
         let mut acc = ColumnAcc::new(kind);
         acc.rows = array.len() as u64;
         acc.nulls = array.null_count() as u64;
@@ -275,8 +274,7 @@ impl ColumnAcc {
                     acc.top.add(if v { "true" } else { "false" }, 2);
                     hashes.push(mix64(u64::from(v)));
                 }
-                keep(&mut hashes);
-                acc.distinct = DistinctSketch::from_hashes(hashes);
+                acc.distinct = DistinctSketch::from_hashes_below(hashes, bound);
             }
             ColumnKind::Text => {
                 let s = cast(array, &DataType::Utf8)
@@ -293,13 +291,11 @@ impl ColumnAcc {
                         acc.zeros += 1;
                     }
                 }
-                keep(&mut hashes);
-                acc.distinct = DistinctSketch::from_hashes(hashes);
+                acc.distinct = DistinctSketch::from_hashes_below(hashes, bound);
             }
             ColumnKind::Other => {
-                let mut hashes: Vec<u64> = text_hashes(array)?.into_iter().flatten().collect();
-                keep(&mut hashes);
-                acc.distinct = DistinctSketch::from_hashes(hashes);
+                let hashes: Vec<u64> = text_hashes(array)?.into_iter().flatten().collect();
+                acc.distinct = DistinctSketch::from_hashes_below(hashes, bound);
                 for len in list_lengths(array).into_iter().flatten().flatten() {
                     acc.min_len = acc.min_len.min(len);
                     acc.max_len = acc.max_len.max(len);
@@ -366,11 +362,9 @@ impl ColumnAcc {
             }
         }
         self.zeros = runs.iter().find(|r| r.0 == 0.0).map_or(0, |&(_, c)| c);
-        self.distinct = DistinctSketch::from_distinct_hashes(
-            runs.iter()
-                .map(|&(v, _)| mix64(v.to_bits()))
-                .filter(|&h| h <= bound)
-                .collect(),
+        self.distinct = DistinctSketch::from_distinct_hashes_below(
+            runs.iter().map(|&(v, _)| mix64(v.to_bits())).collect(),
+            bound,
         );
         // Value counts, turned into labels once per chunk.
         if runs.len() > NUMERIC_TOP_CAP {

@@ -299,7 +299,7 @@ impl Work {
                         .map(|c| filter(c.as_ref(), mask))
                         .collect::<Result<_, _>>()
                         .map_err(|e| StageError::internal(e.to_string()))?;
-                    self.accumulate_arrays(&cols)
+                    self.accumulate_arrays(&cols, false)
                 };
                 Some((part(&is_ref)?, part(&is_cur)?))
             }
@@ -323,21 +323,31 @@ impl Work {
         })
     }
 
+    /// The aggregates of a chunk of the whole table (merged into the
+    /// aggregates whose distinct-sketch bounds `bounds` holds).
     fn accumulate(&self, chunk: &RecordBatch) -> Result<Vec<ColumnAcc>, StageError> {
-        chunk
-            .columns()
-            .iter()
-            .zip(&self.kinds)
-            .zip(&self.bounds)
-            .map(|((a, &k), b)| ColumnAcc::from_array_below(k, a, b.load(Ordering::Relaxed)))
-            .collect()
+        self.accumulate_arrays(chunk.columns(), true)
     }
 
-    fn accumulate_arrays(&self, arrays: &[ArrayRef]) -> Result<Vec<ColumnAcc>, StageError> {
+    /// The aggregates of `arrays`; `bounded`: only for the whole table's
+    /// aggregates (a drift split's rows have sketches of their own).
+    fn accumulate_arrays(
+        &self,
+        arrays: &[ArrayRef],
+        bounded: bool,
+    ) -> Result<Vec<ColumnAcc>, StageError> {
         arrays
             .iter()
             .zip(&self.kinds)
-            .map(|(a, &k)| ColumnAcc::from_array(k, a))
+            .zip(&self.bounds)
+            .map(|((a, &k), b)| {
+                let bound = if bounded {
+                    b.load(Ordering::Relaxed)
+                } else {
+                    u64::MAX
+                };
+                ColumnAcc::from_array_below(k, a, bound)
+            })
             .collect()
     }
 }

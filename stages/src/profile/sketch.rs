@@ -231,7 +231,14 @@ impl DistinctSketch {
     /// A sketch of a batch of value hashes (use a well-mixed hash). Bulk
     /// building is what the profiler does per chunk: one sort instead of an
     /// ordered-set insert per value.
-    pub fn from_hashes(mut hashes: Vec<u64>) -> Self {
+    pub fn from_hashes(hashes: Vec<u64>) -> Self {
+        DistinctSketch::from_hashes_below(hashes, u64::MAX)
+    }
+
+    /// [`DistinctSketch::from_hashes`] of the hashes at most `bound` (the
+    /// [`DistinctSketch::bound`] of the sketch this one will merge into).
+    pub fn from_hashes_below(mut hashes: Vec<u64>, bound: u64) -> Self {
+        hashes.retain(|&h| h <= bound);
         hashes.sort_unstable();
         hashes.dedup();
         hashes.truncate(KMV_CAPACITY);
@@ -241,7 +248,13 @@ impl DistinctSketch {
     /// A sketch of hashes known to be distinct (hashes of distinct values
     /// through a bijective mix such as [`mix64`]): the smallest are selected,
     /// and only those sorted.
-    pub fn from_distinct_hashes(mut hashes: Vec<u64>) -> Self {
+    pub fn from_distinct_hashes(hashes: Vec<u64>) -> Self {
+        DistinctSketch::from_distinct_hashes_below(hashes, u64::MAX)
+    }
+
+    /// [`DistinctSketch::from_distinct_hashes`] of the hashes at most `bound`.
+    pub fn from_distinct_hashes_below(mut hashes: Vec<u64>, bound: u64) -> Self {
+        hashes.retain(|&h| h <= bound);
         if hashes.len() > KMV_CAPACITY {
             hashes.select_nth_unstable(KMV_CAPACITY);
             hashes.truncate(KMV_CAPACITY);
