@@ -57,6 +57,22 @@ impl Default for EncoderOptions {
     }
 }
 
+/// A number saved as itself, NaN as `null` (JSON has no NaN).
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        match v.is_nan() {
+            true => s.serialize_none(),
+            false => s.serialize_some(v),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// How one input column is encoded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ColumnEncoding {
@@ -68,8 +84,10 @@ pub enum ColumnEncoding {
         /// Divided by (their population standard deviation, 1 when it was
         /// 0 or without standardisation).
         std: f64,
-        /// The value a missing cell (null, NaN, infinity) takes: the mean.
-        #[serde(default)]
+        /// The value a missing cell (null, NaN, infinity) takes: the mean,
+        /// or NaN for a sequence's steps, which the network masks
+        /// ([`EncoderFitter::pool`]; saved as `null`).
+        #[serde(default, with = "nan_as_null")]
         missing: f64,
     },
     /// One-hot over `categories`, then one "other" indicator.
@@ -330,6 +348,12 @@ impl FeatureEncoder {
         self.encodings.iter().map(ColumnEncoding::width).sum()
     }
 
+    /// The output columns of each input column, in order (1 for a numeric
+    /// column, its categories and "other" for a categorical one).
+    pub fn column_widths(&self) -> Vec<usize> {
+        self.encodings.iter().map(ColumnEncoding::width).collect()
+    }
+
     /// The input columns, in order.
     pub fn columns(&self) -> &[String] {
         &self.columns
@@ -426,6 +450,8 @@ pub struct EncoderFitter {
     columns: Vec<String>,
     opts: EncoderOptions,
     states: Vec<ColumnState>,
+    /// Columns whose missing cells stay NaN ([`EncoderFitter::pool`]).
+    masked: std::collections::BTreeSet<usize>,
 }
 
 /// What one column has shown so far.
@@ -445,6 +471,7 @@ impl EncoderFitter {
             columns: columns.to_vec(),
             opts: opts.clone(),
             states: columns.iter().map(|_| ColumnState::Empty).collect(),
+            masked: std::collections::BTreeSet::new(),
         }
     }
 
@@ -465,9 +492,10 @@ impl EncoderFitter {
     /// Makes the numeric columns of each of `groups` (ranges of column
     /// indices) share one mean and one standard deviation, those of all
     /// their values together: a sequence's steps standardised per channel,
-    /// so that the shape of each series survives. Call before
-    /// [`EncoderFitter::finish`]; text columns in a group keep their own
-    /// encoding.
+    /// so that the shape of each series survives. A missing step stays
+    /// missing (NaN in the matrix) for the sequence encoders to mask rather
+    /// than taking the mean. Call before [`EncoderFitter::finish`]; text
+    /// columns in a group keep their own encoding.
     pub fn pool(&mut self, groups: &[std::ops::Range<usize>]) {
         for g in groups {
             let states = &mut self.states[g.clone()];
@@ -480,15 +508,32 @@ impl EncoderFitter {
                     *m = pooled;
                 }
             }
+            self.masked.extend(g.clone());
         }
     }
 
     /// The encoder.
     pub fn finish(self) -> Result<FeatureEncoder, MlError> {
         let opts = self.opts;
+        let masked = self.masked;
+        let encodings = self
+            .states
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| match s.encoding(&opts) {
+                ColumnEncoding::Numeric { mean, std, .. } if masked.contains(&i) => {
+                    ColumnEncoding::Numeric {
+                        mean,
+                        std,
+                        missing: f64::NAN,
+                    }
+                }
+                e => e,
+            })
+            .collect();
         Ok(FeatureEncoder {
             columns: self.columns,
-            encodings: self.states.into_iter().map(|s| s.encoding(&opts)).collect(),
+            encodings,
         })
     }
 }
@@ -603,6 +648,35 @@ mod tests {
 
     fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
         RecordBatch::try_from_iter(cols).unwrap()
+    }
+
+    #[test]
+    fn pooled_columns_share_moments_and_keep_a_missing_step_missing_through_a_save() {
+        let b = batch(vec![
+            ("t0", Arc::new(Float32Array::from(vec![1.0, f32::NAN]))),
+            ("t1", Arc::new(Float32Array::from(vec![Some(3.0), None]))),
+            ("t2", Arc::new(Float32Array::from(vec![5.0, 3.0]))),
+            ("x", Arc::new(Float32Array::from(vec![f32::NAN, 2.0]))),
+        ]);
+        let mut f =
+            EncoderFitter::new(&names(&["t0", "t1", "t2", "x"]), &EncoderOptions::default());
+        f.push(&b).unwrap();
+        f.pool(&[std::ops::Range { start: 0, end: 3 }]);
+        let enc = f.finish().unwrap();
+        // t0..t2 pooled: 1, 3, 5, 3 -> mean 3, std 1.4142...; x alone: mean 2
+        let m = enc.transform(std::slice::from_ref(&b)).unwrap();
+        let s = 2f32.sqrt();
+        assert_eq!(m.row(0)[..3], [-2.0 / s, 0.0, 2.0 / s]);
+        assert!(m.row(1)[0].is_nan() && m.row(1)[1].is_nan());
+        assert_eq!(m.row(1)[2], 0.0);
+        // a column outside the pool still takes its mean
+        assert_eq!((m.row(0)[3], m.row(1)[3]), (0.0, 0.0));
+        // NaN is saved as null and read back as NaN
+        let json = serde_json::to_string(&enc).unwrap();
+        assert!(json.contains("null"), "{json}");
+        let back: FeatureEncoder = serde_json::from_str(&json).unwrap();
+        let again = back.transform(&[b]).unwrap();
+        assert_eq!(format!("{:?}", again.row(1)), format!("{:?}", m.row(1)));
     }
 
     #[test]

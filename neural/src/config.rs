@@ -113,12 +113,27 @@ pub enum EncoderKind {
     /// dilation 1, 2, 4, ...) with `width` channels; the embedding is the
     /// mean over the steps of the last block's output.
     Tcn,
+    /// A Transformer encoder: `depth` pre-norm layers of multi-head
+    /// self-attention (`heads`) and a feed-forward map of `2 x width` units.
+    /// Over a sequence, each step is a token with a sinusoidal positional
+    /// encoding; over plain tabular rows, each feature is a token of its own
+    /// learned embedding (the FT-Transformer design). A class token's final
+    /// state is the embedding; with `causal: true` (sequences only) each
+    /// step attends to itself and the steps before it, and the embedding is
+    /// the last step's state.
+    Transformer,
 }
 
 impl EncoderKind {
-    /// Whether the kind reads its features as a sequence (`sequence`).
+    /// Whether the kind always reads its features as a sequence.
     pub fn is_sequence(self) -> bool {
         matches!(self, EncoderKind::Rnn | EncoderKind::Tcn)
+    }
+
+    /// Whether the kind can read its features as a sequence (`sequence`, or
+    /// columns named `t{j}` / `d{c}_t{j}`).
+    pub fn reads_sequences(self) -> bool {
+        self.is_sequence() || self == EncoderKind::Transformer
     }
 }
 
@@ -201,10 +216,19 @@ pub struct EncoderParams {
     /// `kind: tcn` only: convolution width in steps. Default 3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<usize>,
-    /// `kind: rnn` / `tcn` only: channels and steps of each row's sequence.
-    /// The `train` and `pretrain` stages infer it from feature columns named
-    /// `t{j}` (one channel) or `d{c}_t{j}`; elsewhere the default is one
-    /// channel of all the features.
+    /// `kind: transformer` only: attention heads; must divide `width`.
+    /// Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heads: Option<usize>,
+    /// `kind: transformer` over a sequence only: each step attends to
+    /// itself and the steps before it, never after. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub causal: bool,
+    /// `kind: rnn` / `tcn` / `transformer` only: channels and steps of each
+    /// row's sequence. The `train` and `pretrain` stages infer it from
+    /// feature columns named `t{j}` (one channel) or `d{c}_t{j}`; elsewhere
+    /// the default is one channel of all the features (`rnn`, `tcn`) or one
+    /// token per feature (`transformer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sequence: Option<SequenceShape>,
 }
@@ -232,6 +256,8 @@ impl Default for EncoderParams {
             cell: None,
             bidirectional: false,
             kernel: None,
+            heads: None,
+            causal: false,
             sequence: None,
         }
     }
@@ -256,6 +282,19 @@ impl EncoderParams {
     /// A TCN's convolution width (default 3).
     pub fn kernel(&self) -> usize {
         self.kernel.unwrap_or(3)
+    }
+
+    /// A Transformer's attention heads (default 4).
+    pub fn heads(&self) -> usize {
+        self.heads.unwrap_or(4)
+    }
+
+    /// Whether the features are read as a sequence: always for `rnn` and
+    /// `tcn`, for a `transformer` when it has a `sequence` (else each
+    /// feature is a token).
+    pub fn is_sequence(&self) -> bool {
+        self.kind.is_sequence()
+            || (self.kind == EncoderKind::Transformer && self.sequence.is_some())
     }
 
     /// An RNN's cell (default GRU).
@@ -299,20 +338,38 @@ impl EncoderParams {
         }
         let kind = format!("kind is {}", word(&self.kind));
         let (rnn, tcn) = (self.kind == EncoderKind::Rnn, self.kind == EncoderKind::Tcn);
+        let transformer = self.kind == EncoderKind::Transformer;
         for (name, set, needs, applies) in [
             ("cell", self.cell.is_some(), "`kind: rnn`", rnn),
             ("bidirectional", self.bidirectional, "`kind: rnn`", rnn),
             ("kernel", self.kernel.is_some(), "`kind: tcn`", tcn),
+            (
+                "heads",
+                self.heads.is_some(),
+                "`kind: transformer`",
+                transformer,
+            ),
+            ("causal", self.causal, "`kind: transformer`", transformer),
         ] {
             if set && !applies {
                 p.push(no_effect(&at(name), needs, &kind));
             }
         }
-        if self.sequence.is_some() && !self.kind.is_sequence() {
+        if self.sequence.is_some() && !self.kind.reads_sequences() {
             p.push(no_effect(
                 &at("sequence"),
-                "`kind: rnn` or `kind: tcn`",
+                "`kind: rnn`, `tcn` or `transformer`",
                 &kind,
+            ));
+        }
+        let heads = self.heads();
+        if transformer && (heads == 0 || !self.width.is_multiple_of(heads)) {
+            p.push(ParamProblem::new(
+                &at("heads"),
+                format!(
+                    "attention heads must divide `width` ({}), got {heads}",
+                    self.width
+                ),
             ));
         }
         if let Some(s) = self.sequence
@@ -415,6 +472,11 @@ pub struct EncoderSpec {
     pub params: EncoderParams,
     /// Encoded input features.
     pub input_dim: usize,
+    /// A tabular Transformer's tokens: the encoded features of each, in
+    /// order (a categorical column's indicators make one token, its
+    /// embedding); absent, each feature is a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<usize>>,
 }
 
 impl EncoderSpec {
@@ -423,7 +485,7 @@ impl EncoderSpec {
         if input_dim == 0 {
             return Err(crate::NeuralError::data("there are no encoded features"));
         }
-        if params.kind.is_sequence() {
+        if params.is_sequence() {
             let shape = params
                 .sequence
                 .unwrap_or(SequenceShape::one_channel(input_dim));
@@ -441,7 +503,18 @@ impl EncoderSpec {
             }
             let mut params = params;
             params.sequence = Some(shape);
-            return Ok(EncoderSpec { params, input_dim });
+            return Ok(EncoderSpec {
+                params,
+                input_dim,
+                tokens: None,
+            });
+        }
+        if params.kind == EncoderKind::Transformer && params.causal {
+            return Err(crate::NeuralError::param(
+                "encoder.causal",
+                "a causal transformer needs `encoder.sequence`: tabular features have no order \
+                 to mask",
+            ));
         }
         let [h, w] = params.image();
         if params.kind == EncoderKind::Cnn && h * w != input_dim {
@@ -453,7 +526,31 @@ impl EncoderSpec {
                 ),
             ));
         }
-        Ok(EncoderSpec { params, input_dim })
+        Ok(EncoderSpec {
+            params,
+            input_dim,
+            tokens: None,
+        })
+    }
+
+    /// A tabular Transformer's tokens from the encoded width of each input
+    /// column (`FeatureEncoder::column_widths`): each column is one token.
+    /// Other kinds, sequences, and widths that are all 1 or do not add up
+    /// to the input leave the spec as it is.
+    pub fn with_tokens(mut self, widths: Vec<usize>) -> Self {
+        let tabular = self.params.kind == EncoderKind::Transformer && !self.params.is_sequence();
+        if tabular
+            && widths.iter().any(|&w| w > 1)
+            && widths.iter().sum::<usize>() == self.input_dim
+        {
+            self.tokens = Some(widths);
+        }
+        self
+    }
+
+    /// The tokens a tabular Transformer makes of a row.
+    pub fn token_count(&self) -> usize {
+        self.tokens.as_ref().map_or(self.input_dim, Vec::len)
     }
 
     /// Width of the embedding the encoder outputs.

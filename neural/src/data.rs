@@ -10,7 +10,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use gigo_ml::Matrix;
 use gigo_pipeline::{Role, StageContext, Table, field_with_role, role_of};
 
-use crate::config::{EncoderParams, SequenceShape};
+use crate::config::{EncoderKind, EncoderParams, SequenceShape};
 use crate::error::NeuralError;
 
 /// The feature columns: `explicit` if given (each must exist), else every
@@ -85,7 +85,7 @@ impl SequenceLayout {
     /// The column ranges of each channel (standardised together).
     pub fn channels(&self) -> Vec<std::ops::Range<usize>> {
         match self.params.sequence {
-            Some(s) if self.params.kind.is_sequence() => (0..s.channels)
+            Some(s) if self.params.is_sequence() => (0..s.channels)
                 .map(|c| c * s.length..(c + 1) * s.length)
                 .collect(),
             _ => Vec::new(),
@@ -109,19 +109,33 @@ fn step_of(name: &str) -> Option<(bool, usize, usize)> {
     Some((false, 0, number(name.strip_prefix('t')?)?))
 }
 
-/// The feature columns a sequence kind reads (`params.kind` rnn / tcn; any
-/// other kind takes `columns` as they are). With `params.sequence` the
-/// columns are taken in their order; without, the shape comes from the
-/// names `t{j}` / `d{c}_t{j}`, the columns are ordered by channel and step,
-/// and feature columns of other names are left out, unless `explicit`
-/// (the user listed them), where they are an error.
+/// The feature columns a sequence kind reads (`params.kind` rnn / tcn /
+/// transformer; any other kind takes `columns` as they are). With
+/// `params.sequence` the columns are taken in their order; without, the
+/// shape comes from the names `t{j}` / `d{c}_t{j}`, the columns are ordered
+/// by channel and step, and feature columns of other names are left out,
+/// unless `explicit` (the user listed them), where they are an error. A
+/// transformer over columns none of which is named as a step reads them as
+/// tabular rows, one token per feature.
 pub fn sequence_layout(
     params: &EncoderParams,
     columns: Vec<String>,
     explicit: bool,
 ) -> Result<SequenceLayout, NeuralError> {
     let mut params = params.clone();
-    if !params.kind.is_sequence() {
+    if !params.kind.reads_sequences() {
+        return Ok(SequenceLayout::as_given(columns, params));
+    }
+    if params.kind == EncoderKind::Transformer
+        && params.sequence.is_none()
+        && !columns.iter().any(|c| step_of(c).is_some())
+    {
+        if params.causal {
+            return Err(NeuralError::param(
+                "encoder.causal",
+                "a causal transformer needs a sequence (columns named `t{j}` / `d{c}_t{j}`, or                  `encoder.sequence`); tabular features have no order to mask",
+            ));
+        }
         return Ok(SequenceLayout::as_given(columns, params));
     }
     if let Some(shape) = params.sequence {

@@ -17,6 +17,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod attention;
 pub mod backend;
 pub mod config;
 pub mod data;

@@ -1,5 +1,6 @@
 //! The networks, as burn modules: the encoder (MLP, a small CNN followed
-//! by MLP layers, or a sequence encoder: [`crate::sequence`]), the classifier (encoder + linear head) and the
+//! by MLP layers, a sequence encoder: [`crate::sequence`], or a
+//! Transformer: [`crate::attention`]), the classifier (encoder + linear head) and the
 //! pretraining network (encoder + reconstruction / mask / projection heads).
 //!
 //! Weights are drawn from the caller's seeded generator (PyTorch's default
@@ -18,6 +19,7 @@ use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::attention::Transformer;
 use crate::config::{Activation, EncoderKind, EncoderSpec, Norm};
 use crate::sequence::SequenceEncoder;
 
@@ -164,6 +166,8 @@ pub struct Encoder {
     pub blocks: Vec<Block>,
     /// The recurrent layers or TCN blocks (`rnn`, `tcn`).
     pub sequence: Option<SequenceEncoder>,
+    /// The attention layers (`transformer`).
+    pub transformer: Option<Transformer>,
     #[module(skip)]
     activation: Activation,
     #[module(skip)]
@@ -196,8 +200,10 @@ impl Encoder {
             .kind
             .is_sequence()
             .then(|| SequenceEncoder::new(spec, device, rng));
+        let transformer =
+            (p.kind == EncoderKind::Transformer).then(|| Transformer::new(spec, device, rng));
         for _ in 0..p.depth {
-            if sequence.is_some() {
+            if sequence.is_some() || transformer.is_some() {
                 break;
             }
             blocks.push(Block::new(d_in, spec, device, rng));
@@ -207,6 +213,7 @@ impl Encoder {
             convs,
             blocks,
             sequence,
+            transformer,
             activation: p.activation,
             residual: p.residual,
             dropout: p.dropout,
@@ -219,6 +226,9 @@ impl Encoder {
     pub fn forward(&self, x: Tensor<2>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
         if let Some(s) = &self.sequence {
             return s.forward(x, rng);
+        }
+        if let Some(t) = &self.transformer {
+            return t.forward(x, rng);
         }
         let mut h = x;
         if !self.convs.is_empty() {
@@ -243,6 +253,31 @@ impl Encoder {
         h
     }
 
+    /// A sequence encoder's last-layer state at every step, `[rows, length,
+    /// units]` (`units` the embedding width; an RNN's both directions side
+    /// by side), with missing steps masked as in [`Encoder::forward`];
+    /// `None` for a kind that does not read a sequence.
+    pub fn states(&self, x: Tensor<2>, rng: Option<&mut ChaCha8Rng>) -> Option<Tensor<3>> {
+        if let Some(s) = &self.sequence {
+            return Some(s.states(x, rng).0);
+        }
+        match &self.transformer {
+            Some(t) if t.reads_sequence() => Some(t.states(x, rng).0),
+            _ => None,
+        }
+    }
+
+    /// The `[channels, length]` of the sequence the encoder reads (`[1, 0]`
+    /// for a kind that reads none).
+    pub fn sequence_shape(&self) -> [usize; 2] {
+        let transformer = self.transformer.as_ref().and_then(Transformer::shape);
+        self.sequence
+            .as_ref()
+            .map(SequenceEncoder::shape)
+            .or(transformer)
+            .unwrap_or([1, 0])
+    }
+
     /// The weight parameter of every layer, first to last, named
     /// (`conv1`, ..., `layer1`, ...): whose gradient norms are recorded.
     pub fn layer_weights(&self) -> Vec<(String, ParamId, usize)> {
@@ -255,6 +290,9 @@ impl Encoder {
         }
         if let Some(s) = &self.sequence {
             out.extend(s.layer_weights());
+        }
+        if let Some(t) = &self.transformer {
+            out.extend(t.layer_weights());
         }
         out
     }
@@ -274,6 +312,9 @@ impl Encoder {
         );
         if let Some(s) = &self.sequence {
             out.extend(s.penalised());
+        }
+        if let Some(t) = &self.transformer {
+            out.extend(t.penalised());
         }
         out
     }
@@ -320,6 +361,9 @@ pub struct PretrainNet {
     pub mask: Option<Linear>,
     /// Projection head for the contrastive loss (SCARF): two layers.
     pub projection: Vec<Linear>,
+    /// The per-step decoder of the sequence methods (`next_step`,
+    /// `masked`): two layers, state to `width` units to the step's channels.
+    pub decoder: Vec<Linear>,
 }
 
 impl PretrainNet {
@@ -334,6 +378,9 @@ impl PretrainNet {
         }
         for (i, p) in self.projection.iter().enumerate() {
             out.push((format!("projection{}", i + 1), p.weight.id, 2));
+        }
+        for (i, p) in self.decoder.iter().enumerate() {
+            out.push((format!("decoder{}", i + 1), p.weight.id, 2));
         }
         out
     }

@@ -36,7 +36,10 @@ pub struct PretrainParams {
     #[serde(default)]
     pub features: Option<Vec<String>>,
     /// `dae` (denoising autoencoder, default), `vime` (masked-feature
-    /// reconstruction with mask estimation) or `scarf` (contrastive).
+    /// reconstruction with mask estimation), `scarf` (contrastive); on
+    /// sequences also `next_step` (causal: predict each next step) or
+    /// `masked` (rebuild masked steps from both sides), each with a
+    /// two-layer decoder.
     #[serde(default)]
     pub method: Method,
     /// The encoder to pretrain. Default: an MLP of 2 x 128 relu units.
@@ -91,8 +94,9 @@ pub struct PretrainParams {
     /// deviation (features are standardised). Default 0.5.
     #[serde(default)]
     pub noise_std: Option<f64>,
-    /// Swap noise, `vime` and `scarf` only (not `noise: gaussian`): the
-    /// probability that a feature is corrupted. Default 0.3.
+    /// Swap noise, `vime`, `scarf` and `masked` only (not `noise:
+    /// gaussian`): the probability that a feature is corrupted (for
+    /// `masked`: that a step is masked). Default 0.3 (`masked`: 0.15).
     #[serde(default)]
     pub corruption: Option<f64>,
     /// `method: vime` only: weight of the mask-estimation loss. Default 1.
@@ -127,7 +131,11 @@ impl PretrainParams {
             method: self.method,
             noise: self.noise.unwrap_or_default(),
             noise_std: self.noise_std.unwrap_or(0.5),
-            corruption: self.corruption.unwrap_or(0.3),
+            // BERT's share of masked tokens for masked steps
+            corruption: self.corruption.unwrap_or(match self.method {
+                Method::Masked => 0.15,
+                _ => 0.3,
+            }),
             mask_weight: self.mask_weight.unwrap_or(1.0),
             temperature: self.temperature.unwrap_or(0.5),
             projection_dim: self.projection_dim.unwrap_or(64),
@@ -197,6 +205,17 @@ impl PretrainParams {
             p.push(ParamProblem::new("projection_dim", "must be at least 1"));
         }
         self.check_method(&s, &mut p);
+        // a sequence method needs a sequence kind; whether the columns make
+        // a sequence is known when the stage runs
+        let mut sequence_kind = self.encoder.clone();
+        if sequence_kind.kind.reads_sequences() && sequence_kind.sequence.is_none() {
+            sequence_kind.sequence = Some(crate::config::SequenceShape::one_channel(1));
+        }
+        if self.method.is_sequence()
+            && let Some(why) = crate::ssl::sequence_encoder_problem(self.method, &sequence_kind)
+        {
+            p.push(ParamProblem::new("method", why));
+        }
         if p.is_empty() { Ok(()) } else { Err(p) }
     }
 
@@ -222,6 +241,12 @@ impl PretrainParams {
                 self.corruption.is_some() && gaussian,
                 "`noise: swap` or `method: vime` / `scarf` (Gaussian noise has `noise_std`)",
                 "method is dae, noise is gaussian".to_string(),
+            ),
+            (
+                "corruption",
+                self.corruption.is_some() && self.method == Method::NextStep,
+                "a method that corrupts or masks (`next_step` reads every step)",
+                method.clone(),
             ),
             (
                 "mask_weight",
@@ -414,11 +439,12 @@ impl Pretrain {
             None,
             ctx.batch_rows,
         )?;
+        scan.log_missing_steps(ctx);
         let enc = scan
             .fitted
             .ok_or_else(|| NeuralError::internal("no feature encoder"))?;
         let n = scan.rows;
-        let spec = EncoderSpec::new(layout.params, enc.width())?;
+        let spec = EncoderSpec::new(layout.params, enc.width())?.with_tokens(enc.column_widths());
         let settings = p.settings();
         // the encoded matrix is held when it fits the budget with room to
         // spare; otherwise every epoch reads the rows from the store
@@ -505,6 +531,8 @@ impl Pretrain {
             Method::Dae => "denoising autoencoder",
             Method::Vime => "VIME",
             Method::Scarf => "SCARF",
+            Method::NextStep => "next-step prediction (causal)",
+            Method::Masked => "masked-step reconstruction",
         };
         let mut s = Section::new(&ctx.stage_id, "pretrain", "Self-supervised pretraining");
         s.figure("method", method, "text");

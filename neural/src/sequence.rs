@@ -21,7 +21,7 @@
 
 use burn::module::{Module, ParamId};
 use burn::nn::Linear;
-use burn::tensor::{Device, Tensor, activation};
+use burn::tensor::{Device, Tensor, TensorData, activation};
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Activation, Cell, EncoderKind, EncoderSpec, SequenceShape};
@@ -55,8 +55,10 @@ impl Recurrent {
     }
 
     /// The states of every step, `[rows, length, width]`, reading `x`
-    /// (`[rows, length, d_in]`) forwards, or backwards when `reverse`.
-    fn forward(&self, x: Tensor<3>, reverse: bool) -> Tensor<3> {
+    /// (`[rows, length, d_in]`) forwards, or backwards when `reverse`. A
+    /// step that `valid` (`[rows, length]`, 1 or 0) marks missing keeps the
+    /// state of the step read before it.
+    fn forward(&self, x: Tensor<3>, reverse: bool, valid: Option<&Tensor<2>>) -> Tensor<3> {
         let [b, l, d] = x.dims();
         let w = self.width;
         let device = x.device();
@@ -72,20 +74,32 @@ impl Recurrent {
             let t = if reverse { l - 1 - step } else { step };
             let xt: Tensor<2> = gx.clone().narrow(1, t, 1).squeeze_dim(1);
             let ht = self.hidden.forward(h.clone());
-            if self.lstm {
+            let (h_new, c_new) = if self.lstm {
                 let z = xt + ht;
                 let g = z.chunk(4, 1);
                 let (i, f, gg, o) = (&g[0], &g[1], &g[2], &g[3]);
-                c = activation::sigmoid(f.clone()) * c
+                let c_new = activation::sigmoid(f.clone()) * c.clone()
                     + activation::sigmoid(i.clone()) * activation::tanh(gg.clone());
-                h = activation::sigmoid(o.clone()) * activation::tanh(c.clone());
+                let h_new = activation::sigmoid(o.clone()) * activation::tanh(c_new.clone());
+                (h_new, c_new)
             } else {
                 let xs = xt.chunk(3, 1);
                 let hs = ht.chunk(3, 1);
                 let r = activation::sigmoid(xs[0].clone() + hs[0].clone());
                 let z = activation::sigmoid(xs[1].clone() + hs[1].clone());
                 let n = activation::tanh(xs[2].clone() + r * hs[2].clone());
-                h = (z.clone().neg() + 1.0) * n + z * h;
+                ((z.clone().neg() + 1.0) * n + z * h.clone(), c.clone())
+            };
+            match valid {
+                // a missing step carries the state over: old + v (new - old)
+                Some(v) => {
+                    let vt = v.clone().narrow(1, t, 1).expand([b, w]);
+                    h = h.clone() + vt.clone() * (h_new - h);
+                    if self.lstm {
+                        c = c.clone() + vt * (c_new - c);
+                    }
+                }
+                None => (h, c) = (h_new, c_new),
             }
             states.push(h.clone());
         }
@@ -147,20 +161,20 @@ fn windows(x: Tensor<3>, k: usize, d: usize) -> Tensor<3> {
 }
 
 /// `map` applied to every step of `x` (`[rows, length, units]`).
-fn per_step_map(map: &Linear, x: Tensor<3>) -> Tensor<3> {
+pub(crate) fn per_step_map(map: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [b, l, w] = x.dims();
     let out = map.weight.dims()[1];
     map.forward(x.reshape([b * l, w])).reshape([b, l, out])
 }
 
 /// `norm` applied per step of `x` (`[rows, length, units]`).
-fn per_step(norm: &Normaliser, x: Tensor<3>) -> Tensor<3> {
+pub(crate) fn per_step(norm: &Normaliser, x: Tensor<3>) -> Tensor<3> {
     let [b, l, w] = x.dims();
     norm.normalise(x.reshape([b * l, w])).reshape([b, l, w])
 }
 
 /// Dropout on every unit of every step.
-fn drop3(x: Tensor<3>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<3> {
+pub(crate) fn drop3(x: Tensor<3>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<3> {
     match rng {
         Some(r) if p > 0.0 => {
             let [b, l, w] = x.dims();
@@ -168,6 +182,63 @@ fn drop3(x: Tensor<3>, p: f64, rng: Option<&mut ChaCha8Rng>) -> Tensor<3> {
         }
         _ => x,
     }
+}
+
+/// Which steps of each row of a batch hold a value: a step is missing
+/// when every channel is missing (NaN) there; a missing cell among present
+/// ones reads as 0, its channel's mean.
+pub struct StepMask {
+    /// `[rows, length]`: 1 where the step holds a value, else 0.
+    pub valid: Tensor<2>,
+    /// Each row's last step that holds a value.
+    pub last: Vec<usize>,
+}
+
+impl StepMask {
+    /// `valid` as `[rows, length, 1]`, to scale every unit of a step.
+    fn per_step(&self) -> Tensor<3> {
+        let [b, l] = self.valid.dims();
+        self.valid.clone().reshape([b, l, 1])
+    }
+}
+
+/// `x` (`[rows, channels x length]`, channel after channel) with its
+/// missing cells (NaN) set to 0, and the mask of its steps; `None` when no
+/// cell is missing, so complete data takes the unmasked path unchanged.
+pub fn split_missing(
+    x: Tensor<2>,
+    [channels, length]: [usize; 2],
+) -> (Tensor<2>, Option<StepMask>) {
+    let [b, d] = x.dims();
+    let Ok(mut v) = x.clone().try_into_vec_as::<f32>() else {
+        return (x, None);
+    };
+    if !v.iter().any(|a| a.is_nan()) {
+        return (x, None);
+    }
+    let mut valid = vec![0f32; b * length];
+    for (r, row) in v.chunks_exact(d).enumerate() {
+        for c in 0..channels {
+            for t in 0..length {
+                if !row[c * length + t].is_nan() {
+                    valid[r * length + t] = 1.0;
+                }
+            }
+        }
+    }
+    let last = valid
+        .chunks_exact(length)
+        .map(|s| s.iter().rposition(|&a| a > 0.0).unwrap_or(0))
+        .collect();
+    for a in &mut v {
+        if a.is_nan() {
+            *a = 0.0;
+        }
+    }
+    let device = x.device();
+    let filled = Tensor::from_data(TensorData::new(v, [b, d]), &device);
+    let valid = Tensor::from_data(TensorData::new(valid, [b, length]), &device);
+    (filled, Some(StepMask { valid, last }))
 }
 
 /// A sequence encoder: stacked recurrent layers or residual TCN blocks.
@@ -245,27 +316,16 @@ impl SequenceEncoder {
     }
 
     /// The embedding of `x` (`[rows, channels x length]`); dropout only
-    /// with `rng`.
-    pub fn forward(&self, x: Tensor<2>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+    /// with `rng`. Missing steps (NaN in every channel) are masked: a
+    /// recurrent layer carries its state over them, a TCN block outputs 0
+    /// there (as the padding before the first step) and the mean leaves
+    /// them out.
+    pub fn forward(&self, x: Tensor<2>, rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
         let [b, _] = x.dims();
-        let [channels, length] = self.shape;
-        let series: Tensor<3> = x.reshape([b, channels, length]);
+        let (h, mask) = self.states(x, rng);
+        let [_, l, units] = h.dims();
         if self.blocks.is_empty() {
-            let mut h = series.swap_dims(1, 2);
-            for (i, fwd) in self.forward.iter().enumerate() {
-                let mut z = fwd.forward(h.clone(), false);
-                if let Some(bwd) = self.backward.get(i) {
-                    z = Tensor::cat(vec![z, bwd.forward(h.clone(), true)], 2);
-                }
-                let z = drop3(
-                    per_step(&self.norms[i], z),
-                    self.dropout,
-                    rng.as_deref_mut(),
-                );
-                h = if self.residual && i > 0 { h + z } else { z };
-            }
             // the last step of the forward states; the first of the backward
-            let [_, l, units] = h.dims();
             if self.backward.is_empty() {
                 return h.narrow(1, l - 1, 1).reshape([b, units]);
             }
@@ -277,14 +337,64 @@ impl SequenceEncoder {
                 1,
             );
         }
-        let h = self.tcn_steps(series.swap_dims(1, 2), rng);
-        let [_, _, units] = h.dims();
-        h.mean_dim(1).reshape([b, units])
+        match &mask {
+            // the mean over the steps that hold a value (masked ones are 0)
+            Some(m) => {
+                let counts = m.valid.clone().sum_dim(1).clamp_min(1.0);
+                h.sum_dim(1).reshape([b, units]) / counts.expand([b, units])
+            }
+            None => h.mean_dim(1).reshape([b, units]),
+        }
+    }
+
+    /// The `[channels, length]` it reads.
+    pub fn shape(&self) -> [usize; 2] {
+        self.shape
+    }
+
+    /// The last layer's state at every step, `[rows, length, units]`
+    /// (an RNN's, both directions side by side when bidirectional; a TCN's
+    /// last block's output), and the mask of the missing steps.
+    pub fn states(
+        &self,
+        x: Tensor<2>,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> (Tensor<3>, Option<StepMask>) {
+        let [b, _] = x.dims();
+        let [channels, length] = self.shape;
+        let (x, mask) = split_missing(x, self.shape);
+        let series: Tensor<3> = x.reshape([b, channels, length]).swap_dims(1, 2);
+        if !self.blocks.is_empty() {
+            let h = self.tcn_steps(series, mask.as_ref(), rng);
+            return (h, mask);
+        }
+        let valid = mask.as_ref().map(|m| &m.valid);
+        let mut h = series;
+        for (i, fwd) in self.forward.iter().enumerate() {
+            let mut z = fwd.forward(h.clone(), false, valid);
+            if let Some(bwd) = self.backward.get(i) {
+                z = Tensor::cat(vec![z, bwd.forward(h.clone(), true, valid)], 2);
+            }
+            let z = drop3(
+                per_step(&self.norms[i], z),
+                self.dropout,
+                rng.as_deref_mut(),
+            );
+            h = if self.residual && i > 0 { h + z } else { z };
+        }
+        (h, mask)
     }
 
     /// The last TCN block's output at every step, `[rows, length, width]`,
-    /// of `series` (`[rows, length, channels]`).
-    fn tcn_steps(&self, series: Tensor<3>, mut rng: Option<&mut ChaCha8Rng>) -> Tensor<3> {
+    /// of `series` (`[rows, length, channels]`), 0 at the steps `mask`
+    /// marks missing.
+    fn tcn_steps(
+        &self,
+        series: Tensor<3>,
+        mask: Option<&StepMask>,
+        mut rng: Option<&mut ChaCha8Rng>,
+    ) -> Tensor<3> {
+        let valid = mask.map(StepMask::per_step);
         let mut h = series;
         for block in &self.blocks {
             let mut z = h.clone();
@@ -299,6 +409,10 @@ impl SequenceEncoder {
             };
             // the TCN's residual connection is part of its design: always on
             h = activate(self.activation, z + skip);
+            if let Some(v) = &valid {
+                let dims = h.dims();
+                h = h * v.clone().expand(dims);
+            }
         }
         h
     }
@@ -341,7 +455,6 @@ mod tests {
     use super::*;
     use crate::backend::training_device;
     use crate::config::{EncoderParams, Norm};
-    use burn::tensor::TensorData;
     use rand::{Rng, SeedableRng};
 
     fn spec(
@@ -406,6 +519,60 @@ mod tests {
     }
 
     #[test]
+    fn missing_steps_are_masked_by_every_sequence_kind() {
+        use crate::net::Encoder;
+        let device = training_device();
+        type Edit = fn(&mut EncoderParams);
+        let edits: [(EncoderKind, Edit); 6] = [
+            (EncoderKind::Rnn, |_| {}),
+            (EncoderKind::Rnn, |p| p.cell = Some(Cell::Lstm)),
+            (EncoderKind::Rnn, |p| p.bidirectional = true),
+            (EncoderKind::Tcn, |_| {}),
+            (EncoderKind::Transformer, |p| p.heads = Some(2)),
+            (EncoderKind::Transformer, |p| {
+                p.heads = Some(2);
+                p.causal = true
+            }),
+        ];
+        let embed = |kind, edit: Edit, length: usize, x: Vec<f32>| {
+            let s = spec(kind, 2, length, edit);
+            let enc = Encoder::new(&s, &device, &mut ChaCha8Rng::seed_from_u64(7));
+            let rows = x.len() / (2 * length);
+            let t = Tensor::<2>::from_data(TensorData::new(x, [rows, 2 * length]), &device);
+            enc.forward(t, None).try_into_vec_as::<f32>().unwrap()
+        };
+        // two channels of 6 steps, and the same with 2 missing steps after
+        let short = rows(1, 12, 8);
+        let mut padded = Vec::new();
+        for c in 0..2 {
+            padded.extend_from_slice(&short[c * 6..(c + 1) * 6]);
+            padded.extend([f32::NAN; 2]);
+        }
+        for (kind, edit) in edits {
+            // the weights do not depend on the length: the padded series
+            // embeds as the short one
+            let a = embed(kind, edit, 6, short.clone());
+            let b = embed(kind, edit, 8, padded.clone());
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-4, "{kind:?}: {a:?} vs {b:?}");
+            }
+        }
+        // a recurrent layer skips a missing step in the middle
+        let mut gap = short[..3].to_vec();
+        gap.push(f32::NAN);
+        gap.extend_from_slice(&short[3..6]);
+        let one = |x: Vec<f32>, l| {
+            let s = spec(EncoderKind::Rnn, 1, l, |_| {});
+            let enc = Encoder::new(&s, &device, &mut ChaCha8Rng::seed_from_u64(7));
+            let t = Tensor::<2>::from_data(TensorData::new(x, [1, l]), &device);
+            enc.forward(t, None).try_into_vec_as::<f32>().unwrap()
+        };
+        let (a, b) = (one(short[..6].to_vec(), 6), one(gap, 7));
+        assert!(a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5));
+    }
+
+    #[test]
     fn a_forward_rnn_reads_the_whole_series_and_a_step_changes_the_state() {
         let device = training_device();
         let s = spec(EncoderKind::Rnn, 1, 12, |_| {});
@@ -433,7 +600,9 @@ mod tests {
         let steps = |x: Vec<f32>| -> Vec<f32> {
             let t = Tensor::<3>::from_data(TensorData::new(x, [1, length, 1]), &device);
             // [1, length, width]: per step, every unit
-            enc.tcn_steps(t, None).try_into_vec_as::<f32>().unwrap()
+            enc.tcn_steps(t, None, None)
+                .try_into_vec_as::<f32>()
+                .unwrap()
         };
         let x = rows(1, length, 6);
         let base = steps(x.clone());

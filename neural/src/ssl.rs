@@ -33,6 +33,7 @@ use crate::diagnose::{EpochRecord, History};
 use crate::error::NeuralError;
 use crate::fit::{SHUFFLE_BUFFER_ROWS, Shuffled, TrainRows, TrainSet, rows_tensor};
 use crate::net::{Encoder, PretrainNet, device_of, linear};
+use crate::sequence::per_step_map;
 use crate::stepper::Stepper;
 use crate::weights::Weights;
 
@@ -47,6 +48,23 @@ pub enum Method {
     Vime,
     /// Contrastive learning with random feature corruption (InfoNCE).
     Scarf,
+    /// Sequences, causal and autoregressive: a decoder network predicts
+    /// each step `x_{t+1}` from the encoder's state at `t`, which has seen
+    /// `x_<=t` only (`tcn`, a one-way `rnn`, or a `transformer` with
+    /// `causal: true`).
+    NextStep,
+    /// Sequences, non-causal: steps are masked (set to their channel's
+    /// mean, 0) with probability `corruption`, and a decoder network
+    /// rebuilds them from the encoder's state there, which sees both sides
+    /// when the encoder does (a bidirectional `rnn`, a `transformer`).
+    Masked,
+}
+
+impl Method {
+    /// Whether the method reads sequences (and needs a sequence encoder).
+    pub fn is_sequence(self) -> bool {
+        matches!(self, Method::NextStep | Method::Masked)
+    }
 }
 
 /// The denoising autoencoder's corruption.
@@ -205,10 +223,26 @@ pub fn pretrain_rows(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let d = spec.input_dim;
     let w = spec.embedding_dim();
+    if s.method.is_sequence()
+        && let Some(why) = sequence_encoder_problem(s.method, &spec.params)
+    {
+        return Err(NeuralError::param("method", why));
+    }
     let encoder = Encoder::new(spec, &device, &mut rng);
+    let channels = spec.sequence().channels;
     let mut net = PretrainNet {
         encoder,
-        reconstruct: (s.method != Method::Scarf).then(|| linear(w, d, &device, &mut rng)),
+        reconstruct: matches!(s.method, Method::Dae | Method::Vime)
+            .then(|| linear(w, d, &device, &mut rng)),
+        decoder: if s.method.is_sequence() {
+            // a real network: width units, then the step's channels
+            vec![
+                linear(w, spec.params.width, &device, &mut rng),
+                linear(spec.params.width, channels, &device, &mut rng),
+            ]
+        } else {
+            Vec::new()
+        },
         mask: (s.method == Method::Vime).then(|| linear(w, d, &device, &mut rng)),
         projection: if s.method == Method::Scarf {
             vec![
@@ -292,6 +326,106 @@ pub fn pretrain_rows(
     ))
 }
 
+/// Why `method` (a sequence method) cannot train an encoder of `p`, if it
+/// cannot: one that does not read a sequence, or, for `next_step`, one that
+/// sees the future.
+pub fn sequence_encoder_problem(
+    method: Method,
+    p: &crate::config::EncoderParams,
+) -> Option<String> {
+    use crate::config::{EncoderKind, word};
+    let name = word(&method);
+    if !p.is_sequence() {
+        return Some(format!(
+            "`{name}` pretrains a sequence encoder: `encoder.kind` must be rnn, tcn or \
+             transformer over a sequence (columns named `t{{j}}` / `d{{c}}_t{{j}}`, or \
+             `encoder.sequence`), got {}",
+            word(&p.kind)
+        ));
+    }
+    let sees_future = (p.kind == EncoderKind::Rnn && p.bidirectional)
+        || (p.kind == EncoderKind::Transformer && !p.causal);
+    (method == Method::NextStep && sees_future).then(|| {
+        "`next_step` predicts each step from the steps up to it, so the encoder must not see \
+         the future: a tcn, an rnn without `bidirectional`, or a transformer with `causal: \
+         true` (`masked` pretrains a non-causal encoder)"
+            .to_string()
+    })
+}
+
+/// A sequence method's loss: `net`'s decoder applied to the encoder's state
+/// at every step of `input`, scored against `target` (`[rows, length,
+/// channels]`, row-major) where `weight` is 1: the mean squared error over
+/// those cells.
+fn decoded_loss(
+    net: &PretrainNet,
+    input: Tensor<2>,
+    target: Vec<f32>,
+    weight: Vec<f32>,
+    shape: [usize; 3],
+    rng: &mut ChaCha8Rng,
+) -> Tensor<1> {
+    let device = input.device();
+    let states = net
+        .encoder
+        .states(input, Some(rng))
+        .expect("a sequence encoder (checked before training)");
+    let [b, l, c] = shape;
+    let states = states.narrow(1, 0, l);
+    let hidden = activation::relu(per_step_map(&net.decoder[0], states));
+    let pred = per_step_map(&net.decoder[1], hidden);
+    let target = Tensor::<3>::from_data(TensorData::new(target, [b, l, c]), &device);
+    let weight = Tensor::<3>::from_data(TensorData::new(weight, [b, l, c]), &device);
+    let cells = weight.clone().sum().clamp_min(1.0);
+    ((pred - target).square() * weight).sum() / cells
+}
+
+/// The next-step and masked-step objectives on `x` (`[rows, channels x
+/// length]`, channel after channel): `(input, target, weight, [rows,
+/// steps scored, channels])`. A missing target cell (NaN) has weight 0.
+fn sequence_targets(
+    method: Method,
+    x: &[f32],
+    [channels, length]: [usize; 2],
+    corruption: f64,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, [usize; 3]) {
+    let d = channels * length;
+    let b = x.len() / d;
+    let at = |r: usize, c: usize, t: usize| x[r * d + c * length + t];
+    let mut input = x.to_vec();
+    // predict step t + 1 from the state at t; or rebuild the masked steps
+    let steps = match method {
+        Method::NextStep => length - 1,
+        _ => length,
+    };
+    let mut target = vec![0f32; b * steps * channels];
+    let mut weight = vec![0f32; b * steps * channels];
+    for r in 0..b {
+        for t in 0..steps {
+            let (source, scored) = match method {
+                Method::NextStep => (t + 1, true),
+                _ => (t, rng.random::<f64>() < corruption),
+            };
+            if !scored {
+                continue;
+            }
+            for c in 0..channels {
+                let v = at(r, c, source);
+                let cell = (r * steps + t) * channels + c;
+                if !v.is_nan() {
+                    target[cell] = v;
+                    weight[cell] = 1.0;
+                }
+                if method == Method::Masked && !v.is_nan() {
+                    input[r * d + c * length + t] = 0.0;
+                }
+            }
+        }
+    }
+    (input, target, weight, [b, steps, channels])
+}
+
 /// The batch's loss and its named parts.
 /// `x`: the batch's rows (row-major, `pool.cols` wide); `pool`: the rows
 /// swap noise draws from.
@@ -307,6 +441,12 @@ fn objective(
     let b = x.len() / d;
     let upload = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [b, d]), device);
     let clean = upload(x.to_vec());
+    // a sequence's missing steps (NaN) are masked by the encoder and left
+    // out of the reconstruction loss
+    let present = x
+        .iter()
+        .any(|v| v.is_nan())
+        .then(|| upload(x.iter().map(|v| f32::from(!v.is_nan())).collect()));
     match s.method {
         Method::Dae => {
             let noisy = match s.noise {
@@ -314,13 +454,13 @@ fn objective(
                 Noise::Swap => swap_corrupt(x, pool, s.corruption, rng).0,
             };
             let h = net.encoder.forward(upload(noisy), Some(rng));
-            let rec = reconstruct(net, h, clean);
+            let rec = reconstruct(net, h, clean, present);
             (rec.clone(), vec![("reconstruction", rec)])
         }
         Method::Vime => {
             let (noisy, mask) = swap_corrupt(x, pool, s.corruption, rng);
             let h = net.encoder.forward(upload(noisy), Some(rng));
-            let rec = reconstruct(net, h.clone(), clean);
+            let rec = reconstruct(net, h.clone(), clean, present);
             let m = upload(mask);
             let mask_loss = match &net.mask {
                 Some(head) => {
@@ -335,6 +475,17 @@ fn objective(
             };
             let loss = rec.clone() + mask_loss.clone().mul_scalar(s.mask_weight);
             (loss, vec![("reconstruction", rec), ("mask", mask_loss)])
+        }
+        Method::NextStep | Method::Masked => {
+            let shape = net.encoder.sequence_shape();
+            let (input, target, weight, dims) =
+                sequence_targets(s.method, x, shape, s.corruption, rng);
+            let loss = decoded_loss(net, upload(input), target, weight, dims, rng);
+            let part = match s.method {
+                Method::NextStep => "next_step",
+                _ => "masked_steps",
+            };
+            (loss.clone(), vec![(part, loss)])
         }
         Method::Scarf => {
             let (noisy, _) = swap_corrupt(x, pool, s.corruption, rng);
@@ -356,10 +507,24 @@ fn objective(
     }
 }
 
-fn reconstruct(net: &PretrainNet, h: Tensor<2>, clean: Tensor<2>) -> Tensor<1> {
-    match &net.reconstruct {
-        Some(head) => (head.forward(h) - clean).square().mean(),
-        None => clean.sum().mul_scalar(0.0),
+/// The mean squared reconstruction error, over the cells `present` marks
+/// (1 or 0) when given.
+fn reconstruct(
+    net: &PretrainNet,
+    h: Tensor<2>,
+    clean: Tensor<2>,
+    present: Option<Tensor<2>>,
+) -> Tensor<1> {
+    let Some(head) = &net.reconstruct else {
+        return h.sum().mul_scalar(0.0);
+    };
+    match present {
+        Some(m) => {
+            let target = clean.mask_fill(m.clone().equal_elem(0.0), 0.0);
+            let cells = m.clone().sum().clamp_min(1.0);
+            ((head.forward(h) - target).square() * m).sum() / cells
+        }
+        None => (head.forward(h) - clean).square().mean(),
     }
 }
 

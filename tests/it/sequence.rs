@@ -1,7 +1,8 @@
-//! Sequence encoders (`kind: tcn`, `kind: rnn`) through the `gigo` binary
-//! on a real UCR archive set (ItalyPowerDemand: 67 training and 1,029 test
-//! series of 24 steps, its official split), with the layout inferred from
-//! the column names; and the errors of a broken layout.
+//! Sequence encoders (`kind: tcn`, `rnn`, `transformer`) through the
+//! `gigo` binary on a real UCR archive set (ItalyPowerDemand: 67 training
+//! and 1,029 test series of 24 steps, its official split), with the layout
+//! inferred from the column names; ragged series masked; the Transformer
+//! on tabular rows; and the errors of a broken layout.
 use crate::common::*;
 
 /// ItalyPowerDemand with `encoder`, trained on the official training rows.
@@ -37,6 +38,22 @@ stages:
     )
 }
 
+/// Runs `file`, which must fail with a message and no panic: its stderr.
+fn refused(dir: &std::path::Path, file: &str) -> String {
+    let o = gigo(dir, &["run", file]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Runs `file` as run `id`, which must succeed: the run's directory.
+fn ran(dir: &std::path::Path, file: &str, id: &str) -> std::path::PathBuf {
+    let o = gigo(dir, &["run", file, "--run-id", id]);
+    assert_eq!(o.status.code(), Some(0), "{id}: {}", stderr(&o));
+    dir.join("runs").join(id)
+}
+
 fn figure(section: &serde_json::Value, label: &str) -> serde_json::Value {
     section["figures"]
         .as_array()
@@ -53,14 +70,19 @@ fn figure(section: &serde_json::Value, label: &str) -> serde_json::Value {
 #[test]
 fn sequence_encoders_learn_italy_power_demand_from_column_names() {
     let dir = tempfile::tempdir().unwrap();
-    for (id, encoder, receptive) in [
-        ("tcn", "{kind: tcn, depth: 4, width: 32}", 61),
-        ("rnn", "{kind: rnn, depth: 1, width: 32}", 24),
+    for (id, encoder, receptive, epochs) in [
+        ("tcn", "{kind: tcn, depth: 4, width: 32}", 61, 200),
+        ("rnn", "{kind: rnn, depth: 1, width: 32}", 24, 200),
+        (
+            "transformer",
+            "{kind: transformer, depth: 2, width: 32}",
+            24,
+            100,
+        ),
     ] {
-        let file = write(dir.path(), &format!("{id}.yaml"), &italy(encoder));
-        let o = gigo(dir.path(), &["run", &file, "--run-id", id]);
-        assert_eq!(o.status.code(), Some(0), "{id}: {}", stderr(&o));
-        let run = dir.path().join("runs").join(id);
+        let text = italy(encoder).replace("epochs: 200", &format!("epochs: {epochs}"));
+        let file = write(dir.path(), &format!("{id}.yaml"), &text);
+        let run = ran(dir.path(), &file, id);
         // the `split` column is not a step: left out, and said so
         let record = run_record(dir.path(), id);
         let said = record["stages"]["train"]["messages"].to_string();
@@ -96,18 +118,11 @@ fn a_sequence_missing_a_step_names_it() {
         "    encoder:",
         &format!("    features: [{}]\n    encoder:", steps.join(", ")),
     );
-    let file = write(dir.path(), "gap.yaml", &text);
-    let o = gigo(dir.path(), &["run", &file]);
-    assert_ne!(o.status.code(), Some(0));
-    let err = stderr(&o);
+    let err = refused(dir.path(), &write(dir.path(), "gap.yaml", &text));
     assert!(err.contains("train") && err.contains("`t7`"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
     // a shape that does not match the columns names the parameter
     let text = italy("{kind: rnn, sequence: {channels: 2, length: 24}}");
-    let file = write(dir.path(), "shape.yaml", &text);
-    let o = gigo(dir.path(), &["run", &file]);
-    assert_ne!(o.status.code(), Some(0));
-    let err = stderr(&o);
+    let err = refused(dir.path(), &write(dir.path(), "shape.yaml", &text));
     assert!(
         err.contains("encoder.sequence") && err.contains("need 48"),
         "{err}"
@@ -143,13 +158,149 @@ stages:
     epochs: 1
 "#
     );
-    let file = write(dir.path(), "nan.yaml", &text);
-    let o = gigo(dir.path(), &["run", &file]);
-    assert_ne!(o.status.code(), Some(0));
-    let err = stderr(&o);
+    let err = refused(dir.path(), &write(dir.path(), "nan.yaml", &text));
     assert!(
         err.contains("row 5") && err.contains("channel 0") && err.contains("`t0` .. `t2`"),
         "{err}"
     );
-    assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Two classes of series (a rising and a falling ramp, with a wiggle) of
+/// 8 to 16 steps, the rest of each row empty, and some steps missing in
+/// the middle: `(csv, missing steps)`.
+fn ragged_series(rows: usize) -> (String, usize) {
+    let length = 16;
+    let mut csv = (0..length).map(|t| format!("t{t},")).collect::<String>() + "label\n";
+    let mut missing = 0;
+    let mut state = 12345u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    for i in 0..rows {
+        let class = i % 2;
+        let len = 8 + (next() * 9.0) as usize;
+        for t in 0..length {
+            let gap = t > 0 && t + 1 < len && next() < 0.1;
+            if t < len && !gap {
+                let ramp = t as f64 / len as f64;
+                let v = if class == 0 { ramp } else { 1.0 - ramp };
+                csv.push_str(&format!(
+                    "{:.4},",
+                    v + 0.1 * (t as f64 * 1.7).sin() + 0.1 * next()
+                ));
+            } else {
+                missing += 1;
+                csv.push(',');
+            }
+        }
+        csv.push_str(&format!("{class}\n"));
+    }
+    (csv, missing)
+}
+
+/// Ragged series (empty trailing cells, gaps) are masked, not imputed: each
+/// kind learns them, and the report counts the masked steps.
+#[test]
+fn ragged_series_are_masked_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csv, missing) = ragged_series(120);
+    let data = write(dir.path(), "ragged.csv", &csv);
+    for (id, encoder) in [
+        ("rnn", "{kind: rnn, depth: 1, width: 16}"),
+        ("tcn", "{kind: tcn, depth: 3, width: 16}"),
+        (
+            "causal",
+            "{kind: transformer, depth: 1, width: 16, causal: true}",
+        ),
+    ] {
+        let text = format!(
+            r#"
+name: ragged
+seed: 0
+stages:
+  d:
+    type: ingest
+    path: {data}
+    label: label
+  train:
+    type: train
+    inputs: d
+    encoder: {encoder}
+    lr: 0.01
+    epochs: 30
+    batch_size: 16
+"#
+        );
+        let file = write(dir.path(), &format!("{id}.yaml"), &text);
+        let s = run_summary(&ran(dir.path(), &file, id), "train");
+        assert_eq!(s["encoder"]["masked_steps"], missing, "{id}");
+        let acc = s["scores"]["train"]["accuracy"].as_f64().unwrap();
+        assert!(acc >= 0.9, "{id}: training accuracy {acc}");
+        let said = run_record(dir.path(), id)["stages"]["train"]["messages"].to_string();
+        assert!(
+            said.contains(&format!("{missing} step(s) of the series have no value")),
+            "{said}"
+        );
+    }
+}
+
+/// On plain tabular rows the Transformer makes one token per feature (and
+/// a class token); a causal one there is an error naming the parameter.
+#[test]
+fn a_transformer_reads_tabular_rows_as_feature_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("a,b,c,label\n");
+    for i in 0..200 {
+        let (a, b) = (
+            (i * 37 % 101) as f64 / 50.0 - 1.0,
+            (i * 53 % 89) as f64 / 44.0 - 1.0,
+        );
+        let c = (i * 7 % 13) as f64;
+        csv.push_str(&format!("{a},{b},{c},{}\n", u8::from(a * b > 0.0)));
+    }
+    let data = write(dir.path(), "xor.csv", &csv);
+    let pipeline = |encoder: &str| {
+        format!(
+            r#"
+name: tabular
+seed: 0
+stages:
+  d:
+    type: ingest
+    path: {data}
+    label: label
+  train:
+    type: train
+    inputs: d
+    encoder: {encoder}
+    lr: 0.003
+    epochs: 60
+    batch_size: 16
+  report:
+    type: report
+    inputs: [train.summary]
+"#
+        )
+    };
+    let file = write(
+        dir.path(),
+        "t.yaml",
+        &pipeline("{kind: transformer, depth: 2, width: 16}"),
+    );
+    let run = ran(dir.path(), &file, "t");
+    let s = run_summary(&run, "train");
+    // the sign of a * b: no single feature tells, attention between them does
+    let acc = s["scores"]["train"]["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.9, "training accuracy {acc}");
+    assert_eq!(s["encoder"]["sequence"], serde_json::Value::Null);
+    assert_eq!(figure(&report_section(&run, "train"), "tokens"), 4);
+    let text = pipeline("{kind: transformer, causal: true}");
+    let err = refused(dir.path(), &write(dir.path(), "c.yaml", &text));
+    assert!(
+        err.contains("encoder.causal") && err.contains("train"),
+        "{err}"
+    );
 }

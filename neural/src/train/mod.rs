@@ -433,6 +433,7 @@ pub fn kind_name(kind: crate::config::EncoderKind) -> &'static str {
         crate::config::EncoderKind::Cnn => "CNN",
         crate::config::EncoderKind::Rnn => "RNN",
         crate::config::EncoderKind::Tcn => "TCN",
+        crate::config::EncoderKind::Transformer => "Transformer",
     }
 }
 
@@ -620,6 +621,7 @@ impl Train {
             )));
         }
         let k = classes.len();
+        scan.log_missing_steps(ctx);
         let labelled = scan.labelled();
         if labelled < scan.rows {
             ctx.log(format!(
@@ -710,7 +712,10 @@ impl Train {
                 Some(m.pretrain.clone()),
             ),
             None => (
-                EncoderInit::Fresh(EncoderSpec::new(layout.params.clone(), enc.width())?),
+                EncoderInit::Fresh(
+                    EncoderSpec::new(layout.params.clone(), enc.width())?
+                        .with_tokens(enc.column_widths()),
+                ),
                 None,
             ),
         };
@@ -909,6 +914,7 @@ impl Train {
             settings: &settings,
             classes: &classes,
             feature_columns: columns.len(),
+            missing_steps: scan.missing_steps,
             train_json: &train_json,
             pretrained: &pretrained_cfg,
         });

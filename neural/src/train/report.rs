@@ -26,6 +26,8 @@ pub(super) struct Facts<'a> {
     pub settings: &'a FitSettings,
     pub classes: &'a [String],
     pub feature_columns: usize,
+    /// Training series' steps with no value in any channel (masked).
+    pub missing_steps: usize,
     pub train_json: &'a Value,
     pub pretrained: &'a Option<Value>,
 }
@@ -73,7 +75,7 @@ pub(super) fn summary(f: &Facts) -> Value {
     s.figure("epochs", f.fit.history.epochs.len(), "int");
     s.figure("updates", f.fit.updates, "int");
     s.figure("parameters", f.fit.parameters, "int");
-    let sequence = f.spec.params.kind.is_sequence().then(|| f.spec.sequence());
+    let sequence = f.spec.params.is_sequence().then(|| f.spec.sequence());
     if let Some(q) = sequence {
         s.figure(
             "sequence",
@@ -83,6 +85,10 @@ pub(super) fn summary(f: &Facts) -> Value {
         // what the embedding sees: a TCN's receptive field, an RNN every step
         let field = f.spec.params.receptive_field().unwrap_or(q.length);
         s.figure("receptive field (steps)", field, "int");
+        s.figure("masked steps (no value)", f.missing_steps, "int");
+    } else if f.spec.params.kind == crate::config::EncoderKind::Transformer {
+        // one token per feature and the class token
+        s.figure("tokens", f.spec.token_count() + 1, "int");
     }
     for (port, (l, a), _) in f.scored {
         s.figure(&format!("{port} accuracy"), *a, "pct");
@@ -160,6 +166,8 @@ pub(super) fn summary(f: &Facts) -> Value {
             "kind": crate::config::word(&f.spec.params.kind),
             "sequence": sequence.map(|q| json!({"channels": q.channels, "length": q.length})),
             "receptive_field": f.spec.params.receptive_field(),
+            "causal": f.spec.params.causal,
+            "masked_steps": f.missing_steps,
         },
         "backend": backend_name(),
         "stopped_early": f.fit.stopped_early,

@@ -27,12 +27,24 @@ pub(crate) struct Scan {
     pub counts: Vec<usize>,
     /// Rows, labelled or not.
     pub rows: usize,
+    /// Steps of a sequence with no finite value in any channel (masked).
+    pub missing_steps: usize,
 }
 
 impl Scan {
     /// Labelled rows.
     pub fn labelled(&self) -> usize {
         self.counts.iter().sum()
+    }
+
+    /// Logs how many steps are masked, if any.
+    pub fn log_missing_steps(&self, ctx: &StageContext) {
+        if self.missing_steps > 0 {
+            ctx.log(format!(
+                "{} step(s) of the series have no value in any channel: the encoder masks them",
+                self.missing_steps
+            ));
+        }
     }
 }
 
@@ -54,13 +66,14 @@ pub(crate) fn scan(
     let mut fitter = fit.then(|| EncoderFitter::new(columns, &EncoderOptions::default()));
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut rows = 0;
+    let mut missing_steps = 0;
     let batches = source.batches(batch_rows).map_err(from_stage)?;
     for chunk in rechunk(source.schema().clone(), batches, CHUNK_ROWS) {
         let chunk = chunk.map_err(from_stage)?;
         if let Some(f) = &mut fitter {
             f.push(&chunk)?;
         }
-        check_channels(&chunk, columns, pool, rows)?;
+        missing_steps += check_channels(&chunk, columns, pool, rows)?;
         if let Some(label) = label {
             for key in data::label_keys(&chunk, label)?.into_iter().flatten() {
                 match seen.get_mut(&key) {
@@ -88,24 +101,30 @@ pub(crate) fn scan(
         classes,
         counts,
         rows,
+        missing_steps,
     })
 }
 
 /// A sequence's channel (a range of `columns` in `pool`) with no finite
-/// value in a row is an error naming the row: there is no series to read
-/// (a missing step among others takes its channel's mean). `at` is the
-/// chunk's first row.
+/// value in a row is an error naming the row: there is no series to read.
+/// Otherwise the number of missing steps (no channel has a finite value
+/// there), which the encoders mask. `at` is the chunk's first row.
 fn check_channels(
     chunk: &RecordBatch,
     columns: &[String],
     pool: &[Range<usize>],
     at: usize,
-) -> Result<(), NeuralError> {
+) -> Result<usize, NeuralError> {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{DataType, Float64Type};
+    let Some(length) = pool.first().map(|r| r.len()) else {
+        return Ok(0);
+    };
+    let rows = chunk.num_rows();
+    let mut step_seen = vec![false; rows * length];
     for (c, range) in pool.iter().enumerate() {
-        let mut seen = vec![false; chunk.num_rows()];
-        for name in &columns[range.clone()] {
+        let mut seen = vec![false; rows];
+        for (t, name) in columns[range.clone()].iter().enumerate() {
             let Some(col) = chunk.column_by_name(name) else {
                 continue;
             };
@@ -114,7 +133,9 @@ fn check_channels(
             };
             let v = v.as_primitive::<Float64Type>();
             for (i, s) in seen.iter_mut().enumerate() {
-                *s |= v.is_valid(i) && v.value(i).is_finite();
+                let here = v.is_valid(i) && v.value(i).is_finite();
+                *s |= here;
+                step_seen[i * length + t] |= here;
             }
         }
         if let Some(i) = seen.iter().position(|s| !s) {
@@ -127,7 +148,7 @@ fn check_channels(
             )));
         }
     }
-    Ok(())
+    Ok(step_seen.iter().filter(|s| !**s).count())
 }
 
 fn from_stage(e: gigo_pipeline::StageError) -> NeuralError {
