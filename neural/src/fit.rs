@@ -67,6 +67,7 @@ pub const CHUNK_ROWS: usize = 65_536;
 pub const SHUFFLE_BUFFER_ROWS: usize = 16 * CHUNK_ROWS;
 
 /// Where the encoder's weights come from.
+#[derive(Clone)]
 pub enum EncoderInit<'a> {
     /// Freshly initialised.
     Fresh(EncoderSpec),

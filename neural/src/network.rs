@@ -119,6 +119,11 @@ impl Fit for TrainParams {
                 self.early_stopping.is_some(),
                 "a catalogue fit has no validation rows (use the `train` stage)",
             ),
+            (
+                "pseudo_label",
+                self.pseudo_label.is_some(),
+                "a catalogue fit sees labelled rows only (use the `train` stage)",
+            ),
         ];
         if let Some((name, _, why)) = not_here.iter().find(|(_, set, _)| *set) {
             return Err(MlError::param(

@@ -188,3 +188,85 @@ fn neural_parameter_errors_are_reported_with_their_location() {
         "{err}"
     );
 }
+
+/// Two interleaved half-moons: 24 labelled rows and 384 without a label
+/// (empty cells). Pseudo-labelling gives the confident unlabelled rows
+/// their predicted class and trains again on them; the report says how
+/// many, and the labelled rows alone are scored as before.
+#[test]
+fn pseudo_labelling_uses_the_unlabelled_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut train = String::from("a,b,label\n");
+    let mut test = String::from("a,b,label\n");
+    for i in 0..800 {
+        let class = i % 2;
+        let angle = std::f64::consts::PI * (i / 2) as f64 / 400.0;
+        let (a, b) = match class {
+            0 => (angle.cos(), angle.sin()),
+            _ => (1.0 - angle.cos(), 0.5 - angle.sin()),
+        };
+        let wiggle = 0.1 * ((i * 37 % 17) as f64 / 17.0 - 0.5);
+        let row = |label: String| format!("{:.4},{:.4},{label}\n", a + wiggle, b - wiggle);
+        match i {
+            _ if i % 2 == 1 && i >= 400 => test.push_str(&row(class.to_string())),
+            _ if i % 50 < 2 => train.push_str(&row(class.to_string())),
+            _ if i % 2 == 0 => train.push_str(&row(String::new())),
+            _ => test.push_str(&row(class.to_string())),
+        }
+    }
+    let train = write(dir.path(), "moons.csv", &train);
+    let test = write(dir.path(), "moons_test.csv", &test);
+    let text = |pseudo: &str| {
+        format!(
+            r#"
+name: pseudo
+seed: 0
+stages:
+  d:
+    type: ingest
+    path: {train}
+    label: label
+  t:
+    type: ingest
+    path: {test}
+    label: label
+  train:
+    type: train
+    inputs: {{table: d, test: t}}
+    encoder: {{depth: 2, width: 32}}
+    epochs: 40
+    batch_size: 16
+    lr: 0.01
+    {pseudo}
+"#
+        )
+    };
+    let file = write(
+        dir.path(),
+        "p.yaml",
+        &text("pseudo_label: {threshold: 0.9, rounds: 3}"),
+    );
+    let o = gigo(dir.path(), &["run", &file, "--run-id", "p"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = run_summary(&dir.path().join("runs/p"), "train");
+    let rounds = s["pseudo_label"].as_array().expect("rounds");
+    assert!(!rounds.is_empty() && rounds.len() <= 3, "{rounds:?}");
+    let unlabelled = rounds[0]["unlabelled"].as_u64().unwrap();
+    let added = rounds[0]["pseudo_labelled"].as_u64().unwrap();
+    assert!(unlabelled > 300 && added > unlabelled / 4, "{rounds:?}");
+    let said = run_record(dir.path(), "p")["stages"]["train"]["messages"].to_string();
+    assert!(said.contains("pseudo-labelling round 1"), "{said}");
+    // a threshold outside (0, 1] is refused, pointing at it
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        &text("pseudo_label: {threshold: 1.5}"),
+    );
+    let o = gigo(dir.path(), &["run", &file]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.yaml:20:") && err.contains("must be in (0, 1], got 1.5"),
+        "{err}"
+    );
+}

@@ -291,3 +291,26 @@ fn schema_is_generated_and_matches_the_shipped_file() {
         "regenerate with `gigo schema > schemas/pipeline.schema.json`"
     );
 }
+
+/// Every example pipeline validates as it is committed (parameters,
+/// inputs, paths), so a renamed parameter cannot leave an example behind.
+#[test]
+fn every_example_validates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // custom_stage.yaml needs its own binary (custom_stage_example_runs)
+        if !name.ends_with(".yaml")
+            || name.ends_with(".contract.yaml")
+            || name == "custom_stage.yaml"
+        {
+            continue;
+        }
+        let o = gigo(dir.path(), &["validate", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        seen += 1;
+    }
+    assert!(seen >= 6, "{seen} examples");
+}

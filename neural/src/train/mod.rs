@@ -125,6 +125,14 @@ pub struct TrainParams {
     /// Fine-tuning: the encoder's learning rate (default: `lr`).
     #[serde(default)]
     pub encoder_lr: Option<f64>,
+    /// Semi-supervised training: after training on the labelled rows, the
+    /// rows of `table` whose label is null and whose most probable class
+    /// has at least `threshold` probability take that class as their label,
+    /// and the network is trained again, from the same start, on both;
+    /// `rounds` times (stopping early when a round adds no row). Default:
+    /// off; `{}` means `threshold: 0.95, rounds: 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_label: Option<PseudoLabel>,
     /// Thresholds of the report's verdicts (`vanishing_ratio`,
     /// `exploding_growth`, `exploding_min_norm`, `overfit_rise`,
     /// `overfit_min_rise`, `underfit_fraction`, `underfit_accuracy_margin`).
@@ -244,6 +252,20 @@ impl TrainParams {
         if self.shuffle_buffer == Some(0) {
             p.push(ParamProblem::new("shuffle_buffer", "must be at least 1"));
         }
+        if let Some(pl) = &self.pseudo_label {
+            if !(pl.threshold > 0.0 && pl.threshold <= 1.0) {
+                p.push(ParamProblem::new(
+                    "pseudo_label.threshold",
+                    format!("must be in (0, 1], got {}", pl.threshold),
+                ));
+            }
+            if !(1..=100).contains(&pl.rounds) {
+                p.push(ParamProblem::new(
+                    "pseudo_label.rounds",
+                    format!("must be in 1..=100, got {}", pl.rounds),
+                ));
+            }
+        }
         if self.batch_size == BatchSize::Rows(0) {
             p.push(ParamProblem::new(
                 "batch_size",
@@ -308,6 +330,35 @@ impl TrainParams {
         }
         if p.is_empty() { Ok(()) } else { Err(p) }
     }
+}
+
+/// The validation rows again, for one more fit (a trait object's lifetime
+/// is shortened by the coercion here, which `Option::as_deref_mut` cannot do).
+fn reborrow<'s>(rows: &'s mut Option<&mut dyn EvalRows>) -> Option<&'s mut dyn EvalRows> {
+    match rows {
+        Some(r) => Some(&mut **r),
+        None => None,
+    }
+}
+
+/// `train`'s pseudo-labelling rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PseudoLabel {
+    /// The probability an unlabelled row's most probable class needs.
+    /// Default 0.95.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Rounds of pseudo-labelling and training again. Default 1.
+    #[serde(default = "default_rounds")]
+    pub rounds: usize,
+}
+
+fn default_threshold() -> f64 {
+    0.95
+}
+fn default_rounds() -> usize {
+    1
 }
 
 /// The `train` stage.
@@ -721,7 +772,8 @@ impl Train {
         };
         let class_weights = p.class_weights.resolve_counts(&classes, &scan.counts);
         let settings = p.settings();
-        ctx.progress.set_total(p.epochs as u64);
+        let rounds = p.pseudo_label.as_ref().map_or(0, |pl| pl.rounds);
+        ctx.progress.set_total((p.epochs * (1 + rounds)) as u64);
         let mut valid_held = va.as_ref().map(|v| EvalSet {
             x: &v.x,
             y: &v.y,
@@ -735,7 +787,8 @@ impl Train {
             weights: valid_weights.as_deref(),
             batch_rows: ctx.batch_rows,
         });
-        let valid_rows: Option<&mut dyn EvalRows> = match (&mut valid_held, &mut valid_streamed) {
+        let mut valid_rows: Option<&mut dyn EvalRows> = match (&mut valid_held, &mut valid_streamed)
+        {
             (Some(v), _) => Some(v),
             (None, Some(v)) => Some(v),
             (None, None) => None,
@@ -759,36 +812,104 @@ impl Train {
             Some(t) => t,
             None => &mut streamed,
         };
-        let (fitted, report) = fit(
+        let mut on_epoch = |e: &crate::diagnose::EpochRecord| {
+            ctx.progress.advance(1);
+            ctx.progress.message(&format!(
+                "epoch {}: loss {:.4}{}",
+                e.epoch,
+                e.train_loss,
+                e.valid_loss
+                    .map(|v| format!(", valid {v:.4}"))
+                    .unwrap_or_default()
+            ));
+        };
+        let (mut fitted, mut report) = fit(
             &settings,
-            init,
+            init.clone(),
             k,
             &class_weights,
             train_rows,
-            valid_rows,
+            reborrow(&mut valid_rows),
             ctx.seed,
-            &mut |e| {
-                ctx.progress.advance(1);
-                ctx.progress.message(&format!(
-                    "epoch {}: loss {:.4}{}",
-                    e.epoch,
-                    e.train_loss,
-                    e.valid_loss
-                        .map(|v| format!(", valid {v:.4}"))
-                        .unwrap_or_default()
-                ));
-            },
+            &mut on_epoch,
         )?;
-
         // timings go to the log, not the summary: reports stay byte-identical per seed
-        ctx.log(format!(
-            "trained {} epochs ({} updates) on {} rows in {:.2} s on {}",
-            report.history.epochs.len(),
-            report.updates,
-            labelled,
-            report.seconds,
-            backend_name()
-        ));
+        let log_fit = |report: &crate::fit::FitReport, rows: usize| {
+            ctx.log(format!(
+                "trained {} epochs ({} updates) on {} rows in {:.2} s on {}",
+                report.history.epochs.len(),
+                report.updates,
+                rows,
+                report.seconds,
+                backend_name()
+            ))
+        };
+        log_fit(&report, labelled);
+
+        // pseudo-labelling rounds: train again from the same start on the
+        // labelled rows and the unlabelled ones the network is sure of
+        let mut pseudo_rounds = Vec::new();
+        if let Some(pl) = &p.pseudo_label {
+            let tr = tr.as_ref().ok_or_else(|| {
+                NeuralError::param(
+                    "pseudo_label",
+                    "needs the training rows in memory, and their encoded features exceed the \
+                     memory budget: raise `--memory` or train on fewer rows",
+                )
+            })?;
+            let unlabelled: Vec<usize> = (0..tr.x.rows).filter(|&i| tr.y[i].is_none()).collect();
+            if unlabelled.is_empty() {
+                ctx.log("pseudo_label: every training row has a label, so none is pseudo-labelled");
+            }
+            let mut previous = tr.y.clone();
+            for round in 1..=pl.rounds {
+                if unlabelled.is_empty() {
+                    break;
+                }
+                let probs = predict(&fitted.net()?, &tr.x, k)?;
+                let mut y = tr.y.clone();
+                for &i in &unlabelled {
+                    let row = probs.row(i);
+                    let best = (0..k).fold(0, |b, c| if row[c] > row[b] { c } else { b });
+                    if f64::from(row[best]) >= pl.threshold {
+                        y[i] = Some(best as u32);
+                    }
+                }
+                let added = unlabelled.iter().filter(|&&i| y[i].is_some()).count();
+                pseudo_rounds.push(json!({
+                    "round": round,
+                    "pseudo_labelled": added,
+                    "unlabelled": unlabelled.len(),
+                }));
+                ctx.log(format!(
+                    "pseudo-labelling round {round}: {added} of {} unlabelled rows reach \
+                     probability {}",
+                    unlabelled.len(),
+                    pl.threshold
+                ));
+                if y == previous {
+                    // the same rows with the same labels would train the same network
+                    break;
+                }
+                let mut rows = TableRows {
+                    x: &tr.x,
+                    y: &y,
+                    w: tr.w.as_deref(),
+                };
+                (fitted, report) = fit(
+                    &settings,
+                    init.clone(),
+                    k,
+                    &class_weights,
+                    &mut rows,
+                    reborrow(&mut valid_rows),
+                    ctx.seed,
+                    &mut on_epoch,
+                )?;
+                log_fit(&report, labelled + added);
+                previous = y;
+            }
+        }
 
         // predictions and scores with the kept weights
         let net = fitted.net()?;
@@ -915,6 +1036,7 @@ impl Train {
             classes: &classes,
             feature_columns: columns.len(),
             missing_steps: scan.missing_steps,
+            pseudo_rounds: &pseudo_rounds,
             train_json: &train_json,
             pretrained: &pretrained_cfg,
         });

@@ -28,6 +28,8 @@ pub(super) struct Facts<'a> {
     pub feature_columns: usize,
     /// Training series' steps with no value in any channel (masked).
     pub missing_steps: usize,
+    /// Pseudo-labelling rounds (`round`, `pseudo_labelled`, `unlabelled`).
+    pub pseudo_rounds: &'a [Value],
     pub train_json: &'a Value,
     pub pretrained: &'a Option<Value>,
 }
@@ -89,6 +91,14 @@ pub(super) fn summary(f: &Facts) -> Value {
     } else if f.spec.params.kind == crate::config::EncoderKind::Transformer {
         // one token per feature and the class token
         s.figure("tokens", f.spec.token_count() + 1, "int");
+    }
+    if let Some(last) = f.pseudo_rounds.last() {
+        s.figure("pseudo-labelling rounds", f.pseudo_rounds.len(), "int");
+        s.figure(
+            "pseudo-labelled rows (last round)",
+            last["pseudo_labelled"].clone(),
+            "int",
+        );
     }
     for (port, (l, a), _) in f.scored {
         s.figure(&format!("{port} accuracy"), *a, "pct");
@@ -170,6 +180,7 @@ pub(super) fn summary(f: &Facts) -> Value {
             "masked_steps": f.missing_steps,
         },
         "backend": backend_name(),
+        "pseudo_label": f.pseudo_rounds,
         "stopped_early": f.fit.stopped_early,
         "kept_epoch": f.fit.kept_epoch,
         "diverged": f.fit.diverged,
