@@ -312,5 +312,5 @@ fn every_example_validates() {
         assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
         seen += 1;
     }
-    assert!(seen >= 6, "{seen} examples");
+    assert!(seen >= 8, "{seen} examples");
 }

@@ -676,8 +676,12 @@ impl Train {
         let labelled = scan.labelled();
         if labelled < scan.rows {
             ctx.log(format!(
-                "{} training rows without a label are not trained on",
-                scan.rows - labelled
+                "{} training rows without a label are {}",
+                scan.rows - labelled,
+                match p.pseudo_label {
+                    Some(_) => "pseudo-labelled where the network is sure of them",
+                    None => "not trained on",
+                }
             ));
         }
         // the encoded matrix is held when it fits the budget with room to
