@@ -229,18 +229,25 @@ impl Transformer {
                 let per_feature = x.reshape([b, d, 1]) * weight.reshape([1, d, w]);
                 let tokens = match &self.tokens {
                     // a token of several features (a categorical column's
-                    // indicators) is their sum: its category's embedding
+                    // indicators) is their sum, its category's embedding:
+                    // one product with the 0 / 1 map of features to tokens
                     Some(widths) => {
-                        let mut start = 0;
-                        let parts = widths
-                            .iter()
-                            .map(|&n| {
-                                let t = per_feature.clone().narrow(1, start, n).sum_dim(1);
-                                start += n;
-                                t
-                            })
-                            .collect();
-                        Tensor::cat(parts, 1)
+                        let t = widths.len();
+                        let mut map = vec![0f32; d * t];
+                        let mut feature = 0;
+                        for (token, &n) in widths.iter().enumerate() {
+                            for _ in 0..n {
+                                map[feature * t + token] = 1.0;
+                                feature += 1;
+                            }
+                        }
+                        let map = Tensor::<2>::from_data(TensorData::new(map, [d, t]), &device);
+                        per_feature
+                            .swap_dims(1, 2)
+                            .reshape([b * w, d])
+                            .matmul(map)
+                            .reshape([b, w, t])
+                            .swap_dims(1, 2)
                     }
                     None => per_feature,
                 };
