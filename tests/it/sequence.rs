@@ -71,13 +71,13 @@ fn figure(section: &serde_json::Value, label: &str) -> serde_json::Value {
 fn sequence_encoders_learn_italy_power_demand_from_column_names() {
     let dir = tempfile::tempdir().unwrap();
     for (id, encoder, receptive, epochs) in [
-        ("tcn", "{kind: tcn, depth: 4, width: 32}", 61, 200),
-        ("rnn", "{kind: rnn, depth: 1, width: 32}", 24, 200),
+        ("tcn", "{kind: tcn, depth: 4, width: 32}", 61, 80),
+        ("rnn", "{kind: rnn, depth: 1, width: 32}", 24, 80),
         (
             "transformer",
             "{kind: transformer, depth: 2, width: 32}",
             24,
-            100,
+            60,
         ),
     ] {
         let text = italy(encoder).replace("epochs: 200", &format!("epochs: {epochs}"));
