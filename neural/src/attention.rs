@@ -25,11 +25,10 @@
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor, TensorData, activation};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::config::{Activation, EncoderSpec, Norm, SequenceShape};
-use crate::net::{Normaliser, activate, linear};
+use crate::net::{Normaliser, activate, linear, uniform_values};
 use crate::sequence::{StepMask, drop3, per_step, per_step_map, split_missing};
 
 /// One pre-norm Transformer layer.
@@ -55,7 +54,7 @@ fn uniform(
     device: &Device,
     rng: &mut ChaCha8Rng,
 ) -> Param<Tensor<2>> {
-    let v: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-k..k)).collect();
+    let v = uniform_values(rows * cols, k, rng);
     Param::from_tensor(Tensor::from_data(TensorData::new(v, [rows, cols]), device))
 }
 
@@ -309,12 +308,8 @@ impl Transformer {
         per_step_map(&layer.out, o)
     }
 
-    /// Whether it reads a sequence (else tabular rows).
-    pub fn reads_sequence(&self) -> bool {
-        self.shape.is_some()
-    }
-
-    /// The `[channels, length]` of the sequence it reads, if any.
+    /// The `[channels, length]` of the sequence it reads; `None` for
+    /// tabular rows.
     pub fn shape(&self) -> Option<[usize; 2]> {
         self.shape
     }
@@ -358,6 +353,7 @@ mod tests {
     use super::*;
     use crate::backend::training_device;
     use crate::config::{EncoderKind, EncoderParams};
+    use crate::sequence::tests::rows;
     use rand::SeedableRng;
 
     fn spec(sequence: Option<SequenceShape>, causal: bool, input_dim: usize) -> EncoderSpec {
@@ -371,11 +367,6 @@ mod tests {
             ..EncoderParams::default()
         };
         EncoderSpec::new(p, input_dim).unwrap()
-    }
-
-    fn rows(b: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..b * d).map(|_| rng.random_range(-1.0..1.0)).collect()
     }
 
     fn run(enc: &Transformer, x: Vec<f32>, b: usize, d: usize) -> Vec<f32> {

@@ -28,6 +28,11 @@ pub fn linear(d_in: usize, d_out: usize, device: &Device, rng: &mut ChaCha8Rng) 
     linear_within(d_in, d_out, 1.0 / (d_in.max(1) as f32).sqrt(), device, rng)
 }
 
+/// `n` values drawn from `U(-k, k)`: every layer's initial weights.
+pub(crate) fn uniform_values(n: usize, k: f32, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-k..k)).collect()
+}
+
 /// A linear layer with weights and biases drawn from `U(-k, k)`.
 pub fn linear_within(
     d_in: usize,
@@ -36,8 +41,8 @@ pub fn linear_within(
     device: &Device,
     rng: &mut ChaCha8Rng,
 ) -> Linear {
-    let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.random_range(-k..k)).collect();
-    let b: Vec<f32> = (0..d_out).map(|_| rng.random_range(-k..k)).collect();
+    let w = uniform_values(d_in * d_out, k, rng);
+    let b = uniform_values(d_out, k, rng);
     Linear {
         weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device)),
         bias: Some(Param::from_tensor(Tensor::from_data(
@@ -54,10 +59,8 @@ fn conv3x3(c_in: usize, c_out: usize, device: &Device, rng: &mut ChaCha8Rng) -> 
         .with_initializer(Initializer::Zeros)
         .init(device);
     let k = 1.0 / ((c_in * 9) as f32).sqrt();
-    let w: Vec<f32> = (0..c_out * c_in * 9)
-        .map(|_| rng.random_range(-k..k))
-        .collect();
-    let b: Vec<f32> = (0..c_out).map(|_| rng.random_range(-k..k)).collect();
+    let w = uniform_values(c_out * c_in * 9, k, rng);
+    let b = uniform_values(c_out, k, rng);
     conv.weight = Param::from_tensor(Tensor::from_data(
         TensorData::new(w, [c_out, c_in, 3, 3]),
         device,
@@ -262,7 +265,7 @@ impl Encoder {
             return Some(s.states(x, rng).0);
         }
         match &self.transformer {
-            Some(t) if t.reads_sequence() => Some(t.states(x, rng).0),
+            Some(t) if t.shape().is_some() => Some(t.states(x, rng).0),
             _ => None,
         }
     }

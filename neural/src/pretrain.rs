@@ -205,14 +205,10 @@ impl PretrainParams {
             p.push(ParamProblem::new("projection_dim", "must be at least 1"));
         }
         self.check_method(&s, &mut p);
-        // a sequence method needs a sequence kind; whether the columns make
-        // a sequence is known when the stage runs
-        let mut sequence_kind = self.encoder.clone();
-        if sequence_kind.kind.reads_sequences() && sequence_kind.sequence.is_none() {
-            sequence_kind.sequence = Some(crate::config::SequenceShape::one_channel(1));
-        }
+        // whether the columns make a sequence is known when the stage runs
         if self.method.is_sequence()
-            && let Some(why) = crate::ssl::sequence_encoder_problem(self.method, &sequence_kind)
+            && let Some(why) =
+                crate::ssl::sequence_encoder_problem(self.method, &self.encoder, false)
         {
             p.push(ParamProblem::new("method", why));
         }

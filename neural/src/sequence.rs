@@ -451,7 +451,7 @@ impl SequenceEncoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::backend::training_device;
     use crate::config::{EncoderParams, Norm};
@@ -474,7 +474,8 @@ mod tests {
         EncoderSpec::new(p, channels * length).unwrap()
     }
 
-    fn rows(b: usize, d: usize, seed: u64) -> Vec<f32> {
+    /// `b x d` values from `U(-1, 1)`, seeded.
+    pub(crate) fn rows(b: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         (0..b * d).map(|_| rng.random_range(-1.0..1.0)).collect()
     }

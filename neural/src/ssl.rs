@@ -224,7 +224,7 @@ pub fn pretrain_rows(
     let d = spec.input_dim;
     let w = spec.embedding_dim();
     if s.method.is_sequence()
-        && let Some(why) = sequence_encoder_problem(s.method, &spec.params)
+        && let Some(why) = sequence_encoder_problem(s.method, &spec.params, true)
     {
         return Err(NeuralError::param("method", why));
     }
@@ -328,14 +328,21 @@ pub fn pretrain_rows(
 
 /// Why `method` (a sequence method) cannot train an encoder of `p`, if it
 /// cannot: one that does not read a sequence, or, for `next_step`, one that
-/// sees the future.
+/// sees the future. Before the layout is known (`layout_known` false: the
+/// stage's parameters are checked before it sees its columns) a
+/// Transformer may still read a sequence.
 pub fn sequence_encoder_problem(
     method: Method,
     p: &crate::config::EncoderParams,
+    layout_known: bool,
 ) -> Option<String> {
     use crate::config::{EncoderKind, word};
     let name = word(&method);
-    if !p.is_sequence() {
+    let reads = match layout_known {
+        true => p.is_sequence(),
+        false => p.kind.reads_sequences(),
+    };
+    if !reads {
         return Some(format!(
             "`{name}` pretrains a sequence encoder: `encoder.kind` must be rnn, tcn or \
              transformer over a sequence (columns named `t{{j}}` / `d{{c}}_t{{j}}`, or \
@@ -376,6 +383,16 @@ fn decoded_loss(
     let pred = per_step_map(&net.decoder[1], hidden);
     let target = Tensor::<3>::from_data(TensorData::new(target, [b, l, c]), &device);
     let weight = Tensor::<3>::from_data(TensorData::new(weight, [b, l, c]), &device);
+    weighted_mse(pred, target, weight)
+}
+
+/// The mean squared error of `pred` over the cells where `weight` is 1
+/// (the others are 0).
+fn weighted_mse<const D: usize>(
+    pred: Tensor<D>,
+    target: Tensor<D>,
+    weight: Tensor<D>,
+) -> Tensor<1> {
     let cells = weight.clone().sum().clamp_min(1.0);
     ((pred - target).square() * weight).sum() / cells
 }
@@ -412,12 +429,13 @@ fn sequence_targets(
             }
             for c in 0..channels {
                 let v = at(r, c, source);
-                let cell = (r * steps + t) * channels + c;
-                if !v.is_nan() {
-                    target[cell] = v;
-                    weight[cell] = 1.0;
+                if v.is_nan() {
+                    continue;
                 }
-                if method == Method::Masked && !v.is_nan() {
+                let cell = (r * steps + t) * channels + c;
+                target[cell] = v;
+                weight[cell] = 1.0;
+                if method == Method::Masked {
                     input[r * d + c * length + t] = 0.0;
                 }
             }
@@ -440,13 +458,14 @@ fn objective(
     let d = pool.cols;
     let b = x.len() / d;
     let upload = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [b, d]), device);
-    let clean = upload(x.to_vec());
+    let clean = || upload(x.to_vec());
     // a sequence's missing steps (NaN) are masked by the encoder and left
     // out of the reconstruction loss
-    let present = x
-        .iter()
-        .any(|v| v.is_nan())
-        .then(|| upload(x.iter().map(|v| f32::from(!v.is_nan())).collect()));
+    let present = || {
+        x.iter()
+            .any(|v| v.is_nan())
+            .then(|| upload(x.iter().map(|v| f32::from(!v.is_nan())).collect()))
+    };
     match s.method {
         Method::Dae => {
             let noisy = match s.noise {
@@ -454,13 +473,13 @@ fn objective(
                 Noise::Swap => swap_corrupt(x, pool, s.corruption, rng).0,
             };
             let h = net.encoder.forward(upload(noisy), Some(rng));
-            let rec = reconstruct(net, h, clean, present);
+            let rec = reconstruct(net, h, clean(), present());
             (rec.clone(), vec![("reconstruction", rec)])
         }
         Method::Vime => {
             let (noisy, mask) = swap_corrupt(x, pool, s.corruption, rng);
             let h = net.encoder.forward(upload(noisy), Some(rng));
-            let rec = reconstruct(net, h.clone(), clean, present);
+            let rec = reconstruct(net, h.clone(), clean(), present());
             let m = upload(mask);
             let mask_loss = match &net.mask {
                 Some(head) => {
@@ -489,7 +508,7 @@ fn objective(
         }
         Method::Scarf => {
             let (noisy, _) = swap_corrupt(x, pool, s.corruption, rng);
-            let z1 = unit_rows(project(net, net.encoder.forward(clean, Some(rng))));
+            let z1 = unit_rows(project(net, net.encoder.forward(clean(), Some(rng))));
             let z2 = unit_rows(project(net, net.encoder.forward(upload(noisy), Some(rng))));
             let logits = z1.matmul(z2.transpose()).div_scalar(s.temperature);
             let eye = Tensor::<2>::eye(b, device);
@@ -521,8 +540,7 @@ fn reconstruct(
     match present {
         Some(m) => {
             let target = clean.mask_fill(m.clone().equal_elem(0.0), 0.0);
-            let cells = m.clone().sum().clamp_min(1.0);
-            ((head.forward(h) - target).square() * m).sum() / cells
+            weighted_mse(head.forward(h), target, m)
         }
         None => (head.forward(h) - clean).square().mean(),
     }

@@ -38,6 +38,18 @@ stages:
     )
 }
 
+/// A pipeline that ingests the CSV file `data` (label `label`) and trains
+/// on it with `params` (the train stage's parameters, one per line), then
+/// reports.
+fn trained_on(data: &str, params: &[&str]) -> String {
+    let params: String = params.iter().map(|l| format!("    {l}\n")).collect();
+    format!(
+        "name: csv\nseed: 0\nstages:\n  d:\n    type: ingest\n    path: {data}\n    label: label\n  \
+         train:\n    type: train\n    inputs: d\n{params}  report:\n    type: report\n    \
+         inputs: [train.summary]\n"
+    )
+}
+
 /// Runs `file`, which must fail with a message and no panic: its stderr.
 fn refused(dir: &std::path::Path, file: &str) -> String {
     let o = gigo(dir, &["run", file]);
@@ -142,21 +154,9 @@ fn an_all_missing_series_names_its_row() {
         });
     }
     let data = write(dir.path(), "seq.csv", &csv);
-    let text = format!(
-        r#"
-name: nan_series
-seed: 0
-stages:
-  d:
-    type: ingest
-    path: {data}
-    label: label
-  train:
-    type: train
-    inputs: d
-    encoder: {{kind: tcn, depth: 1, width: 4}}
-    epochs: 1
-"#
+    let text = trained_on(
+        &data,
+        &["encoder: {kind: tcn, depth: 1, width: 4}", "epochs: 1"],
     );
     let err = refused(dir.path(), &write(dir.path(), "nan.yaml", &text));
     assert!(
@@ -216,24 +216,9 @@ fn ragged_series_are_masked_and_counted() {
             "{kind: transformer, depth: 1, width: 16, causal: true}",
         ),
     ] {
-        let text = format!(
-            r#"
-name: ragged
-seed: 0
-stages:
-  d:
-    type: ingest
-    path: {data}
-    label: label
-  train:
-    type: train
-    inputs: d
-    encoder: {encoder}
-    lr: 0.01
-    epochs: 30
-    batch_size: 16
-"#
-        );
+        let encoder = format!("encoder: {encoder}");
+        let params = [encoder.as_str(), "lr: 0.01", "epochs: 30", "batch_size: 16"];
+        let text = trained_on(&data, &params);
         let file = write(dir.path(), &format!("{id}.yaml"), &text);
         let s = run_summary(&ran(dir.path(), &file, id), "train");
         assert_eq!(s["encoder"]["masked_steps"], missing, "{id}");
@@ -263,26 +248,10 @@ fn a_transformer_reads_tabular_rows_as_feature_tokens() {
     }
     let data = write(dir.path(), "xor.csv", &csv);
     let pipeline = |encoder: &str| {
-        format!(
-            r#"
-name: tabular
-seed: 0
-stages:
-  d:
-    type: ingest
-    path: {data}
-    label: label
-  train:
-    type: train
-    inputs: d
-    encoder: {encoder}
-    lr: 0.003
-    epochs: 60
-    batch_size: 16
-  report:
-    type: report
-    inputs: [train.summary]
-"#
+        let encoder = format!("encoder: {encoder}");
+        trained_on(
+            &data,
+            &[&encoder, "lr: 0.003", "epochs: 60", "batch_size: 16"],
         )
     };
     let file = write(

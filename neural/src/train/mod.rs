@@ -707,6 +707,13 @@ impl Train {
             .as_ref()
             .map(|t| encode(t, &enc, &label, &classes, p.sample_weights, "table"))
             .transpose()?;
+        if p.pseudo_label.is_some() && tr.is_none() {
+            return Err(NeuralError::param(
+                "pseudo_label",
+                "needs the training rows in memory, and their encoded features exceed the \
+                 memory budget: raise `--memory` or train on fewer rows",
+            ));
+        }
         // validation and test rows are held when their encoded matrix fits a
         // quarter of the budget; otherwise they are read in batches (the
         // validation rows every epoch), with the figures of a held run
@@ -853,29 +860,24 @@ impl Train {
         // pseudo-labelling rounds: train again from the same start on the
         // labelled rows and the unlabelled ones the network is sure of
         let mut pseudo_rounds = Vec::new();
-        if let Some(pl) = &p.pseudo_label {
-            let tr = tr.as_ref().ok_or_else(|| {
-                NeuralError::param(
-                    "pseudo_label",
-                    "needs the training rows in memory, and their encoded features exceed the \
-                     memory budget: raise `--memory` or train on fewer rows",
-                )
-            })?;
+        if let (Some(pl), Some(tr)) = (&p.pseudo_label, &tr) {
             let unlabelled: Vec<usize> = (0..tr.x.rows).filter(|&i| tr.y[i].is_none()).collect();
-            if unlabelled.is_empty() {
-                ctx.log("pseudo_label: every training row has a label, so none is pseudo-labelled");
-            }
-            let mut previous = tr.y.clone();
-            for round in 1..=pl.rounds {
-                if unlabelled.is_empty() {
-                    break;
+            let rounds = match unlabelled.is_empty() {
+                true => {
+                    ctx.log(
+                        "pseudo_label: every training row has a label, so none is pseudo-labelled",
+                    );
+                    0
                 }
+                false => pl.rounds,
+            };
+            let mut previous = tr.y.clone();
+            for round in 1..=rounds {
                 let probs = predict(&fitted.net()?, &tr.x, k)?;
                 let mut y = tr.y.clone();
                 for &i in &unlabelled {
-                    let row = probs.row(i);
-                    let best = (0..k).fold(0, |b, c| if row[c] > row[b] { c } else { b });
-                    if f64::from(row[best]) >= pl.threshold {
+                    let best = data::argmax(probs.row(i));
+                    if f64::from(probs.row(i)[best]) >= pl.threshold {
                         y[i] = Some(best as u32);
                     }
                 }
