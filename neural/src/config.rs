@@ -131,7 +131,7 @@ impl EncoderKind {
     }
 
     /// Whether the kind can read its features as a sequence (`sequence`, or
-    /// columns named `t{j}` / `d{c}_t{j}`).
+    /// columns named `t{j}` / `{channel}_t{j}`).
     pub fn reads_sequences(self) -> bool {
         self.is_sequence() || self == EncoderKind::Transformer
     }
@@ -226,7 +226,10 @@ pub struct EncoderParams {
     pub causal: bool,
     /// `kind: rnn` / `tcn` / `transformer` only: channels and steps of each
     /// row's sequence. The `train` and `pretrain` stages infer it from
-    /// feature columns named `t{j}` (one channel) or `d{c}_t{j}`; elsewhere
+    /// feature columns named `t{j}` (one channel) or `{channel}_t{j}` (such
+    /// as `d{c}_t{j}`, or `x_t{j}` for a list column `x` that `ingest`
+    /// widened: one channel per name, `d{c}` by number, then the others in
+    /// the table's order); elsewhere
     /// the default is one channel of all the features (`rnn`, `tcn`) or one
     /// token per feature (`transformer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

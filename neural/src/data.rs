@@ -93,28 +93,47 @@ impl SequenceLayout {
     }
 }
 
-/// The step a column name stands for: `t{j}` is channel 0 at step `j`,
-/// `d{c}_t{j}` channel `c` at step `j`; `multi` says which form.
-fn step_of(name: &str) -> Option<(bool, usize, usize)> {
+/// The step a column name stands for: `t{j}` is step `j` of the one
+/// channel (no name), `{name}_t{j}` step `j` of channel `name` (`d{c}_t{j}`
+/// in the archive files, `x_t{j}` for list column `x` as `ingest` widens it).
+fn step_of(name: &str) -> Option<(Option<&str>, usize)> {
     let number = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .then(|| s.parse::<usize>().ok())
             .flatten()
     };
-    if let Some(rest) = name.strip_prefix('d')
-        && let Some((c, t)) = rest.split_once("_t")
+    if let Some((channel, t)) = name.rsplit_once("_t")
+        && !channel.is_empty()
+        && let Some(t) = number(t)
     {
-        return Some((true, number(c)?, number(t)?));
+        return Some((Some(channel), t));
     }
-    Some((false, 0, number(name.strip_prefix('t')?)?))
+    Some((None, number(name.strip_prefix('t')?)?))
+}
+
+/// Where a channel sorts: `d{c}` by `c` as a number, before channels of
+/// other names in the order the table has them (`first`).
+fn channel_order(channel: Option<&str>, first: usize) -> (usize, usize) {
+    match channel.and_then(|c| c.strip_prefix('d')?.parse::<usize>().ok()) {
+        Some(c) => (0, c),
+        None => (1, first),
+    }
+}
+
+/// The name of step `t` of `channel`.
+fn step_name(channel: Option<&str>, t: usize) -> String {
+    match channel {
+        Some(c) => format!("{c}_t{t}"),
+        None => format!("t{t}"),
+    }
 }
 
 /// The feature columns a sequence kind reads (`params.kind` rnn / tcn /
 /// transformer; any other kind takes `columns` as they are). With
 /// `params.sequence` the columns are taken in their order; without, the
-/// shape comes from the names `t{j}` / `d{c}_t{j}`, the columns are ordered
-/// by channel and step, and feature columns of other names are left out,
-/// unless `explicit` (the user listed them), where they are an error. A
+/// shape comes from the names `t{j}` / `{channel}_t{j}`, the columns are
+/// ordered by channel and step, and feature columns of other names are left
+/// out, unless `explicit` (the user listed them), where they are an error. A
 /// transformer over columns none of which is named as a step reads them as
 /// tabular rows, one token per feature.
 pub fn sequence_layout(
@@ -133,7 +152,8 @@ pub fn sequence_layout(
         if params.causal {
             return Err(NeuralError::param(
                 "encoder.causal",
-                "a causal transformer needs a sequence (columns named `t{j}` / `d{c}_t{j}`, or                  `encoder.sequence`); tabular features have no order to mask",
+                "a causal transformer needs a sequence (columns named `t{j}` / `{channel}_t{j}`, \
+                 list columns, or `encoder.sequence`); tabular features have no order to mask",
             ));
         }
         return Ok(SequenceLayout::as_given(columns, params));
@@ -153,18 +173,18 @@ pub fn sequence_layout(
         }
         return Ok(SequenceLayout::as_given(columns, params));
     }
-    let mut steps = Vec::new();
+    let mut steps: Vec<(Option<String>, usize, String)> = Vec::new();
     let mut left_out = Vec::new();
     for c in columns {
         match step_of(&c) {
-            Some(s) => steps.push((s, c)),
+            Some((channel, t)) => steps.push((channel.map(String::from), t, c)),
             None if explicit => {
                 return Err(NeuralError::param(
                     "features",
                     format!(
-                        "column `{c}` is not named `t{{j}}` or `d{{c}}_t{{j}}`, so its place \
-                         in the sequence is unknown: give `encoder.sequence: {{channels, length}}` \
-                         and list the columns channel after channel"
+                        "column `{c}` is not named `t{{j}}` or `{{channel}}_t{{j}}`, so its \
+                         place in the sequence is unknown: give `encoder.sequence: {{channels, \
+                         length}}` and list the columns channel after channel"
                     ),
                 ));
             }
@@ -174,43 +194,50 @@ pub fn sequence_layout(
     if steps.is_empty() {
         return Err(NeuralError::param(
             "encoder.sequence",
-            "no feature column is named `t{j}` or `d{c}_t{j}`: give `encoder.sequence: \
-             {channels, length}` and the columns in `features`",
+            "no feature column is named `t{j}` or `{channel}_t{j}` (nor is a list column): give \
+             `encoder.sequence: {channels, length}` and the columns in `features`",
         ));
     }
-    if let Some(((_, _, _), c)) = steps.iter().find(|((m, _, _), _)| *m != steps[0].0.0) {
+    if let Some((_, _, c)) = steps.iter().find(|s| s.0.is_some() != steps[0].0.is_some()) {
         return Err(NeuralError::data(format!(
-            "column `{c}` mixes the `t{{j}}` and `d{{c}}_t{{j}}` namings of a sequence (`{}` is \
-             the other)",
-            steps[0].1
+            "column `{c}` mixes the `t{{j}}` and `{{channel}}_t{{j}}` namings of a sequence (`{}` \
+             is the other)",
+            steps[0].2
         )));
     }
-    steps.sort();
-    let channels = steps.iter().map(|((_, c, _), _)| c + 1).max().unwrap_or(1);
-    let length = steps.iter().map(|((_, _, t), _)| t + 1).max().unwrap_or(1);
-    let multi = steps[0].0.0;
-    for c in 0..channels {
-        for t in 0..length {
-            let at = c * length + t;
-            if steps.get(at).map(|((_, sc, st), _)| (*sc, *st)) != Some((c, t)) {
-                let name = if multi {
-                    format!("d{c}_t{t}")
-                } else {
-                    format!("t{t}")
-                };
-                let found = steps
-                    .get(at)
-                    .map_or("nothing".to_string(), |s| format!("`{}`", s.1));
-                return Err(NeuralError::data(format!(
-                    "the sequence of {channels} channel(s) x {length} steps has no column \
-                     `{name}` (found {found} in its place): every channel needs every step once"
-                )));
-            }
+    let mut channels: Vec<Option<String>> = Vec::new();
+    for (c, _, _) in &steps {
+        if !channels.contains(c) {
+            channels.push(c.clone());
         }
     }
-    params.sequence = Some(SequenceShape { channels, length });
+    let mut order: Vec<usize> = (0..channels.len()).collect();
+    order.sort_by_key(|&i| channel_order(channels[i].as_deref(), i));
+    let channels: Vec<Option<String>> = order.into_iter().map(|i| channels[i].clone()).collect();
+    let length = steps.iter().map(|(_, t, _)| t + 1).max().unwrap_or(1);
+    let longest = steps.iter().max_by_key(|(_, t, _)| *t).map(|s| s.2.clone());
+    let mut ordered = Vec::with_capacity(channels.len() * length);
+    for channel in &channels {
+        for t in 0..length {
+            let Some((_, _, name)) = steps.iter().find(|(c, st, _)| c == channel && *st == t)
+            else {
+                return Err(NeuralError::data(format!(
+                    "the sequence of {} channel(s) x {length} steps (`{}` is its last step) has \
+                     no column `{}`: every channel needs every step once",
+                    channels.len(),
+                    longest.unwrap_or_default(),
+                    step_name(channel.as_deref(), t)
+                )));
+            };
+            ordered.push(name.clone());
+        }
+    }
+    params.sequence = Some(SequenceShape {
+        channels: channels.len(),
+        length,
+    });
     Ok(SequenceLayout {
-        columns: steps.into_iter().map(|(_, c)| c).collect(),
+        columns: ordered,
         params,
         left_out,
     })
@@ -412,6 +439,20 @@ mod tests {
         let many: Vec<String> = (0..12).rev().map(|j| format!("t{j}")).collect();
         let l = sequence_layout(&rnn(), many, false).unwrap();
         assert_eq!(l.columns[10], "t10");
+        // named channels (list columns as `ingest` widens them) keep the
+        // table's order, after any `d{c}`
+        let l = sequence_layout(
+            &rnn(),
+            names(&["y_t1", "x_t0", "y_t0", "x_t1", "d0_t0", "d0_t1", "row"]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            l.columns,
+            names(&["d0_t0", "d0_t1", "y_t0", "y_t1", "x_t0", "x_t1"])
+        );
+        assert_eq!(l.left_out, names(&["row"]));
+        assert_eq!(l.channels(), vec![0..2, 2..4, 4..6]);
         // other kinds take the columns as they are
         let mlp = EncoderParams::default();
         let l = sequence_layout(&mlp, names(&["b", "a"]), false).unwrap();
@@ -427,6 +468,8 @@ mod tests {
         };
         let e = err(&["t0", "t2"], false);
         assert!(e.contains("`t1`") && e.contains("`t2`"), "{e}");
+        let e = err(&["x_t0", "x_t1", "y_t0"], false);
+        assert!(e.contains("`y_t1`") && e.contains("2 channel"), "{e}");
         let e = err(&["d0_t0", "d0_t1", "d1_t0"], false);
         assert!(e.contains("`d1_t1`") && e.contains("2 channel"), "{e}");
         let e = err(&["t0", "d0_t1"], false);

@@ -166,12 +166,9 @@ fn an_all_missing_series_names_its_row() {
 }
 
 /// Two classes of series (a rising and a falling ramp, with a wiggle) of
-/// 8 to 16 steps, the rest of each row empty, and some steps missing in
-/// the middle: `(csv, missing steps)`.
-fn ragged_series(rows: usize) -> (String, usize) {
-    let length = 16;
-    let mut csv = (0..length).map(|t| format!("t{t},")).collect::<String>() + "label\n";
-    let mut missing = 0;
+/// 8 to 16 steps, some steps missing in the middle: each row's values (to
+/// its own length; `None` where a step is missing) and its class.
+fn ragged_rows(rows: usize) -> Vec<(Vec<Option<f64>>, usize)> {
     let mut state = 12345u64;
     let mut next = move || {
         state = state
@@ -179,21 +176,44 @@ fn ragged_series(rows: usize) -> (String, usize) {
             .wrapping_add(1442695040888963407);
         (state >> 33) as f64 / (1u64 << 31) as f64
     };
-    for i in 0..rows {
-        let class = i % 2;
-        let len = 8 + (next() * 9.0) as usize;
-        for t in 0..length {
-            let gap = t > 0 && t + 1 < len && next() < 0.1;
-            if t < len && !gap {
-                let ramp = t as f64 / len as f64;
-                let v = if class == 0 { ramp } else { 1.0 - ramp };
-                csv.push_str(&format!(
-                    "{:.4},",
-                    v + 0.1 * (t as f64 * 1.7).sin() + 0.1 * next()
-                ));
-            } else {
-                missing += 1;
-                csv.push(',');
+    (0..rows)
+        .map(|i| {
+            let class = i % 2;
+            let len = 8 + (next() * 9.0) as usize;
+            let steps = (0..len)
+                .map(|t| {
+                    let gap = t > 0 && t + 1 < len && next() < 0.1;
+                    let ramp = t as f64 / len as f64;
+                    let v = if class == 0 { ramp } else { 1.0 - ramp };
+                    let v = v + 0.1 * (t as f64 * 1.7).sin() + 0.1 * next();
+                    // as the CSV file writes it
+                    (!gap).then(|| format!("{v:.4}").parse().unwrap())
+                })
+                .collect();
+            (steps, class)
+        })
+        .collect()
+}
+
+/// The longest series of [`ragged_rows`].
+const RAGGED_LENGTH: usize = 16;
+
+/// [`ragged_rows`] as wide CSV columns `t0 .. t15` (the rest of each row
+/// empty): `(csv, missing steps)`.
+fn ragged_series(rows: usize) -> (String, usize) {
+    let mut csv = (0..RAGGED_LENGTH)
+        .map(|t| format!("t{t},"))
+        .collect::<String>()
+        + "label\n";
+    let mut missing = 0;
+    for (steps, class) in ragged_rows(rows) {
+        for t in 0..RAGGED_LENGTH {
+            match steps.get(t).copied().flatten() {
+                Some(v) => csv.push_str(&format!("{v},")),
+                None => {
+                    missing += 1;
+                    csv.push(',');
+                }
             }
         }
         csv.push_str(&format!("{class}\n"));
@@ -272,4 +292,104 @@ fn a_transformer_reads_tabular_rows_as_feature_tokens() {
         err.contains("encoder.causal") && err.contains("train"),
         "{err}"
     );
+}
+
+/// A list column is a channel: the same ragged series as a JSON lines
+/// array (read whole) and a Parquet `List<Float64>` (streamed, its lengths
+/// measured first) train exactly the model that wide CSV columns with empty
+/// cells train: the same scores, the same masked steps; `ingest` counts
+/// what it padded.
+#[test]
+fn list_columns_train_as_the_same_sequences_as_wide_columns() {
+    use arrow::array::{ArrayRef, Int64Array, ListArray, RecordBatch};
+    use arrow::datatypes::Float64Type;
+    let dir = tempfile::tempdir().unwrap();
+    let rows = ragged_rows(80);
+    let (csv, missing) = ragged_series(80);
+    let wide = write(dir.path(), "wide.csv", &csv);
+    let jsonl: String = rows
+        .iter()
+        .map(|(steps, class)| {
+            let x: Vec<String> = steps
+                .iter()
+                .map(|v| v.map_or("null".into(), |v| v.to_string()))
+                .collect();
+            format!("{{\"x\": [{}], \"label\": {class}}}\n", x.join(", "))
+        })
+        .collect();
+    let json = write(dir.path(), "lists.jsonl", &jsonl);
+    let x = ListArray::from_iter_primitive::<Float64Type, _, _>(
+        rows.iter().map(|(steps, _)| Some(steps.clone())),
+    );
+    let label = Int64Array::from_iter_values(rows.iter().map(|(_, c)| *c as i64));
+    let batch = RecordBatch::try_from_iter([
+        ("x", std::sync::Arc::new(x) as ArrayRef),
+        ("label", std::sync::Arc::new(label) as ArrayRef),
+    ])
+    .unwrap();
+    let pq = dir.path().join("lists.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&pq).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    // several row groups, read in batches of 7 rows
+    for at in (0..batch.num_rows()).step_by(30) {
+        w.write(&batch.slice(at, 30.min(batch.num_rows() - at)))
+            .unwrap();
+        w.flush().unwrap();
+    }
+    w.close().unwrap();
+    let params = [
+        "encoder: {kind: rnn, depth: 1, width: 8}",
+        "lr: 0.01",
+        "epochs: 5",
+        "batch_size: 16",
+    ];
+    let padded = rows.iter().filter(|(s, _)| s.len() < RAGGED_LENGTH).count();
+    let mut scores = Vec::new();
+    for (id, data) in [
+        ("wide", wide),
+        ("jsonl", json),
+        ("parquet", pq.display().to_string()),
+    ] {
+        let file = write(
+            dir.path(),
+            &format!("{id}.yaml"),
+            &trained_on(&data, &params),
+        );
+        let o = gigo(
+            dir.path(),
+            &["run", &file, "--run-id", id, "--batch-rows", "7"],
+        );
+        assert_eq!(o.status.code(), Some(0), "{id}: {}", stderr(&o));
+        let run = dir.path().join("runs").join(id);
+        let s = run_summary(&run, "train");
+        assert_eq!(s["encoder"]["masked_steps"], missing, "{id}");
+        assert_eq!(
+            s["encoder"]["sequence"]["length"], RAGGED_LENGTH,
+            "{id}: {s}"
+        );
+        scores.push((id, s["scores"].clone(), s["history"].clone()));
+        if id != "wide" {
+            let d = run_summary(&run, "d");
+            assert_eq!(d["lists"]["columns"], serde_json::json!(["x"]), "{id}");
+            assert_eq!(d["lists"]["length"], RAGGED_LENGTH, "{id}");
+            assert_eq!(d["lists"]["padded_rows"], padded, "{id}");
+            assert_eq!(d["lists"]["null_steps"], missing, "{id}");
+            let said = run_record(dir.path(), id)["stages"]["d"]["messages"].to_string();
+            assert!(
+                said.contains("list column(s) `x` read as 16 step column(s)"),
+                "{said}"
+            );
+        }
+    }
+    for (id, s, h) in &scores[1..] {
+        assert_eq!(
+            (s, h),
+            (&scores[0].1, &scores[0].2),
+            "{id} against the wide columns"
+        );
+    }
 }

@@ -31,6 +31,7 @@ mod enforce;
 mod files;
 mod fingerprint;
 mod jsonl_stream;
+mod lists;
 mod readers;
 mod report;
 mod roles;
@@ -44,6 +45,7 @@ use enforce::{Split, apply_contract, role_for, with_bad_lines, with_roles};
 pub use files::matched_files;
 use files::{concat_parts, is_glob, shown};
 pub use fingerprint::FingerprintMode;
+use lists::Lists;
 pub use readers::first_bad_json_line;
 use readers::read_file;
 use report::{FileCounts, Report};
@@ -165,7 +167,9 @@ const DOC: &str = "Reads a CSV, TSV, Parquet, Arrow IPC or JSON lines file (or a
 concatenated in sorted order) into an Arrow table, through polars. With `schema:`, columns are \
 cast to the contract's types and rows that break its rules (nullable, min, max, allowed) go to \
 `quarantined` with the reason. Sets column roles: the label column is the label, the others \
-features unless the contract says otherwise.";
+features unless the contract says otherwise. A list column of numbers `x` (one series per row) \
+becomes the step columns `x_t0 ..` that the sequence encoders read, padded with nulls to the \
+table's longest list.";
 
 /// Registers the `ingest` stage type.
 pub fn register(registry: &mut Registry) {
@@ -343,6 +347,12 @@ impl Stage for Ingest {
         // into the store; other inputs are read whole, file by file.
         let plan = self.plan(&files, &formats, &string_columns, ctx)?;
         let whole = matches!(plan, Plan::Whole);
+        // List columns become step columns: a streamed table's lengths are
+        // measured first; a table read whole is widened once concatenated.
+        let mut lists = match plan {
+            Plan::Arrow | Plan::Jsonl { .. } => self.measure_lists(&plan, &files, &formats, ctx)?,
+            Plan::Csv { .. } | Plan::Whole => None,
+        };
         let mut sink = if whole {
             check_budget(&files, ctx.memory_budget)?;
             Sink::Memory {
@@ -372,37 +382,7 @@ impl Stage for Ingest {
             ctx.progress.message(&shown);
             let before = fingerprint::stamp(path)?;
             let mut counts = FileCounts::default();
-            let pieces: Pieces = match &plan {
-                Plan::Arrow => Box::new(
-                    match format {
-                        Format::Ipc => streams::ipc_batches(path, &shown, ctx.batch_rows)?,
-                        _ => streams::parquet_batches(path, &shown, ctx.batch_rows)?,
-                    }
-                    .map(|b| b.map(|b| (b, Vec::new()))),
-                ),
-                Plan::Csv { separator, schema } => csv_stream::batches(
-                    path,
-                    &shown,
-                    *separator,
-                    schema.clone(),
-                    self.params.on_bad_line,
-                    ctx.batch_rows,
-                )?,
-                Plan::Jsonl { schema } => jsonl_stream::batches(
-                    path,
-                    &shown,
-                    schema.clone(),
-                    self.params.on_bad_line,
-                    ctx.batch_rows,
-                )?,
-                Plan::Whole => Box::new(std::iter::once(read_file(
-                    path,
-                    &shown,
-                    format,
-                    &string_columns,
-                    self.params.on_bad_line,
-                ))),
-            };
+            let pieces = self.pieces(&plan, path, format, &shown, &string_columns, ctx)?;
             // The columns are checked and their roles resolved once a file.
             let mut ignored: Option<Vec<String>> = None;
             for piece in pieces {
@@ -423,6 +403,9 @@ impl Stage for Ingest {
                 let raw = drop_ignored(&shown, raw, dropped, contract.as_ref())?;
                 let mut split =
                     apply_contract(&shown, raw, contract.as_ref(), named_label.as_deref())?;
+                if let Some(l) = &lists {
+                    split.kept = l.widen(&shown, split.kept)?;
+                }
                 counts.add(&split);
                 if self.params.on_bad_line == OnBadLine::Quarantine {
                     split.quarantined = with_bad_lines(&shown, split.quarantined, &bad)?;
@@ -430,8 +413,10 @@ impl Stage for Ingest {
                 counts.rows_read += bad.len();
                 counts.quarantined += bad.len();
                 counts.bad_lines += bad.len();
-                let roles =
-                    |name: &str| role_for(name, label.as_deref(), &given, contract.as_ref());
+                let roles = |name: &str| {
+                    let name = lists.as_ref().and_then(|l| l.origin(name)).unwrap_or(name);
+                    role_for(name, label.as_deref(), &given, contract.as_ref())
+                };
                 sink.push(ctx, &shown, split, &roles, &|name: &str| {
                     quarantine_role(name, &roles)
                 })?;
@@ -445,7 +430,13 @@ impl Stage for Ingest {
             ctx.progress.advance(1);
         }
 
-        let roles = |name: &str| role_for(name, label.as_deref(), &given, contract.as_ref());
+        if let Sink::Memory { kept, .. } = &mut sink {
+            lists = widen_whole(kept, &self.params.path)?;
+        }
+        let roles = |name: &str| {
+            let name = lists.as_ref().and_then(|l| l.origin(name)).unwrap_or(name);
+            role_for(name, label.as_deref(), &given, contract.as_ref())
+        };
         let (kept, quarantined) =
             sink.finish(&roles, &|name: &str| quarantine_role(name, &roles))?;
 
@@ -458,6 +449,11 @@ impl Stage for Ingest {
             label.as_deref(),
             self.params.schema.as_deref(),
         )?;
+        let mut summary = summary;
+        if let Some(l) = &lists {
+            ctx.log(l.message());
+            summary["lists"] = l.summary();
+        }
         Ok(output
             .with("table", kept)
             .with("quarantined", quarantined)
@@ -486,6 +482,91 @@ enum Plan {
 const STREAM_TEXT_BYTES: u64 = 256 << 20;
 
 impl Ingest {
+    /// The pieces of one file as `plan` reads it.
+    fn pieces(
+        &self,
+        plan: &Plan,
+        path: &Path,
+        format: Format,
+        shown: &str,
+        string_columns: &[String],
+        ctx: &StageContext,
+    ) -> Result<Pieces, StageError> {
+        Ok(match plan {
+            Plan::Arrow => Box::new(
+                match format {
+                    Format::Ipc => streams::ipc_batches(path, shown, ctx.batch_rows)?,
+                    _ => streams::parquet_batches(path, shown, ctx.batch_rows)?,
+                }
+                .map(|b| b.map(|b| (b, Vec::new()))),
+            ),
+            Plan::Csv { separator, schema } => csv_stream::batches(
+                path,
+                shown,
+                *separator,
+                schema.clone(),
+                self.params.on_bad_line,
+                ctx.batch_rows,
+            )?,
+            Plan::Jsonl { schema } => jsonl_stream::batches(
+                path,
+                shown,
+                schema.clone(),
+                self.params.on_bad_line,
+                ctx.batch_rows,
+            )?,
+            Plan::Whole => Box::new(std::iter::once(read_file(
+                path,
+                shown,
+                format,
+                string_columns,
+                self.params.on_bad_line,
+            ))),
+        })
+    }
+
+    /// The list columns of a streamed table and the longest list in them:
+    /// from the first file's schema when every list has a fixed size, else
+    /// by reading every file once more (see [`lists`]). Columns `ignore`
+    /// drops are left out.
+    fn measure_lists(
+        &self,
+        plan: &Plan,
+        files: &[PathBuf],
+        formats: &[Format],
+        ctx: &StageContext,
+    ) -> Result<Option<Lists>, StageError> {
+        let (Some(first), Some(&format)) = (files.first(), formats.first()) else {
+            return Ok(None);
+        };
+        let shown_first = shown(first, &ctx.base_dir);
+        let Some(piece) = self
+            .pieces(plan, first, format, &shown_first, &[], ctx)?
+            .next()
+        else {
+            return Ok(None);
+        };
+        let (batch, _) = piece?;
+        let ignored = self
+            .roles
+            .resolve(&column_names(&batch), &shown_first)?
+            .ignored;
+        let Some(mut lists) = Lists::of(&batch.schema()).and_then(|l| l.without(&ignored)) else {
+            return Ok(None);
+        };
+        if lists.known() {
+            return Ok(Some(lists));
+        }
+        for (path, &format) in files.iter().zip(formats) {
+            let shown = shown(path, &ctx.base_dir);
+            ctx.progress.message(&format!("{shown}: list lengths"));
+            for piece in self.pieces(plan, path, format, &shown, &[], ctx)? {
+                lists.observe(&piece?.0)?;
+            }
+        }
+        Ok(Some(lists))
+    }
+
     fn plan(
         &self,
         files: &[PathBuf],
@@ -642,6 +723,23 @@ impl Sink {
             }
         }
     }
+}
+
+/// The parts of a table read whole, concatenated and with their list
+/// columns widened (see [`lists`]), as one part; `None` when it has no list
+/// column. `shown` names the files in errors.
+fn widen_whole(
+    parts: &mut Vec<(String, RecordBatch)>,
+    shown: &str,
+) -> Result<Option<Lists>, StageError> {
+    let Some(mut lists) = parts.first().and_then(|(_, b)| Lists::of(&b.schema())) else {
+        return Ok(None);
+    };
+    let batch = concat_parts(std::mem::take(parts))?;
+    lists.observe(&batch)?;
+    let batch = lists.widen(shown, batch)?;
+    parts.push((shown.to_string(), batch));
+    Ok(Some(lists))
 }
 
 /// How many times its size on disk a file read whole takes at its peak (the
