@@ -203,7 +203,9 @@ pub struct EncoderParams {
     /// number of encoded features. Default `[28, 28]`.
     #[serde(default)]
     pub image: Option<[usize; 2]>,
-    /// `kind: cnn` only: output channels of each convolution. Default `[16, 32]`.
+    /// `kind: cnn` only: output channels of each convolution (3 x 3, same
+    /// padding, then `norm` over its channels, the activation, `dropout`
+    /// and 2 x 2 max pooling). Default `[16, 32]`.
     #[serde(default)]
     pub channels: Option<Vec<usize>>,
     /// `kind: rnn` only: `gru` (default) or `lstm`.
@@ -448,6 +450,18 @@ impl EncoderParams {
                 p.push(ParamProblem::new(
                     &at("channels"),
                     format!("needs at least one positive channel count, got {channels:?}"),
+                ));
+            }
+            if self.norm == Norm::Group
+                && groups > 0
+                && let Some(c) = channels.iter().find(|c| !c.is_multiple_of(groups))
+            {
+                p.push(ParamProblem::new(
+                    &at("channels"),
+                    format!(
+                        "group normalisation of the convolutions needs `groups` ({groups}) to \
+                         divide every channel count, not {c}"
+                    ),
                 ));
             }
             let pools = 1usize << channels.len().min(16);
@@ -1100,11 +1114,19 @@ pub(crate) mod tests {
         assert_eq!(found.len(), 4, "{found:?}");
         // under the options they need, the same values are fine
         let ok: EncoderParams = serde_json::from_value(serde_json::json!({
-            "kind": "cnn", "norm": "group", "groups": 8, "image": [8, 8], "channels": [4],
+            "kind": "cnn", "norm": "group", "groups": 8, "image": [8, 8], "channels": [8],
             "depth": 2, "residual": true
         }))
         .unwrap();
         assert!(problems(|p| ok.check("encoder", p)).is_empty());
+        // the convolutions are normalised too
+        let mut odd = ok.clone();
+        odd.channels = Some(vec![8, 12]);
+        let found = problems(|p| odd.check("encoder", p));
+        assert!(
+            found.len() == 1 && found[0].1.contains("not 12"),
+            "{found:?}"
+        );
         assert!(problems(|p| EncoderParams::default().check("encoder", p)).is_empty());
     }
 
