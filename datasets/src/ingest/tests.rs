@@ -393,9 +393,26 @@ fn parquet_and_ipc_keep_every_column_type() {
     let mut w = arrow::ipc::writer::FileWriter::try_new(file, &sample.schema()).unwrap();
     w.write(&sample).unwrap();
     w.finish().unwrap();
-    // Dictionary strings become plain strings; everything else as written.
-    let expected = plain_batch(&sample).unwrap();
-    assert_eq!(expected.schema().field(8).data_type(), &DataType::Utf8);
+    // Dictionary strings become plain strings, and the list of integers
+    // `tags` the steps `tags_t0 .. tags_t2` of a sequence (Float64, null past
+    // a row's end); everything else as written.
+    let plain = plain_batch(&sample).unwrap();
+    assert_eq!(plain.schema().field(8).data_type(), &DataType::Utf8);
+    let mut lists = super::lists::Lists::of(&plain.schema()).unwrap();
+    lists.observe(&plain).unwrap();
+    let expected = lists.widen("sample", plain).unwrap();
+    let tags: Vec<Option<f64>> = expected
+        .column_by_name("tags_t0")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(tags, [Some(1.0), None, None, Some(3.0)]);
+    assert!(
+        expected.column_by_name("tags_t2").is_some() && expected.column_by_name("tags").is_none()
+    );
     for file in ["all.parquet", "all.arrow"] {
         let out = run(dir.path(), json!({"path": file, "label": "label"})).unwrap();
         balanced(&out);
@@ -413,6 +430,8 @@ fn parquet_and_ipc_keep_every_column_type() {
             );
         }
         assert_eq!(out.summary["columns"][0]["type"], "Decimal128(10, 2)");
+        assert_eq!(out.summary["lists"]["columns"], json!(["tags"]), "{file}");
+        assert_eq!(out.summary["lists"]["null_steps"], 1 + 3 + 3 + 1, "{file}");
     }
 }
 
