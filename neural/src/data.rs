@@ -112,11 +112,12 @@ fn step_of(name: &str) -> Option<(Option<&str>, usize)> {
 }
 
 /// Where a channel sorts: `d{c}` by `c` as a number, before channels of
-/// other names in the order the table has them (`first`).
-fn channel_order(channel: Option<&str>, first: usize) -> (usize, usize) {
+/// other names in the order the table has them (`first`, the channel's
+/// place among them, which also tells `d1` from `d01`).
+fn channel_order(channel: Option<&str>, first: usize) -> (usize, usize, usize) {
     match channel.and_then(|c| c.strip_prefix('d')?.parse::<usize>().ok()) {
-        Some(c) => (0, c),
-        None => (1, first),
+        Some(c) => (0, c, first),
+        None => (1, first, 0),
     }
 }
 
@@ -205,22 +206,27 @@ pub fn sequence_layout(
             steps[0].2
         )));
     }
-    let mut channels: Vec<Option<String>> = Vec::new();
+    // each channel's place, then the steps in channel and step order
+    let mut first: std::collections::HashMap<Option<String>, usize> = Default::default();
     for (c, _, _) in &steps {
-        if !channels.contains(c) {
-            channels.push(c.clone());
-        }
+        let n = first.len();
+        first.entry(c.clone()).or_insert(n);
     }
-    let mut order: Vec<usize> = (0..channels.len()).collect();
-    order.sort_by_key(|&i| channel_order(channels[i].as_deref(), i));
-    let channels: Vec<Option<String>> = order.into_iter().map(|i| channels[i].clone()).collect();
+    let mut channels: Vec<((usize, usize, usize), Option<String>)> = first
+        .iter()
+        .map(|(c, &i)| (channel_order(c.as_deref(), i), c.clone()))
+        .collect();
+    channels.sort();
+    let mut steps: Vec<((usize, usize, usize), usize, String)> = steps
+        .into_iter()
+        .map(|(c, t, name)| (channel_order(c.as_deref(), first[&c]), t, name))
+        .collect();
+    steps.sort();
     let length = steps.iter().map(|(_, t, _)| t + 1).max().unwrap_or(1);
     let longest = steps.iter().max_by_key(|(_, t, _)| *t).map(|s| s.2.clone());
-    let mut ordered = Vec::with_capacity(channels.len() * length);
-    for channel in &channels {
+    for (c, (key, channel)) in channels.iter().enumerate() {
         for t in 0..length {
-            let Some((_, _, name)) = steps.iter().find(|(c, st, _)| c == channel && *st == t)
-            else {
+            if steps.get(c * length + t).map(|(k, st, _)| (k, *st)) != Some((key, t)) {
                 return Err(NeuralError::data(format!(
                     "the sequence of {} channel(s) x {length} steps (`{}` is its last step) has \
                      no column `{}`: every channel needs every step once",
@@ -228,10 +234,10 @@ pub fn sequence_layout(
                     longest.unwrap_or_default(),
                     step_name(channel.as_deref(), t)
                 )));
-            };
-            ordered.push(name.clone());
+            }
         }
     }
+    let ordered = steps.into_iter().map(|(_, _, name)| name).collect();
     params.sequence = Some(SequenceShape {
         channels: channels.len(),
         length,

@@ -78,6 +78,21 @@ impl ConvLayer {
             norm: Normaliser::new(p.norm, c_out, p.groups(), device),
         }
     }
+
+    /// The convolution of `x` (`[pixels, rows, channels]`, pixels of a
+    /// `height x width` image row after row): `[pixels x rows, c_out]`. The
+    /// windows are one selection of pixels (whose backward pass is one
+    /// scatter) and the products one matrix product.
+    fn convolve(&self, x: Tensor<3>, [height, width]: [usize; 2]) -> Tensor<2> {
+        let [pixels, b, c] = x.dims();
+        let device = x.device();
+        let zero = Tensor::zeros([1, b, c], &device);
+        let padded: Tensor<2> = Tensor::cat(vec![x, zero], 0).reshape([pixels + 1, b * c]);
+        let taps = padded.select(0, indices(window_taps(height, width), &device));
+        let taps: Tensor<4> = taps.reshape([pixels, 9, b, c]);
+        let windows: Tensor<2> = taps.swap_dims(1, 2).reshape([pixels * b, 9 * c]);
+        self.map.forward(windows)
+    }
 }
 
 /// Indices into a `height x width` image's pixels (row after row; index
@@ -118,23 +133,6 @@ fn pool_members(height: usize, width: usize) -> Vec<i64> {
 fn indices(v: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     let n = v.len();
     Tensor::from_data(TensorData::new(v, [n]), device)
-}
-
-impl ConvLayer {
-    /// The convolution of `x` (`[pixels, rows, channels]`, pixels of a
-    /// `height x width` image row after row): `[pixels x rows, c_out]`. The
-    /// windows are one selection of pixels (whose backward pass is one
-    /// scatter) and the products one matrix product.
-    fn convolve(&self, x: Tensor<3>, [height, width]: [usize; 2]) -> Tensor<2> {
-        let [pixels, b, c] = x.dims();
-        let device = x.device();
-        let zero = Tensor::zeros([1, b, c], &device);
-        let padded: Tensor<2> = Tensor::cat(vec![x, zero], 0).reshape([pixels + 1, b * c]);
-        let taps = padded.select(0, indices(window_taps(height, width), &device));
-        let taps: Tensor<4> = taps.reshape([pixels, 9, b, c]);
-        let windows: Tensor<2> = taps.swap_dims(1, 2).reshape([pixels * b, 9 * c]);
-        self.map.forward(windows)
-    }
 }
 
 /// 2 x 2 max pooling of `x` (`[pixels, rows, channels]` of a `height x
@@ -321,12 +319,7 @@ impl Encoder {
             let mut img: Tensor<3> = h.swap_dims(0, 1).reshape([size[0] * size[1], b, 1]);
             for conv in &self.convs {
                 let z = conv.norm.normalise(conv.convolve(img, size));
-                let mut z = activate(self.activation, z);
-                if self.dropout > 0.0
-                    && let Some(r) = rng.as_deref_mut()
-                {
-                    z = dropout(z, self.dropout, r);
-                }
+                let z = self.dropped(activate(self.activation, z), rng.as_deref_mut());
                 let c_out = z.dims()[1];
                 img = max_pool_2x2(z.reshape([size[0] * size[1], b, c_out]), size);
                 size = [size[0] / 2, size[1] / 2];
@@ -336,15 +329,18 @@ impl Encoder {
         }
         for (i, block) in self.blocks.iter().enumerate() {
             let z = block.norm.normalise(block.linear.forward(h.clone()));
-            let mut z = activate(self.activation, z);
-            if self.dropout > 0.0
-                && let Some(r) = rng.as_deref_mut()
-            {
-                z = dropout(z, self.dropout, r);
-            }
+            let z = self.dropped(activate(self.activation, z), rng.as_deref_mut());
             h = if self.residual && i > 0 { h + z } else { z };
         }
         h
+    }
+
+    /// `z` with dropout while training (`rng` given), when `dropout` > 0.
+    fn dropped(&self, z: Tensor<2>, rng: Option<&mut ChaCha8Rng>) -> Tensor<2> {
+        match rng {
+            Some(r) if self.dropout > 0.0 => dropout(z, self.dropout, r),
+            _ => z,
+        }
     }
 
     /// A sequence encoder's last-layer state at every step, `[rows, length,

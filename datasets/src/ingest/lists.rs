@@ -25,23 +25,22 @@ pub fn step_name(column: &str, t: usize) -> String {
     format!("{column}_t{t}")
 }
 
-/// Whether `data_type` is a list of numbers (what is read as a sequence).
-fn is_numeric_list(data_type: &DataType) -> bool {
+/// The fixed size of a list of numbers (what is read as a sequence):
+/// `Some(None)` for a list of any length, `None` for another type.
+fn list_size(data_type: &DataType) -> Option<Option<usize>> {
     match data_type {
-        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
-            f.data_type().is_numeric()
-        }
-        _ => false,
+        DataType::List(f) | DataType::LargeList(f) if f.data_type().is_numeric() => Some(None),
+        DataType::FixedSizeList(f, n) if f.data_type().is_numeric() => Some(Some(*n as usize)),
+        _ => None,
     }
 }
 
 /// The list columns of a table and the length they are widened to.
 #[derive(Debug)]
 pub(super) struct Lists {
-    /// The list columns, in the table's order.
-    columns: Vec<String>,
-    /// Each one's fixed size, if it has one.
-    sizes: Vec<Option<usize>>,
+    /// The list columns, in the table's order, each with its fixed size if
+    /// it has one.
+    columns: Vec<(String, Option<usize>)>,
     /// The longest list seen.
     length: usize,
     /// The shortest non-null list seen.
@@ -55,77 +54,68 @@ pub(super) struct Lists {
 impl Lists {
     /// The list columns of `schema`, or `None` when it has none.
     pub(super) fn of(schema: &Schema) -> Option<Lists> {
-        let columns: Vec<String> = schema
+        let columns: Vec<(String, Option<usize>)> = schema
             .fields()
             .iter()
-            .filter(|f| is_numeric_list(f.data_type()))
-            .map(|f| f.name().clone())
+            .filter_map(|f| Some((f.name().clone(), list_size(f.data_type())?)))
             .collect();
-        if columns.is_empty() {
-            return None;
-        }
-        let sizes: Vec<Option<usize>> = schema
-            .fields()
-            .iter()
-            .filter(|f| is_numeric_list(f.data_type()))
-            .map(|f| match f.data_type() {
-                DataType::FixedSizeList(_, n) => Some(*n as usize),
-                _ => None,
-            })
-            .collect();
-        Some(Lists {
+        Lists::from_columns(columns)
+    }
+
+    fn from_columns(columns: Vec<(String, Option<usize>)>) -> Option<Lists> {
+        (!columns.is_empty()).then(|| Lists {
+            length: columns.iter().filter_map(|c| c.1).max().unwrap_or(0),
             columns,
-            length: sizes.iter().flatten().copied().max().unwrap_or(0),
             shortest: None,
             padded_rows: Cell::new(0),
             null_steps: Cell::new(0),
-            sizes,
         })
     }
 
     /// Without the columns in `dropped`; `None` when no list column is left.
-    pub(super) fn without(mut self, dropped: &[String]) -> Option<Lists> {
-        let keep: Vec<bool> = self.columns.iter().map(|c| !dropped.contains(c)).collect();
-        let mut k = keep.iter();
-        self.columns.retain(|_| *k.next().unwrap_or(&true));
-        let mut k = keep.iter();
-        self.sizes.retain(|_| *k.next().unwrap_or(&true));
-        self.length = self.sizes.iter().flatten().copied().max().unwrap_or(0);
-        (!self.columns.is_empty()).then_some(self)
+    pub(super) fn without(self, dropped: &[String]) -> Option<Lists> {
+        let mut columns = self.columns;
+        columns.retain(|(c, _)| !dropped.contains(c));
+        Lists::from_columns(columns)
+    }
+
+    fn is_list(&self, name: &str) -> bool {
+        self.columns.iter().any(|(c, _)| c == name)
     }
 
     /// Whether the length is known without reading the rows.
     pub(super) fn known(&self) -> bool {
-        self.sizes.iter().all(Option::is_some)
+        self.columns.iter().all(|(_, size)| size.is_some())
     }
 
-    /// Takes in the list lengths of one batch.
-    pub(super) fn observe(&mut self, batch: &RecordBatch) -> Result<(), DatasetError> {
-        for name in &self.columns {
+    /// Takes in the list lengths of one batch (from the offsets alone).
+    pub(super) fn observe(&mut self, batch: &RecordBatch) {
+        for (name, _) in &self.columns {
             let Some(col) = batch.column_by_name(name) else {
                 continue;
             };
-            let list = as_list(name, col)?;
-            for (i, len) in list.offsets().lengths().enumerate() {
-                if list.is_valid(i) {
+            let lengths: Vec<usize> = match col.data_type() {
+                DataType::List(_) => col.as_list::<i32>().offsets().lengths().collect(),
+                DataType::LargeList(_) => col.as_list::<i64>().offsets().lengths().collect(),
+                DataType::FixedSizeList(_, n) => vec![*n as usize; col.len()],
+                _ => continue,
+            };
+            for (i, len) in lengths.into_iter().enumerate() {
+                if col.is_valid(i) {
                     self.length = self.length.max(len);
                     self.shortest = Some(self.shortest.map_or(len, |s| s.min(len)));
                 }
             }
         }
-        Ok(())
     }
 
     /// The column a widened column came from (`x` for `x_t3`).
     pub(super) fn origin<'a>(&'a self, name: &str) -> Option<&'a str> {
-        self.columns
-            .iter()
-            .find(|c| {
-                name.strip_prefix(c.as_str())
-                    .and_then(|r| r.strip_prefix("_t"))
-                    .is_some_and(|t| t.parse::<usize>().is_ok_and(|t| t < self.length))
-            })
-            .map(String::as_str)
+        self.columns.iter().map(|(c, _)| c.as_str()).find(|c| {
+            name.strip_prefix(c)
+                .and_then(|r| r.strip_prefix("_t"))
+                .is_some_and(|t| t.parse::<usize>().is_ok_and(|t| t < self.length))
+        })
     }
 
     /// `batch` with each list column replaced, where it stood, by its
@@ -142,7 +132,7 @@ impl Lists {
         let mut arrays: Vec<ArrayRef> = Vec::new();
         let mut short = vec![false; rows];
         for (field, col) in schema.fields().iter().zip(batch.columns()) {
-            if !self.columns.contains(field.name()) {
+            if !self.is_list(field.name()) {
                 fields.push(field.as_ref().clone());
                 arrays.push(col.clone());
                 continue;
@@ -213,7 +203,7 @@ impl Lists {
     /// The summary entry: the columns, the length, what was padded.
     pub(super) fn summary(&self) -> Value {
         json!({
-            "columns": self.columns,
+            "columns": self.columns.iter().map(|(c, _)| c).collect::<Vec<_>>(),
             "length": self.length,
             "shortest": self.shortest.unwrap_or(self.length),
             "padded_rows": self.padded_rows.get(),
@@ -227,11 +217,11 @@ impl Lists {
             "list column(s) {} read as {} step column(s) each (`{}_t0` ..)",
             self.columns
                 .iter()
-                .map(|c| format!("`{c}`"))
+                .map(|(c, _)| format!("`{c}`"))
                 .collect::<Vec<_>>()
                 .join(", "),
             self.length,
-            self.columns[0]
+            self.columns[0].0
         );
         if self.padded_rows.get() > 0 {
             m.push_str(&format!(
@@ -293,7 +283,7 @@ mod tests {
         ]);
         let mut lists = Lists::of(&b.schema()).unwrap();
         assert!(!lists.known());
-        lists.observe(&b).unwrap();
+        lists.observe(&b);
         let w = lists.widen("f.parquet", b).unwrap();
         let names: Vec<String> = w
             .schema()
@@ -334,7 +324,7 @@ mod tests {
         assert_eq!(l.length, 2);
         let both = batch(vec![("a", Arc::new(a) as ArrayRef), ("b", Arc::new(b3))]);
         let mut l = Lists::of(&both.schema()).unwrap();
-        l.observe(&both).unwrap();
+        l.observe(&both);
         let w = l.widen("f", both).unwrap();
         assert_eq!(w.num_columns(), 6, "both channels are 3 steps long");
         assert_eq!(floats(&w, "a_t1"), [Some(1.5), Some(3.5)]);
@@ -355,7 +345,7 @@ mod tests {
             ("x_t0", Arc::new(Int64Array::from(vec![7])) as ArrayRef),
         ]);
         let mut l = Lists::of(&clash.schema()).unwrap();
-        l.observe(&clash).unwrap();
+        l.observe(&clash);
         let e = l.widen("d.parquet", clash).unwrap_err().to_string();
         assert!(
             e.contains("d.parquet") && e.contains("`x_t0`") && e.contains("list column `x`"),

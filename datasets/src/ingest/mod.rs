@@ -414,8 +414,12 @@ impl Stage for Ingest {
                 counts.quarantined += bad.len();
                 counts.bad_lines += bad.len();
                 let roles = |name: &str| {
-                    let name = lists.as_ref().and_then(|l| l.origin(name)).unwrap_or(name);
-                    role_for(name, label.as_deref(), &given, contract.as_ref())
+                    role_for(
+                        list_of(&lists, name),
+                        label.as_deref(),
+                        &given,
+                        contract.as_ref(),
+                    )
                 };
                 sink.push(ctx, &shown, split, &roles, &|name: &str| {
                     quarantine_role(name, &roles)
@@ -434,14 +438,18 @@ impl Stage for Ingest {
             lists = widen_whole(kept, &self.params.path)?;
         }
         let roles = |name: &str| {
-            let name = lists.as_ref().and_then(|l| l.origin(name)).unwrap_or(name);
-            role_for(name, label.as_deref(), &given, contract.as_ref())
+            role_for(
+                list_of(&lists, name),
+                label.as_deref(),
+                &given,
+                contract.as_ref(),
+            )
         };
         let (kept, quarantined) =
             sink.finish(&roles, &|name: &str| quarantine_role(name, &roles))?;
 
         let rows_read: usize = output.created.iter().map(|(_, n)| n).sum();
-        let summary = report.finish(
+        let mut summary = report.finish(
             ctx,
             rows_read,
             &kept,
@@ -449,7 +457,6 @@ impl Stage for Ingest {
             label.as_deref(),
             self.params.schema.as_deref(),
         )?;
-        let mut summary = summary;
         if let Some(l) = &lists {
             ctx.log(l.message());
             summary["lists"] = l.summary();
@@ -561,7 +568,7 @@ impl Ingest {
             let shown = shown(path, &ctx.base_dir);
             ctx.progress.message(&format!("{shown}: list lengths"));
             for piece in self.pieces(plan, path, format, &shown, &[], ctx)? {
-                lists.observe(&piece?.0)?;
+                lists.observe(&piece?.0);
             }
         }
         Ok(Some(lists))
@@ -725,6 +732,12 @@ impl Sink {
     }
 }
 
+/// The column whose role `name` takes: a widened list's step takes the
+/// list's (named in `roles`, `id`, `ignore`), any other column its own.
+fn list_of<'a>(lists: &'a Option<Lists>, name: &'a str) -> &'a str {
+    lists.as_ref().and_then(|l| l.origin(name)).unwrap_or(name)
+}
+
 /// The parts of a table read whole, concatenated and with their list
 /// columns widened (see [`lists`]), as one part; `None` when it has no list
 /// column. `shown` names the files in errors.
@@ -736,7 +749,7 @@ fn widen_whole(
         return Ok(None);
     };
     let batch = concat_parts(std::mem::take(parts))?;
-    lists.observe(&batch)?;
+    lists.observe(&batch);
     let batch = lists.widen(shown, batch)?;
     parts.push((shown.to_string(), batch));
     Ok(Some(lists))

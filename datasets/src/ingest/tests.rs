@@ -399,7 +399,7 @@ fn parquet_and_ipc_keep_every_column_type() {
     let plain = plain_batch(&sample).unwrap();
     assert_eq!(plain.schema().field(8).data_type(), &DataType::Utf8);
     let mut lists = super::lists::Lists::of(&plain.schema()).unwrap();
-    lists.observe(&plain).unwrap();
+    lists.observe(&plain);
     let expected = lists.widen("sample", plain).unwrap();
     let tags: Vec<Option<f64>> = expected
         .column_by_name("tags_t0")
